@@ -1,0 +1,272 @@
+"""The ``orchestrator`` command line.
+
+Exit codes: 0 success, 1 runtime failure (daemon not reachable, netlink error), 2 bad usage or an
+invalid configuration (one line per problem on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__, control
+from .config import DEFAULT_PATH, ConfigError
+from .events import AddressEvent, AnyEvent, LinkEvent, UplinkChanged, event_to_json
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+DESCRIPTION = """\
+Keeps a mobile node's IPv6 connectivity alive across IPv4 moves.  The daemon watches the kernel's
+routing netlink (links, addresses, routes, rules), recognises a DHCP move as opposed to a renewal or a
+carrier blip, and drives its plugins (routing policy, Teredo re-qualification, Mobile IPv6 handover)
+in order and in isolation."""
+
+EPILOG = f"""\
+files:
+  {DEFAULT_PATH}   the policy (see etc/orchestrator.toml for every key)
+
+exit status:
+  0 success, 1 runtime failure, 2 usage error or invalid configuration
+"""
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=DEFAULT_PATH,
+        metavar="PATH",
+        help=f"configuration file (default: {DEFAULT_PATH})",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run the daemon in the foreground",
+        description="Run the daemon in the foreground; logs go to stderr.  SIGTERM or SIGINT stop it.",
+    )
+    _config_arg(run)
+    run.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="override daemon.log_level (debug shows every netlink event)",
+    )
+
+    check = sub.add_parser(
+        "check-config",
+        help="validate a configuration file",
+        description="Validate the configuration against the core's and every installed plugin's "
+        "schema.  Exit 0 when valid; exit 2 with one line per problem otherwise.",
+    )
+    _config_arg(check)
+
+    monitor = sub.add_parser(
+        "monitor",
+        help="print the event stream as the daemon sees it",
+        description="Print the normalized event stream, derived events (uplink-changed, "
+        "tunnel-address-changed, link-changed) included, without running any plugin.  It needs no "
+        "running daemon.  With --json: one object per line with at least 'time' (unix seconds) and "
+        "'event' (link, address, route, rule, uplink-changed, tunnel-address-changed, link-changed, "
+        "gateway, resync).",
+    )
+    _config_arg(monitor)
+    monitor.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    status = sub.add_parser(
+        "status",
+        help="ask the running daemon for its state",
+        description="Ask the running daemon over its control socket (daemon.control_socket) for the "
+        "uplink, tunnels, recent moves with their phases, counters and plugins.",
+    )
+    _config_arg(status)
+    status.add_argument("--json", action="store_true", help="the full answer as JSON")
+
+    plugins = sub.add_parser(
+        "plugins",
+        help="list discovered plugins",
+        description="List every plugin of the entry-point group 'orchestrator.plugins': its "
+        "distribution and version, hooks, configuration sections, whether the configuration enables "
+        "it, and why it could not be loaded.",
+    )
+    _config_arg(plugins)
+    plugins.add_argument("--json", action="store_true", help="one JSON array")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command.replace("-", "_")
+    handler = globals()[f"cmd_{command}"]
+    try:
+        result: int = handler(args)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"{error.path}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return result
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import Daemon, load
+
+    config, infos = load(args.config)
+    setup_logging(args.log_level or config.daemon.log_level)
+    for info in infos:
+        if info.error:
+            logging.getLogger("orchestrator").warning("plugin %s skipped: %s", info.name, info.error)
+
+    async def main_task() -> None:
+        await Daemon(config, infos).run()
+
+    try:
+        asyncio.run(main_task())
+    except OSError as error:
+        logging.getLogger("orchestrator").error("fatal: %s", error)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .daemon import load
+
+    config, infos = load(args.config)
+    for info in infos:
+        if info.error and info.name in config.enable:
+            print(f"{args.config}: plugins.enable: {info.name}: {info.error}", file=sys.stderr)
+            return EXIT_USAGE
+    print(f"{args.config}: OK (plugins: {', '.join(config.enable) or 'none'})")
+    return EXIT_OK
+
+
+def format_event(event: AnyEvent, ifname: str | None) -> str:
+    if isinstance(event, UplinkChanged):
+        from .daemon import describe_uplink
+
+        return f"uplink-changed move {event.move}: {describe_uplink(event)}"
+    fields = event_to_json(event, ifname)
+    kind = fields.pop("event")
+    return f"{kind} " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from .daemon import load
+    from .engine import Engine
+
+    config, _ = load(args.config)
+
+    def sink(event: AnyEvent, _when: float) -> None:
+        ifname = None
+        if isinstance(event, (LinkEvent, AddressEvent)):
+            ifname = engine.state.view.name_of(event.index) or getattr(event, "name", None)
+        if args.json:
+            line = json.dumps({"time": round(time.time(), 6), **event_to_json(event, ifname)})
+        else:
+            line = f"{time.strftime('%H:%M:%S')} {format_event(event, ifname)}"
+        print(line, flush=True)
+
+    engine = Engine(config, sink)
+
+    async def watch() -> None:
+        engine.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await engine.close()
+
+    try:
+        asyncio.run(watch())
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away: nothing left to say
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .config import read_toml
+
+    path = Path("/run/orchestrator/control.sock")
+    if args.config.exists():
+        path = Path(read_toml(args.config).get("daemon", {}).get("control_socket", path))
+    try:
+        answer = control.request(path, "status")
+    except (OSError, ValueError) as error:
+        print(f"orchestrator: cannot reach the daemon at {path}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if "error" in answer:
+        print(f"orchestrator: {answer['error']}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps(answer, indent=2) if args.json else human_status(answer))
+    return EXIT_OK
+
+
+def human_status(status: dict[str, Any]) -> str:
+    uplink = status["uplink"]
+    lines = [
+        "uplink:  "
+        + (f"{uplink['interface']} {uplink['address']} via {uplink['gateway']}" if uplink else "none")
+    ]
+    for name, address in status["tunnels"].items():
+        lines.append(f"tunnel:  {name} {address or '(no address)'}")
+    counters = status["counters"]
+    lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
+    for plugin in status["plugins"]:
+        error = f" ({plugin['error']})" if plugin["error"] else ""
+        lines.append(f"plugin:  {plugin['name']} [{plugin['state']}] from {plugin['source']}{error}")
+    for move in status["moves"][-5:]:
+        phases = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in move["phases"].items())
+        lines.append(f"move {move['id']}: {move['outcome'] or 'in progress'} ({phases})")
+    return "\n".join(lines)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from . import plugins
+    from .config import read_toml
+
+    infos = plugins.discover()
+    enabled: list[str] = []
+    if args.config.exists():
+        enabled = read_toml(args.config).get("plugins", {}).get("enable", [])
+    if args.json:
+        print(json.dumps([info.to_json(enabled) for info in infos], indent=2))
+        return EXIT_OK
+    for info in infos:
+        state = "enabled" if info.name in enabled else "disabled"
+        origin = f"{info.distribution} {info.version}" if info.distribution else info.target
+        print(f"{info.name} ({origin}) [{state if info.loaded else 'error'}]")
+        if info.error:
+            print(f"    error: {info.error}")
+        if info.hooks:
+            print(f"    hooks: {', '.join(info.hooks)}")
+        if info.sections:
+            print(f"    sections: {', '.join(sorted(info.sections))}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

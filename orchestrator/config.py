@@ -1,0 +1,206 @@
+"""The TOML policy: the core's own sections, plugin sections, and one error per problem.
+
+The key names are a contract with users and their tooling (see etc/orchestrator.toml): keys are
+added, never renamed.  Loading never half-succeeds: either every section is valid and a ``Config``
+comes back, or ``ConfigError`` lists every problem, each naming the file and the key path.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .schema import REQUIRED, Key, Section, validate
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+DEFAULT_PATH = Path("/etc/orchestrator/orchestrator.toml")
+ROLES = ("uplink", "tunnel", "lan")
+
+DAEMON = Section(
+    {
+        "log_level": Key("str", "messages shown", "info", choices=("debug", "info", "warning", "error")),
+        "plugin_timeout_s": Key("float", "bound on one plugin call", 5.0, 0.01, 3600),
+        "move_timeout_s": Key("float", "a move not finished by then ends as timeout", 10.0, 0.1, 3600),
+        "control_socket": Key("str", "path of the control socket", "/run/orchestrator/control.sock"),
+        "netlink_rcvbuf_mib": Key("float", "netlink receive buffer, MiB", 32, 0.0625, 1024),
+    }
+)
+PLUGINS = Section({"enable": Key("list[str]", "plugins to run, in call order", [])})
+UPLINKS = Section(
+    {
+        "reference": Key("ipv4", "IPv4 address the uplink is judged towards"),
+        "carrier_grace_ms": Key("int", "carrier blip shorter than this is no move", 2000, 0, 600000),
+        "settle_ms": Key("int", "an uplink missing its address or route this long is lost", 300, 0, 60000),
+    }
+)
+INTERFACE = Section(
+    {
+        "match": Key("str", "interface name or fnmatch pattern", REQUIRED),
+        "role": Key("str", "what the interface is for", REQUIRED, choices=ROLES),
+        "mip6_preference": Key("int", "MnIfPreference for Mobile IPv6", None, 1, 1000),
+        "routing_profile": Key("str", "routing profile applied to this tunnel"),
+    }
+)
+CORE_SECTIONS: Mapping[str, Section] = {"daemon": DAEMON, "plugins": PLUGINS, "uplinks": UPLINKS}
+
+
+class ConfigError(Exception):
+    """Every problem found in one configuration file, one line each."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(f"{path}: {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    log_level: str
+    plugin_timeout_s: float
+    move_timeout_s: float
+    control_socket: Path
+    netlink_rcvbuf_mib: float
+
+    @property
+    def netlink_rcvbuf_bytes(self) -> int:
+        return int(self.netlink_rcvbuf_mib * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class UplinkSettings:
+    reference: str | None
+    carrier_grace_ms: int
+    settle_ms: int
+
+
+@dataclass(frozen=True)
+class InterfaceSpec:
+    match: str
+    role: str
+    mip6_preference: int | None
+    routing_profile: str | None
+
+    def matches(self, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, self.match)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration.  ``sections`` holds each plugin's validated section."""
+
+    path: Path
+    daemon: DaemonSettings
+    enable: tuple[str, ...]
+    uplinks: UplinkSettings
+    interfaces: tuple[InterfaceSpec, ...]
+    sections: Mapping[str, Mapping[str, Any]]
+
+    def interface(self, name: str) -> InterfaceSpec | None:
+        """The first ``[[interfaces]]`` entry matching ``name`` (entries are tried in file order)."""
+        for spec in self.interfaces:
+            if spec.matches(name):
+                return spec
+        return None
+
+    def role(self, name: str) -> str | None:
+        spec = self.interface(name)
+        return spec.role if spec else None
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        return self.sections.get(name, {})
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse the file; syntax errors keep tomllib's "(at line L, column C)"."""
+    try:
+        with path.open("rb") as handle:
+            data: dict[str, Any] = tomllib.load(handle)
+            return data
+    except FileNotFoundError:
+        raise ConfigError(path, ["cannot read: no such file"]) from None
+    except OSError as error:
+        raise ConfigError(path, [f"cannot read: {error.strerror}"]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(path, [f"syntax error: {error}"]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(path, [f"not UTF-8 text: {error.reason}"]) from None
+
+
+def load(path: Path, plugin_sections: Mapping[str, Section], known_plugins: set[str]) -> Config:
+    """Read and validate ``path``.
+
+    ``plugin_sections`` are the sections discovered plugins declare (enabled or not: a section for
+    an installed but disabled plugin is still checked, so enabling it later cannot surprise);
+    ``known_plugins`` are the names ``plugins.enable`` may use.
+    """
+    data = read_toml(path)
+    problems: list[str] = []
+    values: dict[str, dict[str, Any]] = {}
+    for name, section in {**CORE_SECTIONS, **plugin_sections}.items():
+        values[name] = validate(section, data.get(name, {}), name, problems)
+    interfaces = _interfaces(data.get("interfaces", []), problems)
+    for name in data:
+        if name not in values and name != "interfaces":
+            known = ", ".join(sorted([*values, "interfaces"]))
+            problems.append(f"{name}: unknown section (known: {known})")
+    enable = values["plugins"].get("enable", [])
+    for index, name in enumerate(enable):
+        if name not in known_plugins:
+            installed = ", ".join(sorted(known_plugins)) or "none"
+            problems.append(f"plugins.enable[{index}]: unknown plugin {name!r} (installed: {installed})")
+        elif enable.index(name) != index:
+            problems.append(f"plugins.enable[{index}]: {name!r} listed twice")
+    if problems:
+        raise ConfigError(path, problems)
+    daemon = values["daemon"]
+    uplinks = values["uplinks"]
+    return Config(
+        path=path,
+        daemon=DaemonSettings(
+            log_level=daemon["log_level"],
+            plugin_timeout_s=float(daemon["plugin_timeout_s"]),
+            move_timeout_s=float(daemon["move_timeout_s"]),
+            control_socket=Path(daemon["control_socket"]),
+            netlink_rcvbuf_mib=float(daemon["netlink_rcvbuf_mib"]),
+        ),
+        enable=tuple(enable),
+        uplinks=UplinkSettings(
+            reference=uplinks.get("reference"),
+            carrier_grace_ms=uplinks["carrier_grace_ms"],
+            settle_ms=uplinks["settle_ms"],
+        ),
+        interfaces=interfaces,
+        sections={name: values[name] for name in plugin_sections},
+    )
+
+
+def _interfaces(entries: Any, problems: list[str]) -> tuple[InterfaceSpec, ...]:
+    if not isinstance(entries, list):
+        problems.append("interfaces: expected an array of tables ([[interfaces]])")
+        return ()
+    specs: list[InterfaceSpec] = []
+    for index, entry in enumerate(entries):
+        where = f"interfaces[{index}]"
+        before = len(problems)
+        value = validate(INTERFACE, entry, where, problems)
+        if len(problems) != before:
+            continue
+        if value.get("routing_profile") and value["role"] != "tunnel":
+            problems.append(f"{where}.routing_profile: only an interface with role 'tunnel' has one")
+        specs.append(
+            InterfaceSpec(
+                match=value["match"],
+                role=value["role"],
+                mip6_preference=value.get("mip6_preference"),
+                routing_profile=value.get("routing_profile"),
+            )
+        )
+    return tuple(specs)

@@ -1,0 +1,205 @@
+"""Dispatcher: lanes, ordering, superseding, and isolation of every plugin call.
+
+pluggy aborts a hook call when one implementation raises and knows nothing of asyncio, so the
+dispatcher calls each implementation itself, in pluggy's order (``reversed(get_hookimpls())``),
+bounded by ``daemon.plugin_timeout_s``.  Calls in one lane run strictly one after another; lanes
+run in parallel, so a slow tunnel plugin never delays an uplink move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+
+import pluggy
+
+from .context import PluginContext
+from .hookspecs import CARRIES_STATE
+from .moves import Move
+
+log = logging.getLogger(__name__)
+
+CONTROL_LANE = "control"
+UPLINK_LANE = "uplink"
+WORKER_THREADS = 8
+
+
+def interface_lane(name: str) -> str:
+    return f"interface:{name}"
+
+
+@dataclass
+class Call:
+    hook: str
+    kwargs: dict[str, Any]
+    move: Move | None = None
+    on_done: Callable[[], None] | None = None
+
+
+@dataclass
+class Lane:
+    name: str
+    queue: deque[Call] = field(default_factory=deque)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    busy_since: float | None = None  # monotonic start of the call in progress
+
+
+class Dispatcher:
+    """Runs hook calls for the enabled plugins registered in ``pm``."""
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        contexts: Mapping[str, PluginContext],
+        timeout_s: float,
+        counters: Counter[str],
+    ) -> None:
+        self.pm = pm
+        self.contexts = contexts
+        self.timeout_s = timeout_s
+        self.counters = counters
+        self.lanes: dict[str, Lane] = {}
+        self._executor = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="plugin")
+
+    def submit(
+        self,
+        lane_name: str,
+        hook: str,
+        kwargs: dict[str, Any],
+        move: Move | None = None,
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
+        """Queue a hook call.  A state-carrying call supersedes queued calls of the same hook."""
+        lane = self.lanes.get(lane_name)
+        if lane is None:
+            lane = self.lanes[lane_name] = Lane(lane_name)
+            lane.task = asyncio.get_running_loop().create_task(self._run(lane), name=lane_name)
+        if hook in CARRIES_STATE:
+            kwargs = self._supersede(lane, hook, kwargs)
+        lane.queue.append(Call(hook, kwargs, move, on_done))
+        lane.idle.clear()
+        lane.wakeup.set()
+
+    def _supersede(self, lane: Lane, hook: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        older = [call for call in lane.queue if call.hook == hook]
+        if not older:
+            return kwargs
+        for call in older:
+            lane.queue.remove(call)
+            self.counters["calls_superseded"] += 1
+            if call.on_done:
+                call.on_done()
+        event = kwargs["event"]
+        oldest = older[0].kwargs["event"]
+        if hasattr(event, "old"):
+            kwargs = {**kwargs, "event": replace(event, old=oldest.old)}
+        return kwargs
+
+    async def _run(self, lane: Lane) -> None:
+        while True:
+            while not lane.queue:
+                lane.idle.set()
+                lane.wakeup.clear()
+                await lane.wakeup.wait()
+            call = lane.queue.popleft()
+            lane.busy_since = time.monotonic()
+            try:
+                await self._call_all(call)
+            finally:
+                lane.busy_since = None
+                if call.on_done:
+                    call.on_done()
+
+    async def _call_all(self, call: Call) -> None:
+        caller = getattr(self.pm.hook, call.hook)
+        for impl in reversed(caller.get_hookimpls()):
+            error = await self._call_one(impl, call.kwargs)
+            if error is None:
+                continue
+            plugin = impl.plugin_name
+            log.error("plugin %s failed in %s: %s", plugin, call.hook, error)
+            self.counters["plugin_errors"] += 1
+            if call.move is not None:
+                call.move.problems.append(f"{plugin}: {call.hook}: {error}")
+            if call.hook != "orchestrator_on_error":
+                self.submit(
+                    CONTROL_LANE,
+                    "orchestrator_on_error",
+                    {"plugin": plugin, "hook": call.hook, "error": error, "move": call.move},
+                )
+
+    async def _call_one(self, impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> str | None:
+        """Run one implementation; return None on success, else what went wrong."""
+        arguments = {**kwargs, "context": self.contexts[impl.plugin_name]}
+        chosen = {name: arguments[name] for name in impl.argnames}
+        function = impl.function
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            if asyncio.iscoroutinefunction(function):
+                future: asyncio.Future[Any] = asyncio.ensure_future(function(**chosen))
+            else:
+                future = asyncio.wrap_future(self._executor.submit(partial(function, **chosen)), loop=loop)
+            done, _ = await asyncio.wait({future}, timeout=self.timeout_s)
+            if not done:
+                # Abandon it: a coroutine is cancelled without waiting for it (it may swallow the
+                # cancellation), a thread cannot be stopped and runs on detached.
+                future.cancel()
+                self.counters["plugin_timeouts"] += 1
+                return f"timeout after {self.timeout_s:g} s"
+            result = future.result()
+            if asyncio.iscoroutine(result):  # a plain function that returned a coroutine
+                remaining = self.timeout_s - (loop.time() - started)
+                inner = asyncio.ensure_future(result)
+                done, _ = await asyncio.wait({inner}, timeout=max(remaining, 0))
+                if not done:
+                    inner.cancel()
+                    self.counters["plugin_timeouts"] += 1
+                    return f"timeout after {self.timeout_s:g} s"
+                inner.result()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            return f"{type(error).__name__}: {error}"
+        return None
+
+    async def drain(self, lane_name: str, timeout_s: float) -> bool:
+        """Wait until a lane has nothing queued or running; False when ``timeout_s`` ran out."""
+        lane = self.lanes.get(lane_name)
+        if lane is None:
+            return True
+        try:
+            await asyncio.wait_for(lane.idle.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def lanes_status(self) -> list[dict[str, Any]]:
+        """Each lane's backlog and how long its current call has been running (for status)."""
+        now = time.monotonic()
+        return [
+            {
+                "lane": lane.name,
+                "queued": len(lane.queue),
+                "busy_s": None if lane.busy_since is None else round(now - lane.busy_since, 3),
+            }
+            for lane in self.lanes.values()
+        ]
+
+    async def close(self) -> None:
+        for lane in self.lanes.values():
+            if lane.task is not None:
+                lane.task.cancel()
+        await asyncio.gather(
+            *(lane.task for lane in self.lanes.values() if lane.task), return_exceptions=True
+        )
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,159 @@
+"""Every hook a plugin can implement.  This file is the reference: read it before writing a plugin.
+
+How hooks are called
+--------------------
+Implement a hook by defining a function of the same name in your plugin module (or on your plugin
+object) decorated with ``orchestrator.hookimpl``.  Declare only the arguments you use: they are passed
+by name.  Every event hook also accepts ``context``, the ``PluginContext`` of your plugin (your config
+section, a logger named after you, the move timeline, the network state, read-only).
+
+The daemon calls the implementations of one hook one by one, in the order of ``plugins.enable``
+(pluggy's ``tryfirst``/``trylast`` still apply), not through pluggy's ``hook()`` call, so that one
+failing plugin never stops the others:
+
+* ``async def`` implementations are awaited on the daemon's event loop; plain functions run in a
+  worker thread.  Never block the event loop in a coroutine; a long wait (a qualification, a
+  handover) is a timer (``asyncio.get_running_loop().call_later``) or a task, not a blocking call.
+* each call is bounded by ``daemon.plugin_timeout_s``; a call that takes longer is abandoned and
+  reported as a failure (a plain function's thread cannot be killed, so it keeps running detached).
+* an exception or a timeout is logged with the plugin's name, counted, recorded on the move, and
+  passed to ``orchestrator_on_error``; the other plugins still run.
+* hookwrappers are refused: a plugin that declares one is reported and not loaded.
+
+Lanes
+-----
+Every event belongs to a lane: ``uplink`` (moves), ``interface:<name>`` (one per interface), or
+``control`` (phases, completions, errors).  Calls within a lane keep their order; lanes run in
+parallel.  Hooks marked "carries state" describe the current state rather than a happening, so a
+queued call not yet started is *superseded* by a newer one of the same hook in the same lane:
+the plugin then sees one call whose ``old`` is the oldest unseen value and whose ``new`` is the
+latest.  Errors, phases and completions are never superseded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .context import PluginContext
+    from .events import LinkChanged, TunnelAddressChanged, UplinkChanged
+    from .moves import Move
+    from .schema import Section
+
+PROJECT = "orchestrator"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+#: Hooks whose queued calls a newer call may supersede (see "Lanes" above).
+CARRIES_STATE = frozenset(
+    {
+        "orchestrator_uplink_changed",
+        "orchestrator_tunnel_address_changed",
+        "orchestrator_link_changed",
+    }
+)
+
+
+@hookspec
+def orchestrator_config_schema() -> Mapping[str, Section]:
+    """Declare the configuration sections this plugin owns: ``{"section": Section(...)}``.
+
+    Called once at load time, for every installed plugin (enabled or not, so a section is checked
+    even before its plugin is enabled).  The core validates each section: unknown keys, wrong types
+    and out-of-range values are reported naming the file and the key path.  A section nobody
+    declares is an error.  Not called in a lane; must not block.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def orchestrator_check_config(config: Config) -> list[str]:
+    """Return problems that a schema cannot express (cross-key checks, files named by the config).
+
+    Each problem is one line, starting with the key path (``"teredo.interface: ..."``).  Called at
+    load time for enabled plugins after every section passed its schema.  Not called in a lane.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def orchestrator_startup(context: PluginContext) -> None:
+    """The daemon is about to go live: the first dump is in ``context.state``; no event yet.
+
+    Lane ``control``; bounded by ``plugin_timeout_s``.  Use it to reach the start-up state your
+    plugin wants (a tunnel without an address on a complete uplink, say).
+    """
+
+
+@hookspec
+def orchestrator_shutdown(context: PluginContext) -> None:
+    """The daemon is stopping: cancel your timers, leave nothing half-applied.
+
+    Lane ``control``; bounded by ``plugin_timeout_s``.
+    """
+
+
+@hookspec
+def orchestrator_uplink_changed(context: PluginContext, event: UplinkChanged, move: Move) -> None:
+    """The IPv4 uplink changed: a DHCP move (``old`` and ``new`` set), a loss (``new`` is None) or
+    a return (``old`` is None).  Renewals and short carrier blips are never reported.
+
+    Lane ``uplink``; carries state; bounded by ``plugin_timeout_s``.  Each call starts a move:
+    ``move.phase(name)`` records a timeline phase; return when your part is done, or take
+    ``part = move.hold(...)`` and call ``part.done()`` (or ``part.failed(reason)``) later — the move
+    ends when every hold is released, or as ``timeout`` at ``daemon.move_timeout_s``.
+    """
+
+
+@hookspec
+def orchestrator_tunnel_address_changed(
+    context: PluginContext, event: TunnelAddressChanged, move: Move | None
+) -> None:
+    """The usable global IPv6 address of a ``tunnel`` interface changed (``new`` None: it has none).
+
+    Tentative addresses are not reported until they are final.  ``move`` is the move in progress,
+    if any.  Lane ``interface:<name>``; carries state; bounded by ``plugin_timeout_s``.
+    """
+
+
+@hookspec
+def orchestrator_link_changed(context: PluginContext, event: LinkChanged) -> None:
+    """An interface named in ``[[interfaces]]`` changed administrative state or carrier, appeared
+    or vanished.  Lane ``interface:<name>``; carries state; bounded by ``plugin_timeout_s``.
+    """
+
+
+@hookspec
+def orchestrator_move_phase(context: PluginContext, move: Move, phase: str) -> None:
+    """A move reached a phase (``move.phases[phase]`` is its time in seconds since the move began).
+
+    Lane ``control``; never superseded; bounded by ``plugin_timeout_s``.
+    """
+
+
+@hookspec
+def orchestrator_move_finished(context: PluginContext, move: Move) -> None:
+    """A move ended: ``move.outcome`` is ``ok``, ``failed``, ``timeout`` or ``superseded``.
+
+    Lane ``control``; never superseded; bounded by ``plugin_timeout_s``.
+    """
+
+
+@hookspec
+def orchestrator_on_error(
+    context: PluginContext, plugin: str, hook: str, error: str, move: Move | None
+) -> None:
+    """A plugin call failed: ``error`` is the exception text or ``"timeout after N s"``.
+
+    Lane ``control``; never superseded; bounded by ``plugin_timeout_s``.  A failure inside this hook
+    is logged and counted but not reported to it again.
+    """
+
+
+def hook_names() -> list[str]:
+    """Every hook name declared here (the plugin guide is checked against this list)."""
+    return sorted(name for name, value in globals().items() if hasattr(value, f"{PROJECT}_spec"))

@@ -1,0 +1,144 @@
+"""NetlinkSource: one rtnetlink socket, bound first, then dumped, then streamed; repaired on overrun.
+
+Binding before dumping means no change can fall between the dump and the stream: a change made
+during the dump arrives as a notification after it.  When the kernel reports ENOBUFS the socket's
+view is incomplete; the only repair is a new socket, a new dump, and the difference against what
+the engine believed — which is what ``resync`` hands back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from collections.abc import Callable
+
+from . import rtnl
+from .events import RawEvent
+from .view import KernelView
+
+log = logging.getLogger(__name__)
+
+RECV_BYTES = 1 << 16
+BATCH_LIMIT = 4096  # datagrams per wake-up before yielding to other tasks
+
+
+class NetlinkSource:
+    """Reads raw events and hands them on in batches.
+
+    ``on_event`` gets each raw event of the stream; ``on_batch`` is called after each burst has been
+    drained (so the state judges the uplink once per burst); ``on_overrun`` gets a fresh
+    ``KernelView`` after an overrun.
+    """
+
+    def __init__(
+        self,
+        rcvbuf_bytes: int,
+        tables: set[int],
+        on_event: Callable[[RawEvent], None],
+        on_batch: Callable[[], None],
+        on_overrun: Callable[[KernelView], None],
+    ) -> None:
+        self.rcvbuf_bytes = rcvbuf_bytes
+        self.decoder = rtnl.RawDecoder(tables)
+        self.on_event = on_event
+        self.on_batch = on_batch
+        self.on_overrun = on_overrun
+        self.sock: socket.socket | None = None
+        self.messages_seen = 0
+        self._buffer = bytearray(RECV_BYTES)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def open_and_dump(self, into: Callable[[RawEvent], None]) -> None:
+        """Bind, then dump every watched object into ``into``.  Blocking: the kernel answers at once.
+
+        Notifications that arrive while dumping are passed in arrival order too, so the result is
+        the state after the last of them.
+        """
+        while True:
+            sock = rtnl.open_socket(rtnl.WATCHED_GROUPS, self.rcvbuf_bytes)
+            try:
+                for kind, body in rtnl.dump_requests(self.decoder.tables):
+                    self._dump_one(sock, kind, body, into)
+            except rtnl.NetlinkOverrun:
+                sock.close()
+                log.warning("netlink overrun during the dump; dumping again")
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            self.sock = sock
+            return
+
+    def _dump_one(
+        self, sock: socket.socket, kind: int, body: bytes, into: Callable[[RawEvent], None]
+    ) -> None:
+        seq, request = rtnl.build_request(kind, rtnl.NLM_F_DUMP, body)
+        sock.settimeout(5.0)
+        sock.send(request)
+        while True:
+            try:
+                size = sock.recv_into(self._buffer)
+            except OSError as error:
+                if error.errno == errno.ENOBUFS:
+                    raise rtnl.NetlinkOverrun from error
+                raise
+            data = memoryview(self._buffer)
+            for msg_kind, offset, length in rtnl.messages(data, size):
+                is_ours = rtnl.sequence_of(data, offset) == seq
+                if is_ours and msg_kind == rtnl.NLMSG_DONE:
+                    return
+                if is_ours and msg_kind == rtnl.NLMSG_ERROR:
+                    rtnl.check_error(data, offset)
+                    return
+                event = self.decoder.decode(data, msg_kind, offset, length)
+                if event is not None:
+                    into(event)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self.sock is not None, "open_and_dump() first"
+        self._loop = loop
+        self.sock.setblocking(False)
+        loop.add_reader(self.sock.fileno(), self._readable)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    def _readable(self) -> None:
+        """Drain what the socket holds (bounded), then let the state judge the burst once."""
+        assert self.sock is not None
+        sock, buffer, decode, on_event = self.sock, self._buffer, self.decoder.decode, self.on_event
+        data = memoryview(buffer)
+        try:
+            for _ in range(BATCH_LIMIT):
+                try:
+                    size = sock.recv_into(buffer)
+                except BlockingIOError:
+                    break
+                for kind, offset, length in rtnl.messages(buffer, size):
+                    self.messages_seen += 1
+                    event = decode(data, kind, offset, length)
+                    if event is not None:
+                        on_event(event)
+        except OSError as error:
+            if error.errno != errno.ENOBUFS:
+                raise
+            self.on_batch()
+            self._resync()
+            return
+        self.on_batch()
+
+    def _resync(self) -> None:
+        log.warning("netlink receive buffer overran; re-reading the kernel state")
+        loop = self._loop
+        self.close()
+        fresh = KernelView()
+        self.open_and_dump(fresh.apply)
+        if loop is not None:
+            self.start(loop)
+        self.on_overrun(fresh)

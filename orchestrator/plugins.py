@@ -1,0 +1,131 @@
+"""Plugin discovery and registration: built-ins and third-party plugins the same way.
+
+Every plugin, built-in or not, comes from the entry-point group ``orchestrator.plugins`` (as tox 4
+registers its own plugins exactly like external ones).  Entry points are loaded one by one and each
+plugin is validated in a scratch manager first, so a plugin that fails to import, names an unknown
+hook, or declares a hookwrapper is reported with the reason and skipped; the others load.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pluggy
+
+from . import hookspecs
+from .config import Config
+from .schema import Section
+
+GROUP = "orchestrator.plugins"
+
+
+@dataclass
+class PluginInfo:
+    """What discovery found for one entry point."""
+
+    name: str
+    target: str
+    distribution: str | None
+    version: str | None
+    plugin: Any = None
+    hooks: list[str] = field(default_factory=list)
+    sections: dict[str, Section] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.error is None
+
+    def to_json(self, enabled: Iterable[str] = ()) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "target": self.target,
+            "distribution": self.distribution,
+            "version": self.version,
+            "hooks": self.hooks,
+            "sections": sorted(self.sections),
+            "enabled": self.name in set(enabled),
+            "error": self.error,
+        }
+
+
+def new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def discover(entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> list[PluginInfo]:
+    """Load and validate every plugin of the group; failures are recorded, never raised."""
+    if entry_points is None:
+        entry_points = importlib.metadata.entry_points(group=GROUP)
+    found: dict[str, PluginInfo] = {}
+    infos: list[PluginInfo] = []
+    for entry_point in sorted(entry_points, key=lambda ep: ep.name):
+        dist = entry_point.dist
+        info = PluginInfo(
+            name=entry_point.name,
+            target=entry_point.value,
+            distribution=dist.name if dist else None,
+            version=dist.version if dist else None,
+        )
+        infos.append(info)
+        if entry_point.name in found:
+            first = found[entry_point.name]
+            info.error = f"name already provided by {first.distribution or first.target}"
+            continue
+        found[entry_point.name] = info
+        _load(info, entry_point)
+    return infos
+
+
+def _load(info: PluginInfo, entry_point: importlib.metadata.EntryPoint) -> None:
+    try:
+        plugin = entry_point.load()
+    except Exception as error:
+        info.error = f"cannot import {entry_point.value}: {type(error).__name__}: {error}"
+        return
+    scratch = new_manager()
+    try:
+        scratch.register(plugin, name=info.name)
+        scratch.check_pending()
+        impls = [impl for caller in scratch.get_hookcallers(plugin) or [] for impl in caller.get_hookimpls()]
+        wrappers = sorted(i.function.__name__ for i in impls if i.wrapper or i.hookwrapper)
+        if wrappers:
+            raise pluggy.PluginValidationError(plugin, f"hook wrappers are not supported: {wrappers}")
+        info.hooks = sorted(impl.function.__name__ for impl in impls)
+        for declared in scratch.hook.orchestrator_config_schema():
+            info.sections.update(declared)
+    except Exception as error:
+        info.error = f"invalid plugin: {type(error).__name__}: {error}"
+        return
+    info.plugin = plugin
+
+
+def sections(infos: Iterable[PluginInfo]) -> dict[str, Section]:
+    return {name: section for info in infos if info.loaded for name, section in info.sections.items()}
+
+
+def activate(infos: Iterable[PluginInfo], enable: Iterable[str]) -> pluggy.PluginManager:
+    """A manager holding the enabled plugins, registered so that pluggy calls them in
+    ``plugins.enable`` order (pluggy calls the last registered first)."""
+    by_name: Mapping[str, PluginInfo] = {info.name: info for info in infos if info.loaded}
+    pm = new_manager()
+    for name in reversed(list(enable)):
+        pm.register(by_name[name].plugin, name=name)
+    return pm
+
+
+def check_config(pm: pluggy.PluginManager, config: Config) -> list[str]:
+    """Cross-key problems reported by the enabled plugins; a crashing check is a problem too."""
+    problems: list[str] = []
+    for impl in reversed(pm.hook.orchestrator_check_config.get_hookimpls()):
+        try:
+            found = cast("Iterable[object] | None", impl.function(config=config))
+            problems.extend(str(problem) for problem in found or [])
+        except Exception as error:
+            problems.append(f"{impl.plugin_name}: configuration check failed: {error}")
+    return problems

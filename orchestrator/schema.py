@@ -1,0 +1,155 @@
+"""Declarative configuration schemas, shared by the core and by plugins.
+
+A plugin declares its section as a ``Section`` of ``Key``s; the core validates every section with
+the same code, so every problem is reported the same way: the file, the key path, what was
+expected and what was found.  Validation collects all problems instead of stopping at the first,
+because a user fixing a file wants the whole list at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Check = Callable[[Any], "str | None"]
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "required"
+
+
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key: its type, default, bounds and a one-line description (used in docs and errors).
+
+    ``kind`` is one of ``str``, ``int``, ``float`` (an integer is accepted), ``bool``,
+    ``list[str]``, ``ipv4`` (an IPv4 literal), ``ipv6`` (an IPv6 literal), or ``str|int``.
+    """
+
+    kind: str
+    doc: str
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    check: Check | None = None
+
+
+@dataclass(frozen=True)
+class Section:
+    """A table with a fixed set of keys; ``tables`` names sub-tables keyed by user-chosen names."""
+
+    keys: Mapping[str, Key]
+    tables: Mapping[str, Section] = field(default_factory=dict)
+    doc: str = ""
+
+
+_KIND_NAMES = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "list[str]": "a list of strings",
+    "ipv4": "an IPv4 address literal",
+    "ipv6": "an IPv6 address literal",
+    "str|int": "a string or an integer",
+}
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return kind == "bool"
+    if kind in ("str", "ipv4", "ipv6"):
+        return isinstance(value, str)
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, (int, float))
+    if kind == "list[str]":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == "str|int":
+        return isinstance(value, (str, int))
+    return False
+
+
+def _literal_problem(kind: str, value: Any) -> str | None:
+    parser = {"ipv4": ipaddress.IPv4Address, "ipv6": ipaddress.IPv6Address}.get(kind)
+    if parser is None:
+        return None
+    try:
+        parser(value)
+    except ValueError:
+        return f"expected {_KIND_NAMES[kind]}, got {value!r}"
+    return None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def check_key(key: Key, value: Any) -> str | None:
+    """The problem with one value, or None when it is acceptable."""
+    if not _type_ok(key.kind, value):
+        return f"expected {_KIND_NAMES[key.kind]}, got {_describe(value)}"
+    problem = _literal_problem(key.kind, value)
+    if problem:
+        return problem
+    if key.choices is not None and value not in key.choices:
+        return f"expected one of {', '.join(key.choices)}, got {value!r}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if key.minimum is not None and value < key.minimum:
+            return f"expected a value >= {key.minimum:g}, got {value!r}"
+        if key.maximum is not None and value > key.maximum:
+            return f"expected a value <= {key.maximum:g}, got {value!r}"
+    return key.check(value) if key.check else None
+
+
+def validate(section: Section, table: Any, path: str, problems: list[str]) -> dict[str, Any]:
+    """Validate ``table`` against ``section``; fill defaults; append problems as "path: text"."""
+    if not isinstance(table, dict):
+        problems.append(f"{path}: expected a table, got {_describe(table)}")
+        return {}
+    result: dict[str, Any] = {}
+    for name, value in table.items():
+        where = f"{path}.{name}" if path else name
+        if name in section.keys:
+            problem = check_key(section.keys[name], value)
+            if problem:
+                problems.append(f"{where}: {problem}")
+            else:
+                result[name] = value
+        elif name in section.tables:
+            result[name] = _validate_named_tables(section.tables[name], value, where, problems)
+        else:
+            problems.append(f"{where}: unknown key (known: {', '.join(known_keys(section))})")
+    for name, key in section.keys.items():
+        if name in result or name in table:
+            continue
+        if key.default is REQUIRED:
+            problems.append(f"{path}.{name}: missing (required: {key.doc})")
+        elif key.default is not None:
+            result[name] = key.default
+    return result
+
+
+def _validate_named_tables(
+    section: Section, value: Any, path: str, problems: list[str]
+) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        problems.append(f"{path}: expected a table of named tables, got {_describe(value)}")
+        return {}
+    return {name: validate(section, sub, f"{path}.{name}", problems) for name, sub in value.items()}
+
+
+def known_keys(section: Section) -> list[str]:
+    return sorted([*section.keys, *section.tables])

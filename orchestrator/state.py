@@ -1,0 +1,226 @@
+"""NetworkState: the current picture of the kernel and what its changes mean.
+
+It is the only place that remembers.  Raw events update the ``KernelView``; the state then derives
+the events plugins care about: ``UplinkChanged`` (through ``UplinkTracker``), ``TunnelAddressChanged``
+and ``LinkChanged``.  Interfaces are matched by name, never by index: miredo re-creates ``teredo``
+with a new index on every restart.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import rtnl
+from .config import Config
+from .events import (
+    AddressEvent,
+    DerivedEvent,
+    GatewayLearned,
+    LinkChanged,
+    LinkEvent,
+    RawEvent,
+    RouteEvent,
+    TunnelAddressChanged,
+    Uplink,
+    UplinkChanged,
+)
+from .uplink import Observation, UplinkTracker
+from .view import KernelView
+
+RouteLookup = Callable[[str], "rtnl.RouteLookup | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStatus:
+    present: bool
+    up: bool
+    carrier: bool
+
+
+ABSENT = LinkStatus(False, False, False)
+
+
+class NetworkState:
+    """Applies raw events, derives meaning.  ``lookup`` asks the kernel for its route to an IPv4
+    address; unit tests pass a recorded answer instead."""
+
+    def __init__(self, config: Config, lookup: RouteLookup = rtnl.route_get) -> None:
+        self.config = config
+        self.view = KernelView()
+        self.tracker = UplinkTracker(config.uplinks.carrier_grace_ms / 1000, config.uplinks.settle_ms / 1000)
+        self.reference = config.uplinks.reference
+        self._lookup = lookup
+        self._tunnel_address: dict[str, str | None] = {}
+        self._link_status: dict[str, LinkStatus] = {}
+        self._uplink_dirty = False
+        self.primed = False
+
+    # -- raw events -------------------------------------------------------------------------
+
+    def apply(self, event: RawEvent) -> list[DerivedEvent]:
+        """Record one raw event; return what it means at once (uplink changes wait for ``settle``)."""
+        names = self._names_touched(event)
+        self.view.apply(event)
+        if not self.primed:
+            return []
+        derived: list[DerivedEvent] = []
+        for name in names:
+            derived.extend(self._derive_interface(name))
+        if self._touches_uplink(event, names):
+            self._uplink_dirty = True
+        return derived
+
+    def settle(self, now: float) -> list[UplinkChanged]:
+        """Re-judge the uplink after a batch of raw events: one verdict per burst, not per message."""
+        if not self._uplink_dirty:
+            return []
+        self._uplink_dirty = False
+        return self.tracker.observe(self.observe_uplink(), now)
+
+    def prime(self) -> None:
+        """Take the first dump as the baseline: nothing in it is a change."""
+        self.primed = True
+        for link in self.view.links.values():
+            if self.config.role(link.name) is not None:
+                self._link_status[link.name] = self._status(link.name)
+            if self.config.role(link.name) == "tunnel":
+                self._tunnel_address[link.name] = self.tunnel_address(link.name)
+        self.tracker.observe(self.observe_uplink(), 0.0)
+
+    def resync(self, fresh: KernelView, now: float) -> tuple[list[RawEvent], list[DerivedEvent]]:
+        """Replace the view by a fresh dump; return the net raw changes and what they mean.
+
+        A carrier-change counter that moved on an uplink means carrier went away and came back
+        unseen: that may have been a move to another router, so the gateway is probed again.
+        """
+        for index, link in fresh.links.items():
+            before = self.view.links.get(index)
+            if (
+                before is not None
+                and before.carrier_changes != link.carrier_changes
+                and self.config.role(link.name) == "uplink"
+            ):
+                self.tracker.possible_move()
+        changes = self.view.diff(fresh)
+        derived: list[DerivedEvent] = []
+        for event in changes:
+            derived.extend(self.apply(event))
+        self._uplink_dirty = True
+        derived.extend(self.settle(now))
+        return changes, derived
+
+    # -- derived: uplink ----------------------------------------------------------------------
+
+    def observe_uplink(self) -> Observation:
+        """The uplink the kernel would use now, and whether its link has carrier."""
+        route = self._reference_route() or self._best_default_route()
+        if route is None:
+            return Observation(None, carrier=False)
+        link = self.view.links.get(route.oif)
+        if link is None:
+            return Observation(None, carrier=False)
+        address = self._uplink_address(link.index, route.gateway, route.source)
+        candidate = Uplink(link.name, address.cidr, route.gateway) if address is not None else None
+        return Observation(candidate, carrier=link.up and link.carrier)
+
+    def _is_uplink(self, index: int | None) -> bool:
+        name = self.view.name_of(index)
+        return name is not None and self.config.role(name) == "uplink"
+
+    def _reference_route(self) -> rtnl.RouteLookup | None:
+        if self.reference is None:
+            return None
+        route = self._lookup(self.reference)
+        return route if route is not None and self._is_uplink(route.oif) else None
+
+    def _best_default_route(self) -> rtnl.RouteLookup | None:
+        candidates = [
+            r
+            for r in self.view.routes.values()
+            if r.family == socket.AF_INET
+            and r.table == rtnl.RT_TABLE_MAIN
+            and r.is_default
+            and self._is_uplink(r.oif)
+        ]
+        if not candidates:
+            return None
+        best = min(candidates, key=lambda r: r.priority)
+        assert best.oif is not None
+        return rtnl.RouteLookup(best.oif, best.gateway, None)
+
+    def _uplink_address(self, index: int, gateway: str | None, source: str | None) -> AddressEvent | None:
+        addresses = list(self.view.addresses_of(index, socket.AF_INET))
+        for address in addresses:
+            if address.address == source:
+                return address
+        if gateway is not None:
+            for address in addresses:
+                network = ipaddress.IPv4Interface(address.cidr).network
+                if ipaddress.IPv4Address(gateway) in network:
+                    return address
+        return addresses[0] if addresses else None
+
+    def gateway_seen(self, uplink: Uplink, lladdr: str) -> list[UplinkChanged | GatewayLearned]:
+        return self.tracker.gateway_seen(uplink, lladdr)
+
+    # -- derived: interfaces ------------------------------------------------------------------
+
+    def _names_touched(self, event: RawEvent) -> list[str]:
+        if isinstance(event, LinkEvent):
+            before = self.view.name_of(event.index)
+            return [n for n in {before, event.name} if n is not None]
+        if isinstance(event, AddressEvent):
+            name = self.view.name_of(event.index)
+            return [name] if name else []
+        return []
+
+    def _touches_uplink(self, event: RawEvent, names: list[str]) -> bool:
+        if isinstance(event, RouteEvent):
+            return event.family == socket.AF_INET and event.table == rtnl.RT_TABLE_MAIN
+        if isinstance(event, AddressEvent) and event.family != socket.AF_INET:
+            return False
+        return any(self.config.role(name) == "uplink" for name in names)
+
+    def _derive_interface(self, name: str) -> list[DerivedEvent]:
+        role = self.config.role(name)
+        if role is None:
+            return []
+        derived: list[DerivedEvent] = []
+        status = self._status(name)
+        if self._link_status.get(name, ABSENT) != status:
+            self._link_status[name] = status
+            derived.append(LinkChanged(name, status.up, status.carrier, status.present))
+        if role == "tunnel":
+            address = self.tunnel_address(name)
+            old = self._tunnel_address.get(name)
+            if address != old:
+                self._tunnel_address[name] = address
+                derived.append(TunnelAddressChanged(name, old, address))
+        return derived
+
+    def _status(self, name: str) -> LinkStatus:
+        link = self.view.link_named(name)
+        return ABSENT if link is None else LinkStatus(True, link.up, link.carrier)
+
+    def tunnel_address(self, name: str) -> str | None:
+        """The newest usable global IPv6 address on the interface called ``name`` (None: none).
+
+        Tentative and deprecated addresses do not count: a tentative one is not usable yet.
+        """
+        link = self.view.link_named(name)
+        if link is None:
+            return None
+        usable = [
+            a.address
+            for a in self.view.addresses_of(link.index, socket.AF_INET6)
+            if not a.tentative and not a.deprecated and _is_global(a.address)
+        ]
+        return usable[-1] if usable else None
+
+
+def _is_global(address: str) -> bool:
+    ip = ipaddress.IPv6Address(address)
+    return not (ip.is_link_local or ip.is_loopback or ip.is_multicast or ip.is_unspecified)
