@@ -1,0 +1,56 @@
+"""Test configurations written as TOML files, the way a user writes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator import config, plugins
+
+BASE = """\
+[daemon]
+control_socket = "{control}"
+log_level = "debug"
+{daemon}
+[plugins]
+enable = {enable}
+
+[uplinks]
+carrier_grace_ms = {grace}
+settle_ms = {settle}
+{uplinks}
+[[interfaces]]
+match = "eth*"
+role = "uplink"
+mip6_preference = 1
+
+[[interfaces]]
+match = "teredo"
+role = "tunnel"
+mip6_preference = 3
+
+[[interfaces]]
+match = "lan*"
+role = "lan"
+"""
+
+
+def write(directory: Path, *, enable: list[str] | None = None, grace: int = 2000, settle: int = 300,
+          daemon: str = "", uplinks: str = "", extra: str = "") -> Path:
+    path = directory / "orchestrator.toml"
+    path.write_text(
+        BASE.format(
+            control=directory / "control.sock",
+            enable=repr(enable or []).replace("'", '"'),
+            grace=grace,
+            settle=settle,
+            daemon=daemon,
+            uplinks=uplinks,
+        )
+        + extra
+    )
+    return path
+
+
+def load(path: Path) -> config.Config:
+    infos = plugins.discover()
+    return config.load(path, plugins.sections(infos), {i.name for i in infos if i.loaded})

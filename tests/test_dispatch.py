@@ -1,0 +1,215 @@
+"""Dispatcher with real pluggy plugins: order, lanes, superseding, isolation of failures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from configs import load, write
+
+from orchestrator import hookimpl, plugins
+from orchestrator.context import PluginContext
+from orchestrator.dispatch import UPLINK_LANE, Dispatcher, interface_lane
+from orchestrator.events import LinkChanged, Uplink, UplinkChanged
+from orchestrator.moves import MoveLog
+from orchestrator.state import NetworkState
+
+A = Uplink("eth0", "10.1.0.100/24", "10.1.0.1")
+B = Uplink("eth0", "10.2.0.100/24", "10.2.0.1")
+C = Uplink("eth0", "10.3.0.100/24", "10.3.0.1")
+
+
+class Recorder:
+    def __init__(self, name: str, log: list[tuple[str, Any]]) -> None:
+        self.name, self.log = name, log
+
+    @hookimpl
+    async def orchestrator_uplink_changed(self, event: UplinkChanged) -> None:
+        self.log.append((self.name, (event.old, event.new)))
+
+    @hookimpl
+    def orchestrator_link_changed(self, event: LinkChanged) -> None:
+        self.log.append((self.name, event.carrier))
+
+    @hookimpl
+    def orchestrator_on_error(self, plugin: str, hook: str, error: str) -> None:
+        self.log.append((self.name, ("error", plugin, hook, error)))
+
+
+class Raises:
+    @hookimpl
+    def orchestrator_uplink_changed(self) -> None:
+        raise RuntimeError("boom")
+
+
+class BlocksInAThread:
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    @hookimpl
+    def orchestrator_uplink_changed(self) -> None:
+        self.release.wait(30)
+
+
+class NeverFinishes:
+    @hookimpl
+    async def orchestrator_uplink_changed(self) -> None:
+        await asyncio.Event().wait()
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, named: dict[str, object], timeout: float = 0.2) -> None:
+        config = load(write(tmp_path))
+        self.pm = plugins.new_manager()
+        for name in reversed(list(named)):  # enable order, as plugins.activate registers
+            self.pm.register(named[name], name=name)
+        self.counters: Counter[str] = Counter()
+        self.finished: list[str] = []
+        self.moves = MoveLog(5.0, lambda m, p: None, lambda m: self.finished.append(m.outcome or ""))
+        state = NetworkState(config, lookup=lambda _d: None)
+        contexts = {
+            name: PluginContext(name, config, state, self.moves, logging.getLogger(name))
+            for name in named
+        }
+        self.dispatcher = Dispatcher(self.pm, contexts, timeout, self.counters)
+
+    def move(self, old: Uplink | None, new: Uplink | None, number: int) -> None:
+        event = UplinkChanged(old, new, number)
+        move = self.moves.begin(event, time.monotonic())
+        self.dispatcher.submit(UPLINK_LANE, "orchestrator_uplink_changed", {"event": event, "move": move},
+                               move, on_done=lambda: self.moves.dispatched(move))
+
+    async def settle(self) -> None:
+        for name in list(self.dispatcher.lanes):
+            assert await self.dispatcher.drain(name, 5.0)
+        for name in list(self.dispatcher.lanes):  # errors queued by the first pass
+            assert await self.dispatcher.drain(name, 5.0)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_plugins_run_in_enable_order(tmp_path: Path) -> None:
+    log: list[tuple[str, Any]] = []
+
+    async def go() -> None:
+        h = Harness(tmp_path, {"first": Recorder("first", log), "second": Recorder("second", log)})
+        h.move(A, B, 1)
+        await h.settle()
+        await h.dispatcher.close()
+
+    run(go())
+    assert log == [("first", (A, B)), ("second", (A, B))]
+
+
+def test_failures_are_isolated_reported_and_counted(tmp_path: Path) -> None:
+    log: list[tuple[str, Any]] = []
+    blocker = BlocksInAThread()
+
+    async def go() -> Harness:
+        h = Harness(tmp_path, {"raises": Raises(), "blocks": blocker, "hangs": NeverFinishes(),
+                               "witness": Recorder("witness", log)})
+        h.move(A, B, 1)
+        await h.settle()
+        await h.dispatcher.close()
+        return h
+
+    try:
+        h = run(go())
+    finally:
+        blocker.release.set()
+    assert ("witness", (A, B)) in log
+    errors = sorted(entry[1][1:] for entry in log if entry[1][0] == "error")
+    assert errors == [
+        ("blocks", "orchestrator_uplink_changed", "timeout after 0.2 s"),
+        ("hangs", "orchestrator_uplink_changed", "timeout after 0.2 s"),
+        ("raises", "orchestrator_uplink_changed", "RuntimeError: boom"),
+    ]
+    assert h.counters["plugin_errors"] == 3 and h.counters["plugin_timeouts"] == 2
+    move = h.moves.recent[-1]
+    assert move.outcome == "failed" and len(move.problems) == 3
+
+
+def test_queued_state_calls_are_superseded_keeping_the_oldest_old(tmp_path: Path) -> None:
+    log: list[tuple[str, Any]] = []
+
+    async def go() -> Harness:
+        h = Harness(tmp_path, {"rec": Recorder("rec", log)})
+        # Submitted in one go: the lane has not started any of them yet.
+        h.move(A, B, 1)
+        h.move(B, None, 2)
+        h.move(None, C, 3)
+        await h.settle()
+        await h.dispatcher.close()
+        return h
+
+    h = run(go())
+    assert log == [("rec", (A, C))]
+    assert h.counters["calls_superseded"] == 2
+    assert h.finished == ["superseded", "superseded", "ok"]
+
+
+def test_errors_are_never_superseded(tmp_path: Path) -> None:
+    log: list[tuple[str, Any]] = []
+
+    async def go() -> None:
+        h = Harness(tmp_path, {"raises": Raises(), "rec": Recorder("rec", log)})
+        h.move(A, B, 1)
+        await h.settle()
+        h.move(B, C, 2)
+        await h.settle()
+        await h.dispatcher.close()
+
+    run(go())
+    assert len([entry for entry in log if entry[1][0] == "error"]) == 2
+
+
+def test_lanes_run_in_parallel(tmp_path: Path) -> None:
+    """A plugin stuck on one interface's lane does not delay the uplink lane."""
+    log: list[tuple[str, Any]] = []
+    gate = threading.Event()
+
+    class SlowLink:
+        @hookimpl
+        def orchestrator_link_changed(self) -> None:
+            gate.wait(10)
+
+    async def go() -> None:
+        h = Harness(tmp_path, {"slow": SlowLink(), "rec": Recorder("rec", log)}, timeout=20)
+        h.dispatcher.submit(interface_lane("teredo"), "orchestrator_link_changed",
+                            {"event": LinkChanged("teredo", True, True, True)})
+        h.move(A, B, 1)
+        assert await h.dispatcher.drain(UPLINK_LANE, 5.0)
+        assert log == [("rec", (A, B))]  # the uplink move ran while the link lane is blocked
+        gate.set()
+        await h.settle()
+        await h.dispatcher.close()
+
+    run(go())
+    assert log == [("rec", (A, B)), ("rec", True)]
+
+
+def test_hold_keeps_the_move_open_until_released(tmp_path: Path) -> None:
+    parts: list[Any] = []
+
+    class Holder:
+        @hookimpl
+        async def orchestrator_uplink_changed(self, move: Any) -> None:
+            parts.append(move.hold())
+
+    async def go() -> Harness:
+        h = Harness(tmp_path, {"holder": Holder()})
+        h.move(A, B, 1)
+        await h.settle()
+        assert h.finished == []
+        parts[0].done()
+        return h
+
+    h = run(go())
+    assert h.finished == ["ok"]
