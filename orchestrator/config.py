@@ -134,12 +134,18 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(path, [f"not UTF-8 text: {error.reason}"]) from None
 
 
-def load(path: Path, plugin_sections: Mapping[str, Section], known_plugins: set[str]) -> Config:
+def load(
+    path: Path,
+    plugin_sections: Mapping[str, Section],
+    known_plugins: set[str],
+    broken_plugins: Mapping[str, str] | None = None,
+) -> Config:
     """Read and validate ``path``.
 
     ``plugin_sections`` are the sections discovered plugins declare (enabled or not: a section for
     an installed but disabled plugin is still checked, so enabling it later cannot surprise);
-    ``known_plugins`` are the names ``plugins.enable`` may use.
+    ``known_plugins`` are the names ``plugins.enable`` may use; ``broken_plugins`` maps the names
+    of installed plugins that could not be loaded to the reason, so enabling one says why.
     """
     data = read_toml(path)
     problems: list[str] = []
@@ -152,8 +158,11 @@ def load(path: Path, plugin_sections: Mapping[str, Section], known_plugins: set[
             known = ", ".join(sorted([*values, "interfaces"]))
             problems.append(f"{name}: unknown section (known: {known})")
     enable = values["plugins"].get("enable", [])
+    broken = broken_plugins or {}
     for index, name in enumerate(enable):
-        if name not in known_plugins:
+        if name in broken:
+            problems.append(f"plugins.enable[{index}]: plugin {name!r} cannot be loaded: {broken[name]}")
+        elif name not in known_plugins:
             installed = ", ".join(sorted(known_plugins)) or "none"
             problems.append(f"plugins.enable[{index}]: unknown plugin {name!r} (installed: {installed})")
         elif enable.index(name) != index:

@@ -41,7 +41,8 @@ def load(path: Path) -> tuple[config_module.Config, list[plugin_module.PluginInf
     """Discover plugins, then validate the config against the core's and their schemas."""
     infos = plugin_module.discover()
     loaded = {info.name for info in infos if info.loaded}
-    config = config_module.load(path, plugin_module.sections(infos), loaded)
+    broken = {info.name: info.error for info in infos if info.error and info.name not in loaded}
+    config = config_module.load(path, plugin_module.sections(infos), loaded, broken)
     problems = plugin_module.check_config(plugin_module.activate(infos, config.enable), config)
     if problems:
         raise config_module.ConfigError(path, problems)

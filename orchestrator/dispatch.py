@@ -13,7 +13,6 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -23,12 +22,12 @@ import pluggy
 from .context import PluginContext
 from .hookspecs import CARRIES_STATE
 from .moves import Move
+from .workers import WorkerThreads
 
 log = logging.getLogger(__name__)
 
 CONTROL_LANE = "control"
 UPLINK_LANE = "uplink"
-WORKER_THREADS = 8
 
 
 def interface_lane(name: str) -> str:
@@ -68,7 +67,7 @@ class Dispatcher:
         self.timeout_s = timeout_s
         self.counters = counters
         self.lanes: dict[str, Lane] = {}
-        self._executor = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="plugin")
+        self._threads = WorkerThreads()
 
     def submit(
         self,
@@ -148,7 +147,7 @@ class Dispatcher:
             if asyncio.iscoroutinefunction(function):
                 future: asyncio.Future[Any] = asyncio.ensure_future(function(**chosen))
             else:
-                future = asyncio.wrap_future(self._executor.submit(partial(function, **chosen)), loop=loop)
+                future = self._threads.run(partial(function, **chosen))
             done, _ = await asyncio.wait({future}, timeout=self.timeout_s)
             if not done:
                 # Abandon it: a coroutine is cancelled without waiting for it (it may swallow the
@@ -202,4 +201,3 @@ class Dispatcher:
         await asyncio.gather(
             *(lane.task for lane in self.lanes.values() if lane.task), return_exceptions=True
         )
-        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -61,6 +61,7 @@ class RouteEvent:
     oif: int | None
     priority: int
     deleted: bool = False
+    onlink: bool = False  # the gateway is declared on-link even outside every local subnet
     kind = "route"
 
     @property

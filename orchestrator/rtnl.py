@@ -51,6 +51,7 @@ RT_TABLE_MAIN = 254
 RT_TABLE_COMPAT = 252
 RTM_F_CLONED = 0x200
 RTN_UNICAST = 1
+RTNH_F_ONLINK = 0x4
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_TENTATIVE = 0x08, 0x20, 0x40
@@ -176,7 +177,7 @@ def route_table(data: memoryview, offset: int, length: int) -> int | None:
 
 
 def decode_route(data: memoryview, offset: int, length: int, kind: int, table: int) -> RouteEvent:
-    family, dst_len = _RTMSG.unpack_from(data, offset + 16)[:2]
+    family, dst_len, *_, flags = _RTMSG.unpack_from(data, offset + 16)
     attrs = attributes(data, offset + 16 + _RTMSG.size, offset + length)
     dst = _ip(family, attrs.get(RTA_DST)) or ("0.0.0.0" if family == socket.AF_INET else "::")
     oif = attrs.get(RTA_OIF)
@@ -189,6 +190,7 @@ def decode_route(data: memoryview, offset: int, length: int, kind: int, table: i
         oif=None if oif is None else _u32(oif),
         priority=_u32(attrs.get(RTA_PRIORITY)),
         deleted=kind == RTM_DELROUTE,
+        onlink=bool(flags & RTNH_F_ONLINK),
     )
 
 
@@ -289,13 +291,31 @@ def dump_requests(tables: set[int]) -> list[tuple[int, bytes]]:
         (RTM_GETADDR, _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)),
         (RTM_GETRULE, _RTMSG.pack(socket.AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0)),
     ]
-    # Strict checking lets the kernel filter route dumps by table: a storm of routes in a table
-    # nobody watches then costs nothing to re-dump.
     for family in (socket.AF_INET, socket.AF_INET6):
         for table in sorted(tables):
-            header = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-            requests.append((RTM_GETROUTE, header + attr(RTA_TABLE, _U32.pack(table))))
+            requests.append((RTM_GETROUTE, route_dump_body(family, table)))
     return requests
+
+
+def route_dump_body(family: int, table: int) -> bytes:
+    """Strict checking lets the kernel filter a route dump by table: a storm of routes in a table
+    nobody watches then costs nothing to re-dump."""
+    return _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0) + attr(RTA_TABLE, _U32.pack(table))
+
+
+def dump_routes(family: int, table: int) -> list[RouteEvent]:
+    """Every unicast route of one family in one table, as the kernel has it now.
+
+    Needed because the kernel deletes routes silently: when an IPv4 address goes, routes through a
+    gateway that is no longer on-link vanish with no RTM_DELROUTE.
+    """
+    decoder = RawDecoder({table})
+    found: list[RouteEvent] = []
+    for kind, buf, offset, length in query(RTM_GETROUTE, route_dump_body(family, table), NLM_F_DUMP):
+        event = decoder.decode(buf, kind, offset, length)
+        if isinstance(event, RouteEvent):
+            found.append(event)
+    return found
 
 
 def query(request_kind: int, body: bytes, flags: int = 0) -> list[tuple[int, memoryview, int, int]]:
@@ -331,6 +351,7 @@ class RouteLookup(NamedTuple):
     oif: int
     gateway: str | None
     source: str | None
+    onlink: bool = False
 
 
 def route_get(destination: str) -> RouteLookup | None:
@@ -347,10 +368,12 @@ def route_get(destination: str) -> RouteLookup | None:
         oif = attrs.get(RTA_OIF)
         if oif is None:
             return None
+        flags = _RTMSG.unpack_from(buf, offset + 16)[8]
         return RouteLookup(
             _u32(oif),
             _ip(socket.AF_INET, attrs.get(RTA_GATEWAY)),
             _ip(socket.AF_INET, attrs.get(RTA_PREFSRC)),
+            bool(flags & RTNH_F_ONLINK),
         )
     return None
 

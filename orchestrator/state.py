@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import rtnl
 from .config import Config
@@ -31,6 +31,7 @@ from .uplink import Observation, UplinkTracker
 from .view import KernelView
 
 RouteLookup = Callable[[str], "rtnl.RouteLookup | None"]
+RouteReread = Callable[[int, int], "list[RouteEvent]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +46,18 @@ ABSENT = LinkStatus(False, False, False)
 
 class NetworkState:
     """Applies raw events, derives meaning.  ``lookup`` asks the kernel for its route to an IPv4
-    address; unit tests pass a recorded answer instead."""
+    address and ``reread`` for one table's routes; unit tests pass recorded answers instead."""
 
-    def __init__(self, config: Config, lookup: RouteLookup = rtnl.route_get) -> None:
+    def __init__(
+        self, config: Config, lookup: RouteLookup = rtnl.route_get, reread: RouteReread = rtnl.dump_routes
+    ) -> None:
         self.config = config
         self.view = KernelView()
         self.tracker = UplinkTracker(config.uplinks.carrier_grace_ms / 1000, config.uplinks.settle_ms / 1000)
         self.reference = config.uplinks.reference
         self._lookup = lookup
+        self._reread = reread
+        self._routes_stale = False
         self._tunnel_address: dict[str, str | None] = {}
         self._link_status: dict[str, LinkStatus] = {}
         self._uplink_dirty = False
@@ -71,14 +76,32 @@ class NetworkState:
             derived.extend(self._derive_interface(name))
         if self._touches_uplink(event, names):
             self._uplink_dirty = True
+            self._routes_stale = self._routes_stale or event.deleted or isinstance(event, LinkEvent)
         return derived
 
-    def settle(self, now: float) -> list[UplinkChanged]:
-        """Re-judge the uplink after a batch of raw events: one verdict per burst, not per message."""
+    def settle(self, now: float) -> list[RouteEvent | UplinkChanged]:
+        """Re-judge the uplink after a batch of raw events: one verdict per burst, not per message.
+
+        Returns the routes the kernel removed without saying so (first), then the verdict.
+        """
         if not self._uplink_dirty:
             return []
         self._uplink_dirty = False
-        return self.tracker.observe(self.observe_uplink(), now)
+        vanished = self._forget_vanished_routes() if self._routes_stale else []
+        self._routes_stale = False
+        return [*vanished, *self.tracker.observe(self.observe_uplink(), now)]
+
+    def _forget_vanished_routes(self) -> list[RouteEvent]:
+        """Drop IPv4 main-table routes the kernel no longer has (see ``rtnl.dump_routes``)."""
+        present = {route.key for route in self._reread(socket.AF_INET, rtnl.RT_TABLE_MAIN)}
+        vanished = [
+            replace(route, deleted=True)
+            for key, route in self.view.routes.items()
+            if route.family == socket.AF_INET and route.table == rtnl.RT_TABLE_MAIN and key not in present
+        ]
+        for route in vanished:
+            self.view.apply(route)
+        return vanished
 
     def prime(self) -> None:
         """Take the first dump as the baseline: nothing in it is a change."""
@@ -109,7 +132,9 @@ class NetworkState:
         for event in changes:
             derived.extend(self.apply(event))
         self._uplink_dirty = True
-        derived.extend(self.settle(now))
+        settled = self.settle(now)
+        changes.extend(e for e in settled if isinstance(e, RouteEvent))
+        derived.extend(e for e in settled if isinstance(e, UplinkChanged))
         return changes, derived
 
     # -- derived: uplink ----------------------------------------------------------------------
@@ -122,7 +147,7 @@ class NetworkState:
         link = self.view.links.get(route.oif)
         if link is None:
             return Observation(None, carrier=False)
-        address = self._uplink_address(link.index, route.gateway, route.source)
+        address = self._uplink_address(link.index, route)
         candidate = Uplink(link.name, address.cidr, route.gateway) if address is not None else None
         return Observation(candidate, carrier=link.up and link.carrier)
 
@@ -149,18 +174,19 @@ class NetworkState:
             return None
         best = min(candidates, key=lambda r: r.priority)
         assert best.oif is not None
-        return rtnl.RouteLookup(best.oif, best.gateway, None)
+        return rtnl.RouteLookup(best.oif, best.gateway, None, best.onlink)
 
-    def _uplink_address(self, index: int, gateway: str | None, source: str | None) -> AddressEvent | None:
+    def _uplink_address(self, index: int, route: rtnl.RouteLookup) -> AddressEvent | None:
+        """Our address on the uplink: the kernel's source for the route, else the one whose subnet
+        holds the gateway.  A gateway outside every subnet (and not declared on-link) is a dead
+        leftover of the previous network: no uplink until the new default route comes."""
         addresses = list(self.view.addresses_of(index, socket.AF_INET))
+        if route.gateway is not None and not route.onlink:
+            gateway = ipaddress.IPv4Address(route.gateway)
+            addresses = [a for a in addresses if gateway in ipaddress.IPv4Interface(a.cidr).network]
         for address in addresses:
-            if address.address == source:
+            if address.address == route.source:
                 return address
-        if gateway is not None:
-            for address in addresses:
-                network = ipaddress.IPv4Interface(address.cidr).network
-                if ipaddress.IPv4Address(gateway) in network:
-                    return address
         return addresses[0] if addresses else None
 
     def gateway_seen(self, uplink: Uplink, lladdr: str) -> list[UplinkChanged | GatewayLearned]:

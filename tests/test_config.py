@@ -36,7 +36,10 @@ def test_valid_test_configuration(tmp_path: Path) -> None:
         ('[uplinks]\ncarrier_grace_ms = "2s"\n', "uplinks.carrier_grace_ms: expected an integer, got '2s'"),
         ("[daemon]\nmove_timeout_s = -1\n", "daemon.move_timeout_s: expected a value >= 0.1, got -1"),
         ('[plugins]\nenable = ["routing", "nosuch"]\n', "plugins.enable[1]: unknown plugin 'nosuch'"),
-        ('[[interfaces]]\nmatch = "wlan0"\nrole = "wan"\n', "interfaces[0].role: expected one of uplink, tunnel, lan, got 'wan'"),
+        (
+            '[[interfaces]]\nmatch = "wlan0"\nrole = "wan"\n',
+            "interfaces[0].role: expected one of uplink, tunnel, lan, got 'wan'",
+        ),
         ('[[interfaces]]\nrole = "uplink"\n', "interfaces[0].match: missing"),
         ('[uplinks]\nreference = "example.org"\n', "uplinks.reference: expected an IPv4 address literal"),
         ('[teredo]\nserver = "teredo.example"\n', "teredo.server: expected an IPv4 address literal"),

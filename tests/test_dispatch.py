@@ -71,7 +71,7 @@ class Harness:
         self.counters: Counter[str] = Counter()
         self.finished: list[str] = []
         self.moves = MoveLog(5.0, lambda m, p: None, lambda m: self.finished.append(m.outcome or ""))
-        state = NetworkState(config, lookup=lambda _d: None)
+        state = NetworkState(config, lookup=lambda _d: None, reread=lambda _f, _t: [])
         contexts = {
             name: PluginContext(name, config, state, self.moves, logging.getLogger(name))
             for name in named

@@ -9,15 +9,21 @@ from configs import load, write
 
 from orchestrator import rtnl
 from orchestrator.events import LinkChanged, TunnelAddressChanged, Uplink, UplinkChanged
-from orchestrator.state import NetworkState
+from orchestrator.state import NetworkState, RouteReread
 from orchestrator.view import KernelView
 
 ETH, TEREDO = 2, 7
 
 
+def unchanged_routes(s: NetworkState) -> RouteReread:
+    """A kernel that removed nothing behind our back: it has exactly the routes the view has."""
+    return lambda family, table: [r for r in s.view.routes.values() if (r.family, r.table) == (family, table)]
+
+
 def state(tmp_path: Path, *initial: bytes) -> NetworkState:
-    """A primed state; routes are looked up in the state's own main table, like the kernel would."""
+    """A primed state with no reference: the uplink comes from the main table's default route."""
     s = NetworkState(load(write(tmp_path)), lookup=lambda _dst: None)
+    s._reread = unchanged_routes(s)
     for event in r.decode(r.link(ETH, "eth0"), r.link(TEREDO, "teredo"), *initial):
         s.apply(event)
     s.prime()
@@ -77,9 +83,13 @@ def test_udhcpc_bursts_are_one_move(tmp_path: Path) -> None:
     assert uplink_changes(events) == [(None, B)]
 
 
-def test_release_starts_the_settle_timer(tmp_path: Path) -> None:
+def test_release_starts_the_settle_timer_and_rereads_routes(tmp_path: Path) -> None:
+    """dhclient's release: DELADDR, subnet route deletion; the default route vanishes silently."""
     s = state(tmp_path, *LEASE_A)
-    assert feed(s, r.address(ETH, "10.1.0.100/24", deleted=True), now=5.0) == []
+    s._reread = lambda family, table: []
+    events = feed(s, r.address(ETH, "10.1.0.100/24", deleted=True),
+                  r.route("10.1.0.0/24", ETH, deleted=True), now=5.0)
+    assert [(e.dst, e.deleted) for e in events] == [("0.0.0.0", True)]  # type: ignore[attr-defined]
     assert s.tracker.loss_deadline == 5.0 + 0.3
     assert uplink_changes(s.tracker.expire(5.3)) == [(A, None)]  # type: ignore[arg-type]
 
@@ -144,6 +154,7 @@ def test_reference_route_from_the_kernel_decides(tmp_path: Path) -> None:
     """With a reference, the kernel's own route towards it picks the uplink among several."""
     path = write(tmp_path, uplinks='reference = "198.51.100.1"')
     s = NetworkState(load(path), lookup=lambda _dst: rtnl.RouteLookup(3, "10.3.0.1", "10.3.0.7"))
+    s._reread = unchanged_routes(s)
     for event in r.decode(r.link(ETH, "eth0"), r.link(3, "eth1"), *LEASE_A,
                           r.address(3, "10.3.0.7/24"), r.route("0.0.0.0/0", 3, "10.3.0.1", metric=600)):
         s.apply(event)

@@ -1,0 +1,64 @@
+"""Worker threads for plugin hooks written as plain functions.
+
+Why not ``concurrent.futures.ThreadPoolExecutor``: its threads are joined at interpreter exit, so
+one plugin call that never returns would keep a stopping daemon alive forever.  These are daemon
+threads: a call abandoned after its timeout keeps its thread, the pool grows by one, and the
+process can still exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return  # abandoned after its timeout
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class WorkerThreads:
+    def __init__(self, name: str = "plugin") -> None:
+        self.name = name
+        self.started = 0
+        self._idle = 0
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+
+    def run(self, function: Callable[[], Any]) -> asyncio.Future[Any]:
+        """Run ``function`` on a worker thread; the returned future resolves on the calling loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                self.started += 1
+                threading.Thread(target=self._work, name=f"{self.name}-{self.started}", daemon=True).start()
+        self._jobs.put((loop, future, function))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            loop, future, function = self._jobs.get()
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = function()
+            except BaseException as caught:
+                error = caught
+            # A closed loop (RuntimeError) means nobody waits for this answer any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            with self._lock:
+                self._idle += 1

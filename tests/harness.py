@@ -1,0 +1,92 @@
+"""Run the real `orchestrator` command inside a lab namespace and read what it reports."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from lab import Namespace, TrackedProcess, wait_for
+
+from orchestrator import control
+
+ORCHESTRATOR = [sys.executable, "-m", "orchestrator.cli"]
+
+
+class MonitorProcess:
+    """`orchestrator monitor --json` in a namespace; its lines are read from a private file."""
+
+    def __init__(self, ns: Namespace, config: Path, env: dict[str, str] | None = None) -> None:
+        self.out = ns.lab.tmp / f"monitor-{ns.short}-{ns.lab._next_id()}.jsonl"
+        self.proc: TrackedProcess = ns.spawn(
+            [*ORCHESTRATOR, "monitor", "--json", "--config", str(config)],
+            stdout=self.out.open("wb"),
+            stderr=None,
+            env=env,
+        )
+        self.ready = self.wait_for(lambda e: e["event"] == "ready", 30, "the monitor to be ready")
+
+    def events(self) -> list[dict[str, Any]]:
+        self.proc.check_alive("orchestrator monitor")
+        lines = self.out.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.endswith("}")]
+
+    def wait_for(self, predicate: Any, timeout: float, what: str, after: int = 0) -> dict[str, Any]:
+        """The first event after index ``after`` matching ``predicate``."""
+
+        def find() -> dict[str, Any] | None:
+            return next((e for e in self.events()[after:] if predicate(e)), None)
+
+        found: dict[str, Any] = wait_for(find, timeout, what)
+        return found
+
+    def mark(self) -> int:
+        return len(self.events())
+
+    def uplink_changes(self, after: int = 0) -> list[tuple[Any, Any]]:
+        return [(e["old"], e["new"]) for e in self.events()[after:] if e["event"] == "uplink-changed"]
+
+
+def sync(ns: Namespace, monitor: MonitorProcess) -> None:
+    """Make a change the monitor must report and wait for it: everything the kernel said before
+    has then been read and judged (one verdict per burst, in order)."""
+    marker = "192.0.2.254"
+    ns.ip("addr", "add", f"{marker}/32", "dev", "lo")
+    ns.ip("addr", "del", f"{marker}/32", "dev", "lo")
+    start = max(0, monitor.mark() - 1)
+    monitor.wait_for(
+        lambda e: e["event"] == "address" and e["address"] == marker and e["deleted"],
+        15, "the sync marker", after=start,
+    )
+
+
+class DaemonProcess:
+    """`orchestrator run` in a namespace; ready once its control socket answers."""
+
+    def __init__(self, ns: Namespace, config: Path, control_socket: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.ns = ns
+        self.socket = control_socket
+        self.log = ns.lab.tmp / f"daemon-{ns.short}-{ns.lab._next_id()}.log"
+        self.proc: TrackedProcess = ns.spawn(
+            [*ORCHESTRATOR, "run", "--config", str(config)], env=env, log=self.log
+        )
+        wait_for(self._answers, 30, "the daemon's control socket")
+
+    def _answers(self) -> bool:
+        self.proc.check_alive(f"orchestrator run (log: {self.log.read_text()[-2000:]})")
+        try:
+            control.request(self.socket, "status", timeout=2)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def status(self) -> dict[str, Any]:
+        self.proc.check_alive("orchestrator run")
+        return control.request(self.socket, "status")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)

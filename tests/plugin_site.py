@@ -1,0 +1,84 @@
+"""Third-party plugin distributions, installed into a private directory the way pip installs them.
+
+A ``*.dist-info`` directory with METADATA and entry_points.txt on ``PYTHONPATH`` is exactly what
+``importlib.metadata`` reads for an installed distribution, so the daemon discovers these plugins
+through the same entry-point group as any other, without touching the test environment.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+MISBEHAVING = {
+    "orch_test_raises": """
+        from orchestrator import hookimpl
+
+        @hookimpl
+        def orchestrator_uplink_changed(event):
+            raise RuntimeError("deliberate failure")
+    """,
+    "orch_test_blocks": """
+        import threading
+        from orchestrator import hookimpl
+
+        @hookimpl
+        def orchestrator_uplink_changed(event):
+            threading.Event().wait()  # a plain function that never returns
+    """,
+    "orch_test_hangs": """
+        import asyncio
+        from orchestrator import hookimpl
+
+        @hookimpl
+        async def orchestrator_uplink_changed(event):
+            await asyncio.Event().wait()  # a coroutine that never finishes
+    """,
+    "orch_test_witness": """
+        import json, os
+        from orchestrator import hookimpl
+
+        def record(**fields):
+            with open(os.environ["WITNESS_FILE"], "a") as handle:
+                handle.write(json.dumps(fields) + "\\n")
+
+        @hookimpl
+        async def orchestrator_uplink_changed(event, move):
+            record(hook="uplink_changed", move=move.id, new=event.new and event.new.address)
+
+        @hookimpl
+        def orchestrator_on_error(plugin, hook, error):
+            record(hook="on_error", plugin=plugin, failed=hook, error=error)
+    """,
+    "orch_test_broken": """
+        import a_module_that_does_not_exist
+    """,
+}
+
+
+def _distribution(site: Path, name: str, entry_points: dict[str, str]) -> None:
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    lines = ["[orchestrator.plugins]", *(f"{k} = {v}" for k, v in entry_points.items())]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+
+
+def build(site: Path) -> Path:
+    """Write the modules and two distributions: the test plugins, and one that cannot import."""
+    site.mkdir(parents=True, exist_ok=True)
+    for module, source in MISBEHAVING.items():
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+    _distribution(site, "orchestrator-test-plugins", {
+        "raises": "orch_test_raises", "blocks": "orch_test_blocks",
+        "hangs": "orch_test_hangs", "witness": "orch_test_witness",
+    })
+    _distribution(site, "orchestrator-broken", {"broken": "orch_test_broken"})
+    return site
+
+
+def environment(site: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    return env
