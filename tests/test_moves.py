@@ -32,7 +32,7 @@ def needs(*binaries: str) -> None:
 @pytest.fixture
 def lab() -> Iterator[AccessLab]:
     needs("dnsmasq", "dhclient", "udhcpc")
-    with AccessLab(renew_after=2) as access_lab:
+    with AccessLab(renew_after=3) as access_lab:
         yield access_lab
 
 
@@ -86,8 +86,9 @@ def test_lease_renewal_move_release(lab: AccessLab, monitor: MonitorProcess, cli
     mark = monitor.mark()
     assert client.renew() == first
     sync(lab.node, monitor)
-    assert [e for e in monitor.events()[mark:] if e["event"] == "address" and
-            e.get("interface") == "eth0"], "the renewal reached the kernel"
+    if client_kind == "dhclient":  # udhcpc's renewal re-applies the same values: the kernel is silent
+        renewal = [e for e in monitor.events()[mark:] if e["event"] == "address" and e["interface"] == "eth0"]
+        assert renewal, "dhclient's renewal (fresh lifetimes) reached the kernel"
     assert_changes(monitor, mark)  # a renewal is never a move
 
     mark = monitor.mark()
