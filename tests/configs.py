@@ -9,7 +9,6 @@ from orchestrator import config, plugins
 BASE = """\
 [daemon]
 control_socket = "{control}"
-log_level = "debug"
 {daemon}
 [plugins]
 enable = {enable}
