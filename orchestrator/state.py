@@ -182,8 +182,8 @@ class NetworkState:
         leftover of the previous network: no uplink until the new default route comes."""
         addresses = list(self.view.addresses_of(index, socket.AF_INET))
         if route.gateway is not None and not route.onlink:
-            gateway = ipaddress.IPv4Address(route.gateway)
-            addresses = [a for a in addresses if gateway in ipaddress.IPv4Interface(a.cidr).network]
+            gateway = _ipv4_int(route.gateway)
+            addresses = [a for a in addresses if (_ipv4_int(a.address) ^ gateway) >> (32 - a.prefixlen) == 0]
         for address in addresses:
             if address.address == route.source:
                 return address
@@ -245,6 +245,10 @@ class NetworkState:
             if not a.tentative and not a.deprecated and _is_global(a.address)
         ]
         return usable[-1] if usable else None
+
+
+def _ipv4_int(address: str) -> int:
+    return int.from_bytes(socket.inet_aton(address), "big")
 
 
 def _is_global(address: str) -> bool:

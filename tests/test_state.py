@@ -160,3 +160,14 @@ def test_reference_route_from_the_kernel_decides(tmp_path: Path) -> None:
         s.apply(event)
     s.prime()
     assert s.tracker.current == Uplink("eth1", "10.3.0.7/24", "10.3.0.1")
+
+
+def test_a_gateway_left_over_from_the_previous_network_is_no_uplink(tmp_path: Path) -> None:
+    """Add-new-then-delete-old leaves the old default route in the kernel, its gateway no longer on
+    any subnet: not an uplink (no half-move), until the new default route comes."""
+    s = state(tmp_path, *LEASE_A)
+    assert feed(s, r.address(ETH, "10.2.0.100/24"), r.route("10.2.0.0/24", ETH),
+                r.address(ETH, "10.1.0.100/24", deleted=True),
+                r.route("10.1.0.0/24", ETH, deleted=True)) == []
+    events = feed(s, r.route("0.0.0.0/0", ETH, "10.1.0.1", deleted=True), r.route("0.0.0.0/0", ETH, "10.2.0.1"))
+    assert uplink_changes(events) == [(A, B)]
