@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,7 @@ class Config:
     uplinks: UplinkSettings
     interfaces: tuple[InterfaceSpec, ...]
     sections: Mapping[str, Mapping[str, Any]]
+    _roles: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     def interface(self, name: str) -> InterfaceSpec | None:
         """The first ``[[interfaces]]`` entry matching ``name`` (entries are tried in file order)."""
@@ -111,8 +112,13 @@ class Config:
         return None
 
     def role(self, name: str) -> str | None:
-        spec = self.interface(name)
-        return spec.role if spec else None
+        """The role of interface ``name`` (memoised: asked for every netlink event)."""
+        try:
+            return self._roles[name]
+        except KeyError:
+            spec = self.interface(name)
+            role = self._roles[name] = spec.role if spec else None
+            return role
 
     def section(self, name: str) -> Mapping[str, Any]:
         return self.sections.get(name, {})

@@ -19,6 +19,7 @@ from typing import Any
 
 import pluggy
 
+from . import eager
 from .context import PluginContext
 from .hookspecs import CARRIES_STATE
 from .moves import Move
@@ -44,11 +45,13 @@ class Call:
 
 @dataclass
 class Lane:
+    """Calls of one lane, run strictly in order by one drain at a time."""
+
     name: str
     queue: deque[Call] = field(default_factory=deque)
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
+    draining: bool = False
+    drain: asyncio.Future[None] | None = None  # the drain, while it waits for a call
     busy_since: float | None = None  # monotonic start of the call in progress
 
 
@@ -81,12 +84,15 @@ class Dispatcher:
         lane = self.lanes.get(lane_name)
         if lane is None:
             lane = self.lanes[lane_name] = Lane(lane_name)
-            lane.task = asyncio.get_running_loop().create_task(self._run(lane), name=lane_name)
         if hook in CARRIES_STATE:
             kwargs = self._supersede(lane, hook, kwargs)
         lane.queue.append(Call(hook, kwargs, move, on_done))
-        lane.idle.clear()
-        lane.wakeup.set()
+        if not lane.draining:
+            # Started in this very call: a hook that does not wait runs before submit() returns.
+            lane.draining = True
+            lane.idle.clear()
+            drain = eager.start(self._drain(lane))
+            lane.drain = None if drain.done() else drain
 
     def _supersede(self, lane: Lane, hook: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         older = [call for call in lane.queue if call.hook == hook]
@@ -103,20 +109,22 @@ class Dispatcher:
             kwargs = {**kwargs, "event": replace(event, old=oldest.old)}
         return kwargs
 
-    async def _run(self, lane: Lane) -> None:
-        while True:
-            while not lane.queue:
-                lane.idle.set()
-                lane.wakeup.clear()
-                await lane.wakeup.wait()
-            call = lane.queue.popleft()
-            lane.busy_since = time.monotonic()
-            try:
-                await self._call_all(call)
-            finally:
-                lane.busy_since = None
-                if call.on_done:
-                    call.on_done()
+    async def _drain(self, lane: Lane) -> None:
+        """Run the lane's queue empty, one call after the other; calls queued meanwhile join in."""
+        try:
+            while lane.queue:
+                call = lane.queue.popleft()
+                lane.busy_since = time.monotonic()
+                try:
+                    await self._call_all(call)
+                finally:
+                    lane.busy_since = None
+                    if call.on_done:
+                        call.on_done()
+        finally:
+            lane.draining = False
+            lane.drain = None
+            lane.idle.set()
 
     async def _call_all(self, call: Call) -> None:
         caller = getattr(self.pm.hook, call.hook)
@@ -145,24 +153,15 @@ class Dispatcher:
         started = loop.time()
         try:
             if asyncio.iscoroutinefunction(function):
-                future: asyncio.Future[Any] = asyncio.ensure_future(function(**chosen))
+                future: asyncio.Future[Any] = eager.start(function(**chosen))
             else:
                 future = self._threads.run(partial(function, **chosen))
-            done, _ = await asyncio.wait({future}, timeout=self.timeout_s)
-            if not done:
-                # Abandon it: a coroutine is cancelled without waiting for it (it may swallow the
-                # cancellation), a thread cannot be stopped and runs on detached.
-                future.cancel()
-                self.counters["plugin_timeouts"] += 1
+            if not await self._finished(future, self.timeout_s):
                 return f"timeout after {self.timeout_s:g} s"
             result = future.result()
             if asyncio.iscoroutine(result):  # a plain function that returned a coroutine
-                remaining = self.timeout_s - (loop.time() - started)
-                inner = asyncio.ensure_future(result)
-                done, _ = await asyncio.wait({inner}, timeout=max(remaining, 0))
-                if not done:
-                    inner.cancel()
-                    self.counters["plugin_timeouts"] += 1
+                inner = eager.start(result)
+                if not await self._finished(inner, self.timeout_s - (loop.time() - started)):
                     return f"timeout after {self.timeout_s:g} s"
                 inner.result()
         except asyncio.CancelledError:
@@ -170,6 +169,20 @@ class Dispatcher:
         except Exception as error:
             return f"{type(error).__name__}: {error}"
         return None
+
+    async def _finished(self, future: asyncio.Future[Any], timeout_s: float) -> bool:
+        """Wait for ``future`` up to ``timeout_s``; on timeout abandon it and return False.
+
+        Abandoning means: a coroutine is cancelled without waiting for it (it may swallow the
+        cancellation), a thread cannot be stopped and runs on detached.
+        """
+        if not future.done():
+            await asyncio.wait({future}, timeout=max(timeout_s, 0))
+        if future.done():
+            return True
+        future.cancel()
+        self.counters["plugin_timeouts"] += 1
+        return False
 
     async def drain(self, lane_name: str, timeout_s: float) -> bool:
         """Wait until a lane has nothing queued or running; False when ``timeout_s`` ran out."""
@@ -195,9 +208,7 @@ class Dispatcher:
         ]
 
     async def close(self) -> None:
-        for lane in self.lanes.values():
-            if lane.task is not None:
-                lane.task.cancel()
-        await asyncio.gather(
-            *(lane.task for lane in self.lanes.values() if lane.task), return_exceptions=True
-        )
+        drains = [lane.drain for lane in self.lanes.values() if lane.drain is not None]
+        for drain in drains:
+            drain.cancel()
+        await asyncio.gather(*drains, return_exceptions=True)

@@ -38,6 +38,7 @@ class AddressEvent:
     deprecated: bool
     valid_lft: int | None
     deleted: bool = False
+    scope: int = 0  # the kernel's own classification: 0 global, 253 link, 254 host
     kind = "address"
 
     @property

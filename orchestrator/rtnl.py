@@ -136,7 +136,7 @@ def decode_link(data: memoryview, offset: int, length: int, kind: int) -> LinkEv
 
 
 def decode_address(data: memoryview, offset: int, length: int, kind: int) -> AddressEvent | None:
-    family, prefixlen, flags, _scope, index = _IFADDRMSG.unpack_from(data, offset + 16)
+    family, prefixlen, flags, scope, index = _IFADDRMSG.unpack_from(data, offset + 16)
     if family not in (socket.AF_INET, socket.AF_INET6):
         return None
     attrs = attributes(data, offset + 16 + _IFADDRMSG.size, offset + length)
@@ -159,6 +159,7 @@ def decode_address(data: memoryview, offset: int, length: int, kind: int) -> Add
         deprecated=bool(flags & IFA_F_DEPRECATED),
         valid_lft=valid,
         deleted=kind == RTM_DELADDR,
+        scope=scope,
     )
 
 

@@ -8,7 +8,6 @@ with a new index on every restart.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -42,6 +41,7 @@ class LinkStatus:
 
 
 ABSENT = LinkStatus(False, False, False)
+RT_SCOPE_UNIVERSE = 0
 
 
 class NetworkState:
@@ -242,15 +242,10 @@ class NetworkState:
         usable = [
             a.address
             for a in self.view.addresses_of(link.index, socket.AF_INET6)
-            if not a.tentative and not a.deprecated and _is_global(a.address)
+            if not a.tentative and not a.deprecated and a.scope == RT_SCOPE_UNIVERSE
         ]
         return usable[-1] if usable else None
 
 
 def _ipv4_int(address: str) -> int:
     return int.from_bytes(socket.inet_aton(address), "big")
-
-
-def _is_global(address: str) -> bool:
-    ip = ipaddress.IPv6Address(address)
-    return not (ip.is_link_local or ip.is_loopback or ip.is_multicast or ip.is_unspecified)

@@ -43,6 +43,7 @@ def address(index: int, cidr: str, deleted: bool = False, tentative: bool = Fals
     m["prefixlen"] = int(prefix)
     m["index"] = index
     m["flags"] = rtnl.IFA_F_TENTATIVE if tentative else 0
+    m["scope"] = 253 if ip.startswith("fe80:") else 0  # the kernel scopes link-local addresses
     m["attrs"] = [("IFA_ADDRESS", peer or ip), ("IFA_LOCAL", ip)] if family == socket.AF_INET \
         else [("IFA_ADDRESS", ip)]
     return _finish(m, rtnl.RTM_DELADDR if deleted else rtnl.RTM_NEWADDR)

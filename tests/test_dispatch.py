@@ -138,20 +138,28 @@ def test_failures_are_isolated_reported_and_counted(tmp_path: Path) -> None:
 
 def test_queued_state_calls_are_superseded_keeping_the_oldest_old(tmp_path: Path) -> None:
     log: list[tuple[str, Any]] = []
+    gate = asyncio.Event()
+
+    class HoldsTheFirstCall(Recorder):
+        @hookimpl
+        async def orchestrator_uplink_changed(self, event: UplinkChanged) -> None:
+            self.log.append((self.name, (event.old, event.new)))
+            if len(self.log) == 1:
+                await gate.wait()
 
     async def go() -> Harness:
-        h = Harness(tmp_path, {"rec": Recorder("rec", log)})
-        # Submitted in one go: the lane has not started any of them yet.
-        h.move(A, B, 1)
+        h = Harness(tmp_path, {"rec": HoldsTheFirstCall("rec", log)}, timeout=5)
+        h.move(A, B, 1)  # starts at once and waits: the next two queue behind it
         h.move(B, None, 2)
-        h.move(None, C, 3)
+        h.move(None, C, 3)  # supersedes the queued (B, None): one call (B, C)
+        gate.set()
         await h.settle()
         await h.dispatcher.close()
         return h
 
     h = run(go())
-    assert log == [("rec", (A, C))]
-    assert h.counters["calls_superseded"] == 2
+    assert log == [("rec", (A, B)), ("rec", (B, C))]
+    assert h.counters["calls_superseded"] == 1
     assert h.finished == ["superseded", "superseded", "ok"]
 
 

@@ -1,0 +1,178 @@
+"""Netlink change -> plugin hook running: the daemon beside `ip -o monitor` feeding a forked /bin/sh.
+
+The baseline is what dispatcher tools do (networkd-dispatcher, NetworkManager-dispatcher, ad hoc
+scripts): read `ip monitor`, fork a shell hook per event.  Both sides are driven and timed the same
+way: a global IPv6 address is added to / removed from a `tunnel` interface with one netlink request
+(no DAD, so it is final at once), and the clock stops when the hook writes one byte into a FIFO the
+benchmark reads.  The daemon's hook is an async `orchestrator_tunnel_address_changed` plugin
+installed as a third-party distribution.  Changes are sequential: the next is sent once the
+previous hook ran, so nothing is coalesced.
+
+Run as root: `make bench` or `.venv/bin/python bench/latency.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import REPO, summary, table
+
+CHANGES = 1000
+WARMUP = 50
+PAUSE_S = 0.002
+PLUGIN = """
+import os
+from orchestrator import hookimpl
+
+_fd = None
+
+@hookimpl
+async def orchestrator_tunnel_address_changed(event):
+    global _fd
+    if _fd is None:
+        _fd = os.open(os.environ["BENCH_FIFO"], os.O_WRONLY | os.O_NONBLOCK)
+    os.write(_fd, b"x")
+"""
+
+
+def address_request(kind: int, index: int, address: str) -> bytes:
+    from orchestrator import rtnl
+
+    body = struct.pack("=BBBBi", socket.AF_INET6, 128, 0x02, 0, index)  # IFA_F_NODAD
+    body += rtnl.attr(rtnl.IFA_LOCAL, socket.inet_pton(socket.AF_INET6, address))
+    body += rtnl.attr(rtnl.IFA_ADDRESS, socket.inet_pton(socket.AF_INET6, address))
+    flags = 0x400 | 0x200 if kind == rtnl.RTM_NEWADDR else 0  # NLM_F_CREATE | NLM_F_EXCL
+    return rtnl.build_request(kind, flags, body)[1]
+
+
+def drive(fifo_fd: int, index: int) -> list[float]:
+    """Alternate add/remove; return milliseconds from each request to the hook's byte."""
+    from orchestrator import rtnl
+
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    sock.bind((0, 0))
+    address = "2001:0:c633:6401::1"
+    latencies: list[float] = []
+    for number in range(WARMUP + CHANGES):
+        kind = rtnl.RTM_NEWADDR if number % 2 == 0 else rtnl.RTM_DELADDR
+        request = address_request(kind, index, address)
+        started = time.perf_counter()
+        sock.send(request)
+        ready, _, _ = select.select([fifo_fd], [], [], 5.0)
+        finished = time.perf_counter()
+        if not ready or not os.read(fifo_fd, 4096):
+            raise RuntimeError(f"hook did not run for change {number}")
+        if number >= WARMUP:
+            latencies.append((finished - started) * 1000)
+        time.sleep(PAUSE_S)
+    sock.close()
+    return latencies
+
+
+def wait_hook(fifo_fd: int, index: int) -> None:
+    """Poke until the hook answers once: the reader is subscribed and running."""
+    from orchestrator import rtnl
+
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    sock.bind((0, 0))
+    for attempt in range(200):
+        kind = rtnl.RTM_NEWADDR if attempt % 2 == 0 else rtnl.RTM_DELADDR
+        sock.send(address_request(kind, index, "2001:0:c633:6401::ff"))
+        if select.select([fifo_fd], [], [], 0.1)[0]:
+            os.read(fifo_fd, 4096)
+            if attempt % 2 == 0:
+                sock.send(address_request(rtnl.RTM_DELADDR, index, "2001:0:c633:6401::ff"))
+                select.select([fifo_fd], [], [], 2.0)
+            time.sleep(0.2)
+            while select.select([fifo_fd], [], [], 0)[0] and os.read(fifo_fd, 4096):
+                pass
+            sock.close()
+            return
+    raise RuntimeError("the hook never ran")
+
+
+def inside(directory: Path) -> None:
+    from configs import write
+    from plugin_site import environment
+
+    from orchestrator import control
+
+    for command in (["link", "add", "teredo", "type", "veth", "peer", "name", "tpeer"],
+                    ["link", "set", "teredo", "up"], ["link", "set", "tpeer", "up"]):
+        subprocess.run(["ip", *command], check=True)
+    index = socket.if_nametoindex("teredo")
+    fifo = directory / "hook.fifo"
+    os.mkfifo(fifo)
+    fifo_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    # A writer of our own, never used: without one, a FIFO whose last writer closed reads as EOF
+    # and select() would report it readable at once.
+    keep_open = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    site = directory / "site"
+    (site / "bench_hook-1.0.dist-info").mkdir(parents=True)
+    (site / "bench_hook-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-hook\nVersion: 1.0\n")
+    (site / "bench_hook-1.0.dist-info" / "entry_points.txt").write_text("[orchestrator.plugins]\nbenchhook = bench_hook\n")
+    (site / "bench_hook.py").write_text(PLUGIN)
+    config = write(directory, enable=["benchhook"])
+    env = environment(site, BENCH_FIFO=str(fifo))
+
+    daemon = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", "--config", str(config)],
+                              env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                control.request(directory / "control.sock", "status")
+                break
+            except OSError:
+                if time.monotonic() > deadline or daemon.poll() is not None:
+                    raise RuntimeError("the daemon did not start") from None
+                time.sleep(0.05)
+        wait_hook(fifo_fd, index)
+        ours = summary(drive(fifo_fd, index))
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+
+    hook = directory / "hook.sh"
+    hook.write_text(f"printf x > {fifo}\n")
+    pipeline = f"ip -o monitor address | while read -r line; do /bin/sh {hook}; done"
+    baseline_proc = subprocess.Popen(["/bin/sh", "-c", pipeline], start_new_session=True)
+    try:
+        wait_hook(fifo_fd, index)
+        baseline = summary(drive(fifo_fd, index))
+    finally:
+        os.killpg(baseline_proc.pid, 15)
+        baseline_proc.wait(30)
+        os.close(keep_open)
+
+    rows = [("figure", "daemon (async hook)", "ip -o monitor | fork /bin/sh hook")]
+    for key in ("p50", "p95", "p99", "mean"):
+        rows.append((f"{key} ms", f"{ours[key]:.3f}", f"{baseline[key]:.3f}"))
+    rows.append(("ratio at p50", f"{baseline['p50'] / ours['p50']:.1f}x faster", "1.0x"))
+    rows.append(("ratio at p99", f"{baseline['p99'] / ours['p99']:.1f}x faster", "1.0x"))
+    table(f"Netlink change -> plugin hook running, {CHANGES} changes each (one run, same namespace)", rows)
+
+
+def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--inside":
+        inside(Path(sys.argv[2]))
+        return 0
+    from lab import Lab
+
+    with Lab() as lab:
+        ns = lab.namespace("latency")
+        result = ns.run(sys.executable, __file__, "--inside", str(lab.tmp), timeout=600)
+        print(result.stdout, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    sys.exit(main())
