@@ -33,8 +33,10 @@ test: deps venv lint
 demo: deps venv
 	@$(BIN)/python scripts/demo.py
 
+BENCHES := bench/latency.py bench/ingest.py bench/idle.py
+
 bench: deps venv
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in $(BENCHES); do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

@@ -1,0 +1,118 @@
+"""Idle cost: resident memory and wake-ups per minute with no network events.
+
+The daemon (with the built-in plugins enabled) runs beside two baselines in the same namespace and
+the same quiet window: `ip monitor` (C, iproute2) and a bare pyroute2 monitor (the Python floor the
+product's dependency set implies).  Wake-ups are the voluntary and involuntary context switches of
+all of a process's threads over the window, scaled to one minute.
+
+Run as root: `make bench` or `.venv/bin/python bench/idle.py`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import REPO
+
+WARMUP_S = 3.0
+WINDOW_S = 30.0
+PYROUTE2_MONITOR = """
+import asyncio
+from pyroute2 import AsyncIPRoute
+
+async def main():
+    async with AsyncIPRoute() as ipr:
+        await ipr.bind(groups=0x1 | 0x10 | 0x40 | 0x100 | 0x400)
+        while True:  # get() ends after each burst of messages
+            async for _ in ipr.get():
+                pass
+
+asyncio.run(main())
+"""
+
+
+def switches(pid: int) -> int:
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        for line in status.read_text().splitlines():
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                total += int(line.split()[1])
+    return total
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def inside(directory: Path) -> None:
+    from configs import write
+
+    from orchestrator import control
+
+    for command in (["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"],
+                    ["link", "set", "eth0", "up"], ["link", "set", "peer0", "up"],
+                    ["addr", "add", "10.1.0.100/24", "dev", "eth0"],
+                    ["route", "add", "default", "via", "10.1.0.1"]):
+        subprocess.run(["ip", *command], check=True)
+    config = write(directory, enable=["routing", "teredo", "mipv6"])
+    processes = {
+        "daemon": subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", "--config", str(config)],
+                                   stderr=(directory / "daemon.log").open("w")),
+        "ip monitor": subprocess.Popen(["ip", "monitor", "link", "address", "route"], stdout=subprocess.DEVNULL),
+        "pyroute2 monitor": subprocess.Popen([sys.executable, "-c", PYROUTE2_MONITOR]),
+    }
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                control.request(directory / "control.sock", "status")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the daemon did not start") from None
+                time.sleep(0.05)
+        time.sleep(WARMUP_S)  # IPv6 DAD on the new links finishes; then nothing happens
+        before = {name: switches(p.pid) for name, p in processes.items()}
+        time.sleep(WINDOW_S)
+        for name, process in processes.items():
+            if process.poll() is not None:
+                log = (directory / "daemon.log").read_text()[-1500:]
+                raise RuntimeError(f"{name} exited with status {process.returncode}: {log}")
+        wakeups = {name: (switches(p.pid) - before[name]) * 60 / WINDOW_S for name, p in processes.items()}
+        rss = {name: rss_mib(p.pid) for name, p in processes.items()}
+    finally:
+        for process in processes.values():
+            process.terminate()
+            process.wait(30)
+    names = list(processes)
+    rows = [("figure", *names)]
+    rows.append(("RSS MiB", *(f"{rss[n]:.1f}" for n in names)))
+    rows.append(("wake-ups per minute", *(f"{wakeups[n]:.1f}" for n in names)))
+    print(f"\nIdle for {WINDOW_S:.0f} s after {WARMUP_S:.0f} s of warm-up (one run, same namespace)")
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--inside":
+        inside(Path(sys.argv[2]))
+        return 0
+    from lab import Lab
+
+    with Lab() as lab:
+        ns = lab.namespace("idle")
+        result = ns.run(sys.executable, __file__, "--inside", str(lab.tmp), timeout=600)
+        print(result.stdout, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    sys.exit(main())
