@@ -125,13 +125,14 @@ class Daemon:
                 on_done=lambda: self.moves.dispatched(move),
             )
         elif isinstance(event, TunnelAddressChanged):
-            log.info("tunnel %s address %s -> %s", event.interface, event.old, event.new)
             current = self.moves.current
             self.dispatcher.submit(
                 interface_lane(event.interface),
                 "orchestrator_tunnel_address_changed",
                 {"event": event, "move": current if current and not current.finished else None},
             )
+            # Logged after the hooks started: a handover should not wait for a log line.
+            log.info("tunnel %s address %s -> %s", event.interface, event.old, event.new)
         elif isinstance(event, LinkChanged):
             log.debug("link %s up=%s carrier=%s", event.interface, event.up, event.carrier)
             self.dispatcher.submit(
