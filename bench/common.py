@@ -7,7 +7,9 @@ namespace, so a noisy machine shows up in both columns and the ratio stays meani
 from __future__ import annotations
 
 import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,3 +38,25 @@ def table(title: str, rows: list[tuple[str, str, str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def start_daemon(
+    config: Path, env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`orchestrator run` in the current namespace; returns once its control socket answers."""
+    from orchestrator import control
+
+    stderr = log.open("wb") if log else subprocess.DEVNULL
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "run", "--config", str(config)], env=env, stderr=stderr
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            control.request(config.parent / "control.sock", "status")
+            return daemon
+        except OSError:
+            if time.monotonic() > deadline or daemon.poll() is not None:
+                daemon.kill()
+                raise RuntimeError("the daemon did not start") from None
+            time.sleep(0.05)

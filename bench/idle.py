@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO
+from common import REPO, start_daemon
 
 WARMUP_S = 3.0
 WINDOW_S = 30.0
@@ -53,30 +53,23 @@ def rss_mib(pid: int) -> float:
 def inside(directory: Path) -> None:
     from configs import write
 
-    from orchestrator import control
-
-    for command in (["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"],
-                    ["link", "set", "eth0", "up"], ["link", "set", "peer0", "up"],
-                    ["addr", "add", "10.1.0.100/24", "dev", "eth0"],
-                    ["route", "add", "default", "via", "10.1.0.1"]):
+    for command in (
+        ["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"],
+        ["link", "set", "eth0", "up"],
+        ["link", "set", "peer0", "up"],
+        ["addr", "add", "10.1.0.100/24", "dev", "eth0"],
+        ["route", "add", "default", "via", "10.1.0.1"],
+    ):
         subprocess.run(["ip", *command], check=True)
     config = write(directory, enable=["routing", "teredo", "mipv6"])
     processes = {
-        "daemon": subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", "--config", str(config)],
-                                   stderr=(directory / "daemon.log").open("w")),
-        "ip monitor": subprocess.Popen(["ip", "monitor", "link", "address", "route"], stdout=subprocess.DEVNULL),
+        "daemon": start_daemon(config, log=directory / "daemon.log"),
+        "ip monitor": subprocess.Popen(
+            ["ip", "monitor", "link", "address", "route"], stdout=subprocess.DEVNULL
+        ),
         "pyroute2 monitor": subprocess.Popen([sys.executable, "-c", PYROUTE2_MONITOR]),
     }
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                control.request(directory / "control.sock", "status")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the daemon did not start") from None
-                time.sleep(0.05)
         time.sleep(WARMUP_S)  # IPv6 DAD on the new links finishes; then nothing happens
         before = {name: switches(p.pid) for name, p in processes.items()}
         time.sleep(WINDOW_S)

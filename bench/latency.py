@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, summary, table
+from common import REPO, start_daemon, summary, table
 
 CHANGES = 1000
 WARMUP = 50
@@ -100,9 +100,7 @@ def wait_hook(fifo_fd: int, index: int) -> None:
 
 def inside(directory: Path) -> None:
     from configs import write
-    from plugin_site import environment
-
-    from orchestrator import control
+    from plugin_site import distribution, environment
 
     for command in (["link", "add", "teredo", "type", "veth", "peer", "name", "tpeer"],
                     ["link", "set", "teredo", "up"], ["link", "set", "tpeer", "up"]):
@@ -115,25 +113,14 @@ def inside(directory: Path) -> None:
     # and select() would report it readable at once.
     keep_open = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
     site = directory / "site"
-    (site / "bench_hook-1.0.dist-info").mkdir(parents=True)
-    (site / "bench_hook-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-hook\nVersion: 1.0\n")
-    (site / "bench_hook-1.0.dist-info" / "entry_points.txt").write_text("[orchestrator.plugins]\nbenchhook = bench_hook\n")
+    site.mkdir()
+    distribution(site, "bench-hook", {"benchhook": "bench_hook"})
     (site / "bench_hook.py").write_text(PLUGIN)
     config = write(directory, enable=["benchhook"])
     env = environment(site, BENCH_FIFO=str(fifo))
 
-    daemon = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", "--config", str(config)],
-                              env=env, stderr=subprocess.DEVNULL)
+    daemon = start_daemon(config, env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                control.request(directory / "control.sock", "status")
-                break
-            except OSError:
-                if time.monotonic() > deadline or daemon.poll() is not None:
-                    raise RuntimeError("the daemon did not start") from None
-                time.sleep(0.05)
         wait_hook(fifo_fd, index)
         ours = summary(drive(fifo_fd, index))
     finally:

@@ -57,7 +57,7 @@ MISBEHAVING = {
 }
 
 
-def _distribution(site: Path, name: str, entry_points: dict[str, str]) -> None:
+def distribution(site: Path, name: str, entry_points: dict[str, str]) -> None:
     info = site / f"{name.replace('-', '_')}-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
@@ -70,11 +70,11 @@ def build(site: Path) -> Path:
     site.mkdir(parents=True, exist_ok=True)
     for module, source in MISBEHAVING.items():
         (site / f"{module}.py").write_text(textwrap.dedent(source))
-    _distribution(site, "orchestrator-test-plugins", {
+    distribution(site, "orchestrator-test-plugins", {
         "raises": "orch_test_raises", "blocks": "orch_test_blocks",
         "hangs": "orch_test_hangs", "witness": "orch_test_witness",
     })
-    _distribution(site, "orchestrator-broken", {"broken": "orch_test_broken"})
+    distribution(site, "orchestrator-broken", {"broken": "orch_test_broken"})
     return site
 
 

@@ -169,5 +169,6 @@ def test_a_gateway_left_over_from_the_previous_network_is_no_uplink(tmp_path: Pa
     assert feed(s, r.address(ETH, "10.2.0.100/24"), r.route("10.2.0.0/24", ETH),
                 r.address(ETH, "10.1.0.100/24", deleted=True),
                 r.route("10.1.0.0/24", ETH, deleted=True)) == []
-    events = feed(s, r.route("0.0.0.0/0", ETH, "10.1.0.1", deleted=True), r.route("0.0.0.0/0", ETH, "10.2.0.1"))
+    events = feed(s, r.route("0.0.0.0/0", ETH, "10.1.0.1", deleted=True),
+                  r.route("0.0.0.0/0", ETH, "10.2.0.1"))
     assert uplink_changes(events) == [(A, B)]
