@@ -32,6 +32,8 @@ from .moves import Move, MoveLog
 
 log = logging.getLogger("orchestrator")
 
+COUNTERS = ("events", "moves", "resyncs", "plugin_errors", "plugin_timeouts", "calls_superseded")
+
 
 class StartupError(Exception):
     """The daemon cannot start: bad config, or a plugin named in it is unusable."""
@@ -64,7 +66,8 @@ class Daemon:
     def __init__(self, config: config_module.Config, infos: list[plugin_module.PluginInfo]) -> None:
         self.config = config
         self.infos = infos
-        self.counters: Counter[str] = Counter()
+        # Listed from the start so that status shows a zero rather than nothing.
+        self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self.started = time.time()
         self.engine = Engine(config, self._on_event, self.counters)
         self.pm = plugin_module.activate(infos, config.enable)
