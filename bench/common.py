@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,10 +33,10 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def table(title: str, rows: list[tuple[str, str, str]]) -> None:
-    """Print ``(figure, ours, baseline)`` rows in aligned columns."""
+def table(title: str, rows: list[tuple[str, ...]]) -> None:
+    """Print ``(figure, ours, baseline, ...)`` rows in aligned columns."""
     print(f"\n{title}")
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
 
@@ -60,3 +61,17 @@ def start_daemon(
                 daemon.kill()
                 raise RuntimeError("the daemon did not start") from None
             time.sleep(0.05)
+
+
+def main_in_namespace(script: str, short: str, inside: Callable[[Path], None]) -> int:
+    """Run ``inside(tmpdir)`` in a private namespace: re-executes ``script`` there with --inside."""
+    if len(sys.argv) > 2 and sys.argv[1] == "--inside":
+        inside(Path(sys.argv[2]))
+        return 0
+    from lab import Lab
+
+    with Lab() as lab:
+        ns = lab.namespace(short)
+        result = ns.run(sys.executable, script, "--inside", str(lab.tmp), timeout=600)
+        print(result.stdout, end="")
+    return 0

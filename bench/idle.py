@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, start_daemon
+from common import main_in_namespace, start_daemon, table
 
 WARMUP_S = 3.0
 WINDOW_S = 30.0
@@ -84,28 +84,15 @@ def inside(directory: Path) -> None:
             process.terminate()
             process.wait(30)
     names = list(processes)
-    rows = [("figure", *names)]
-    rows.append(("RSS MiB", *(f"{rss[n]:.1f}" for n in names)))
-    rows.append(("wake-ups per minute", *(f"{wakeups[n]:.1f}" for n in names)))
-    print(f"\nIdle for {WINDOW_S:.0f} s after {WARMUP_S:.0f} s of warm-up (one run, same namespace)")
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-
-
-def main() -> int:
-    if len(sys.argv) > 2 and sys.argv[1] == "--inside":
-        inside(Path(sys.argv[2]))
-        return 0
-    from lab import Lab
-
-    with Lab() as lab:
-        ns = lab.namespace("idle")
-        result = ns.run(sys.executable, __file__, "--inside", str(lab.tmp), timeout=600)
-        print(result.stdout, end="")
-    return 0
+    table(
+        f"Idle for {WINDOW_S:.0f} s after {WARMUP_S:.0f} s of warm-up (one run, same namespace)",
+        [
+            ("figure", *names),
+            ("RSS MiB", *(f"{rss[n]:.1f}" for n in names)),
+            ("wake-ups per minute", *(f"{wakeups[n]:.1f}" for n in names)),
+        ],
+    )
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
-    sys.exit(main())
+    sys.exit(main_in_namespace(__file__, "idle", inside))

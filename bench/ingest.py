@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, table
+from common import main_in_namespace, table
 
 ROUTE_CHANGES = 40_000
 ADDRESS_CHANGES = ROUTE_CHANGES // 10
@@ -137,19 +137,5 @@ def inside(directory: Path) -> None:
     )
 
 
-def main() -> int:
-    if len(sys.argv) > 2 and sys.argv[1] == "--inside":
-        inside(Path(sys.argv[2]))
-        return 0
-    from lab import Lab
-
-    with Lab() as lab:
-        ns = lab.namespace("ingest")
-        result = ns.run(sys.executable, __file__, "--inside", str(lab.tmp), timeout=600)
-        print(result.stdout, end="")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
-    sys.exit(main())
+    sys.exit(main_in_namespace(__file__, "ingest", inside))

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, start_daemon, summary, table
+from common import main_in_namespace, start_daemon, summary, table
 
 CHANGES = 1000
 WARMUP = 50
@@ -147,19 +147,5 @@ def inside(directory: Path) -> None:
     table(f"Netlink change -> plugin hook running, {CHANGES} changes each (one run, same namespace)", rows)
 
 
-def main() -> int:
-    if len(sys.argv) > 2 and sys.argv[1] == "--inside":
-        inside(Path(sys.argv[2]))
-        return 0
-    from lab import Lab
-
-    with Lab() as lab:
-        ns = lab.namespace("latency")
-        result = ns.run(sys.executable, __file__, "--inside", str(lab.tmp), timeout=600)
-        print(result.stdout, end="")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
-    sys.exit(main())
+    sys.exit(main_in_namespace(__file__, "latency", inside))

@@ -71,6 +71,15 @@ def wait_gateway(monitor: MonitorProcess, after: int, lladdr: str) -> None:
                      f"the gateway to be learned at {lladdr}", after=after)
 
 
+def leased(lab: AccessLab, monitor: MonitorProcess) -> str:
+    """A dhclient lease from ra, reported, with the gateway's MAC learned; its address/prefix."""
+    mark = monitor.mark()
+    address = lab.dhclient().start()
+    wait_change(monitor, mark, "the first lease")
+    wait_gateway(monitor, mark, lab.router_mac("ra"))
+    return address
+
+
 @pytest.mark.parametrize("client_kind", ["dhclient", "udhcpc"])
 def test_lease_renewal_move_release(lab: AccessLab, monitor: MonitorProcess, client_kind: str) -> None:
     client = lab.dhclient() if client_kind == "dhclient" else lab.udhcpc()
@@ -108,11 +117,7 @@ def test_lease_renewal_move_release(lab: AccessLab, monitor: MonitorProcess, cli
 
 
 def test_carrier_blip_same_router_is_not_a_move(lab: AccessLab, monitor: MonitorProcess) -> None:
-    client = lab.dhclient()
-    mark = monitor.mark()
-    address = client.start()
-    wait_change(monitor, mark, "the first lease")
-    wait_gateway(monitor, mark, lab.router_mac("ra"))
+    address = leased(lab, monitor)
 
     mark = monitor.mark()
     lab.carrier(False)
@@ -130,12 +135,8 @@ def test_carrier_blip_same_router_is_not_a_move(lab: AccessLab, monitor: Monitor
 def test_same_address_and_gateway_behind_another_router_is_a_move(
     lab: AccessLab, monitor: MonitorProcess
 ) -> None:
-    client = lab.dhclient()
-    mark = monitor.mark()
-    address = client.start()
-    wait_change(monitor, mark, "the first lease")
+    address = leased(lab, monitor)
     mac_a, mac_c = lab.router_mac("ra"), lab.router_mac("rc")
-    wait_gateway(monitor, mark, mac_a)
 
     mark = monitor.mark()
     lab.carrier(False)
@@ -151,11 +152,7 @@ def test_same_address_and_gateway_behind_another_router_is_a_move(
 def test_carrier_gone_longer_than_grace_is_a_loss_then_a_return(
     lab: AccessLab, monitor: MonitorProcess
 ) -> None:
-    client = lab.dhclient()
-    mark = monitor.mark()
-    address = client.start()
-    wait_change(monitor, mark, "the first lease")
-    a = uplink(address, "10.1.0.1")
+    a = uplink(leased(lab, monitor), "10.1.0.1")
 
     mark = monitor.mark()
     lab.carrier(False)
