@@ -24,8 +24,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DESCRIPTION = """\
 Keeps a mobile node's IPv6 connectivity alive across IPv4 moves.  The daemon watches the kernel's
 routing netlink (links, addresses, routes, rules), recognises a DHCP move as opposed to a renewal or a
-carrier blip, and drives its plugins (routing policy, Teredo re-qualification, Mobile IPv6 handover)
-in order and in isolation."""
+carrier blip, and drives plugins (a tunnel's routing policy, Teredo re-qualification, a Mobile IPv6
+handover, third-party tunnels) in order and in isolation."""
 
 EPILOG = f"""\
 files:
@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the normalized event stream, derived events (uplink-changed, "
         "tunnel-address-changed, link-changed) included, without running any plugin.  It needs no "
         "running daemon.  With --json: one object per line with at least 'time' (unix seconds) and "
-        "'event' (link, address, route, rule, uplink-changed, tunnel-address-changed, link-changed, "
-        "gateway, resync).",
+        "'event': ready (once bound and dumped, with the start-up uplink), link, address, route, rule, "
+        "uplink-changed, tunnel-address-changed, link-changed, gateway, resync.",
     )
     _config_arg(monitor)
     monitor.add_argument("--json", action="store_true", help="one JSON object per line")

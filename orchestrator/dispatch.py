@@ -71,6 +71,7 @@ class Dispatcher:
         self.counters = counters
         self.lanes: dict[str, Lane] = {}
         self._threads = WorkerThreads()
+        self._closing = False
 
     def submit(
         self,
@@ -80,21 +81,38 @@ class Dispatcher:
         move: Move | None = None,
         on_done: Callable[[], None] | None = None,
     ) -> None:
-        """Queue a hook call.  A state-carrying call supersedes queued calls of the same hook."""
+        """Queue a hook call.  A state-carrying call supersedes queued calls of the same hook.
+
+        An idle lane starts at once, in this call: a hook that does not wait has run before submit()
+        returns.  The control lane (phases, completions, errors) starts on the next loop turn
+        instead, so it never delays the event that caused it.
+        """
         lane = self.lanes.get(lane_name)
         if lane is None:
             lane = self.lanes[lane_name] = Lane(lane_name)
         if hook in CARRIES_STATE:
-            kwargs = self._supersede(lane, hook, kwargs)
+            merged = self._supersede(lane, hook, kwargs)
+            if merged is None:  # the queued changes cancel out: plugins already have this state
+                if on_done:
+                    on_done()
+                return
+            kwargs = merged
         lane.queue.append(Call(hook, kwargs, move, on_done))
         if not lane.draining:
-            # Started in this very call: a hook that does not wait runs before submit() returns.
             lane.draining = True
             lane.idle.clear()
-            drain = eager.start(self._drain(lane))
+            drain: asyncio.Future[None]
+            if lane_name == CONTROL_LANE:
+                drain = asyncio.get_running_loop().create_task(self._drain(lane))
+            else:
+                drain = eager.start(self._drain(lane))
             lane.drain = None if drain.done() else drain
 
-    def _supersede(self, lane: Lane, hook: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _supersede(self, lane: Lane, hook: str, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        """Drop queued calls of ``hook``; the new call's ``old`` becomes the oldest unseen one.
+
+        None when old and new are then equal (A->B, B->A queued): there is nothing left to say.
+        """
         older = [call for call in lane.queue if call.hook == hook]
         if not older:
             return kwargs
@@ -104,10 +122,10 @@ class Dispatcher:
             if call.on_done:
                 call.on_done()
         event = kwargs["event"]
-        oldest = older[0].kwargs["event"]
-        if hasattr(event, "old"):
-            kwargs = {**kwargs, "event": replace(event, old=oldest.old)}
-        return kwargs
+        if not hasattr(event, "old"):
+            return kwargs
+        merged = replace(event, old=older[0].kwargs["event"].old)
+        return None if merged.old == merged.new else {**kwargs, "event": merged}
 
     async def _drain(self, lane: Lane) -> None:
         """Run the lane's queue empty, one call after the other; calls queued meanwhile join in."""
@@ -165,8 +183,10 @@ class Dispatcher:
                     return f"timeout after {self.timeout_s:g} s"
                 inner.result()
         except asyncio.CancelledError:
-            raise
-        except Exception as error:
+            if self._closing:
+                raise
+            return "cancelled"  # the plugin's own doing: its lane goes on
+        except BaseException as error:  # even SystemExit from a plugin must not stop the daemon
             return f"{type(error).__name__}: {error}"
         return None
 
@@ -208,6 +228,7 @@ class Dispatcher:
         ]
 
     async def close(self) -> None:
+        self._closing = True
         drains = [lane.drain for lane in self.lanes.values() if lane.drain is not None]
         for drain in drains:
             drain.cancel()

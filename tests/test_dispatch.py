@@ -65,9 +65,8 @@ class NeverFinishes:
 class Harness:
     def __init__(self, tmp_path: Path, named: dict[str, object], timeout: float = 0.2) -> None:
         config = load(write(tmp_path))
-        self.pm = plugins.new_manager()
-        for name in reversed(list(named)):  # enable order, as plugins.activate registers
-            self.pm.register(named[name], name=name)
+        infos = [plugins.PluginInfo(name, "test", None, None, plugin=p) for name, p in named.items()]
+        self.pm = plugins.activate(infos, list(named))
         self.counters: Counter[str] = Counter()
         self.finished: list[str] = []
         self.moves = MoveLog(5.0, lambda m, p: None, lambda m: self.finished.append(m.outcome or ""))
@@ -164,18 +163,76 @@ def test_queued_state_calls_are_superseded_keeping_the_oldest_old(tmp_path: Path
 
 
 def test_errors_are_never_superseded(tmp_path: Path) -> None:
-    log: list[tuple[str, Any]] = []
+    """Two failures queue behind a slow on_error: both are delivered."""
+    reported: list[str] = []
+    gate = asyncio.Event()
+
+    class SlowErrorHandler:
+        @hookimpl
+        async def orchestrator_on_error(self, error: str, move: Any) -> None:
+            reported.append(move.id)
+            if len(reported) == 1:
+                await gate.wait()
 
     async def go() -> None:
-        h = Harness(tmp_path, {"raises": Raises(), "rec": Recorder("rec", log)})
+        h = Harness(tmp_path, {"raises": Raises(), "handler": SlowErrorHandler()}, timeout=5)
         h.move(A, B, 1)
-        await h.settle()
+        assert await h.dispatcher.drain(UPLINK_LANE, 5)
         h.move(B, C, 2)
+        assert await h.dispatcher.drain(UPLINK_LANE, 5)
+        gate.set()
         await h.settle()
         await h.dispatcher.close()
 
     run(go())
-    assert len([entry for entry in log if entry[1][0] == "error"]) == 2
+    assert reported == [1, 2]
+
+
+def test_a_plugin_raising_cancelled_error_is_a_failure_not_the_end_of_its_lane(tmp_path: Path) -> None:
+    log: list[tuple[str, Any]] = []
+
+    class Cancels:
+        @hookimpl
+        async def orchestrator_uplink_changed(self) -> None:
+            raise asyncio.CancelledError
+
+    async def go() -> Harness:
+        h = Harness(tmp_path, {"cancels": Cancels(), "rec": Recorder("rec", log)})
+        h.move(A, B, 1)
+        h.move(B, C, 2)
+        await h.settle()
+        await h.dispatcher.close()
+        return h
+
+    h = run(go())
+    assert [entry for entry in log if entry[1][0] != "error"] == [("rec", (A, B)), ("rec", (B, C))]
+    assert h.counters["plugin_errors"] == 2
+
+
+def test_changes_that_cancel_out_while_queued_are_not_delivered(tmp_path: Path) -> None:
+    log: list[tuple[str, Any]] = []
+    gate = asyncio.Event()
+
+    class HoldsTheFirstCall(Recorder):
+        @hookimpl
+        async def orchestrator_uplink_changed(self, event: UplinkChanged) -> None:
+            self.log.append((self.name, (event.old, event.new)))
+            if len(self.log) == 1:
+                await gate.wait()
+
+    async def go() -> Harness:
+        h = Harness(tmp_path, {"rec": HoldsTheFirstCall("rec", log)}, timeout=5)
+        h.move(A, B, 1)
+        h.move(B, None, 2)  # lost ...
+        h.move(None, B, 3)  # ... and back before anyone saw the loss
+        gate.set()
+        await h.settle()
+        await h.dispatcher.close()
+        return h
+
+    h = run(go())
+    assert log == [("rec", (A, B))]
+    assert h.finished == ["superseded", "superseded", "ok"]
 
 
 def test_lanes_run_in_parallel(tmp_path: Path) -> None:
