@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, control
-from .config import DEFAULT_PATH, ConfigError
+from .config import DAEMON, DEFAULT_PATH, ConfigError
 from .events import AddressEvent, AnyEvent, LinkEvent, UplinkChanged, event_to_json
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -172,10 +172,12 @@ def format_event(event: AnyEvent, ifname: str | None) -> str:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
+    from . import plugins
     from .daemon import load
     from .engine import Engine
 
-    config, _ = load(args.config)
+    config, infos = load(args.config)
+    reference = plugins.uplink_reference(plugins.activate(infos, config.enable), config)
 
     def sink(event: AnyEvent, _when: float) -> None:
         ifname = None
@@ -187,10 +189,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             line = f"{time.strftime('%H:%M:%S')} {format_event(event, ifname)}"
         print(line, flush=True)
 
-    engine = Engine(config, sink)
+    engine = Engine(config, sink, reference)
 
     async def watch() -> None:
-        engine.start()
+        engine.load()
+        engine.stream()
         # The baseline, once bound and dumped: every change after this line is in the stream.
         uplink = engine.state.tracker.current
         if args.json:
@@ -213,7 +216,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .config import read_toml
 
-    path = Path("/run/orchestrator/control.sock")
+    path = Path(DAEMON.keys["control_socket"].default)
     if args.config.exists():
         path = Path(read_toml(args.config).get("daemon", {}).get("control_socket", path))
     try:
@@ -230,10 +233,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def human_status(status: dict[str, Any]) -> str:
     uplink = status["uplink"]
-    lines = [
-        "uplink:  "
-        + (f"{uplink['interface']} {uplink['address']} via {uplink['gateway']}" if uplink else "none")
-    ]
+    via = f" via {uplink['gateway']}" if uplink and uplink["gateway"] else ""
+    lines = ["uplink:  " + (f"{uplink['interface']} {uplink['address']}{via}" if uplink else "none")]
     for name, address in status["tunnels"].items():
         lines.append(f"tunnel:  {name} {address or '(no address)'}")
     counters = status["counters"]

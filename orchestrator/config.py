@@ -116,6 +116,8 @@ class Config:
         try:
             return self._roles[name]
         except KeyError:
+            if len(self._roles) > 4096:  # interface names come and go (ppp*, veth*): stay bounded
+                self._roles.clear()
             spec = self.interface(name)
             role = self._roles[name] = spec.role if spec else None
             return role

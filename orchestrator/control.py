@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -41,8 +42,10 @@ class ControlServer:
 
     async def start(self) -> None:
         self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if _answers(self.path):
+            raise OSError(errno.EADDRINUSE, f"another daemon answers on {self.path}")
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            self.path.unlink()  # a stale socket left by a daemon that died
         old_umask = os.umask(0o177)
         try:
             self._server = await asyncio.start_unix_server(
@@ -92,6 +95,15 @@ class ControlServer:
         if handler is None:
             return {"error": f"unknown command {command!r}"}
         return handler(command)
+
+
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def request(path: Path, command: str, timeout: float = 5.0) -> dict[str, Any]:

@@ -35,10 +35,6 @@ log = logging.getLogger("orchestrator")
 COUNTERS = ("events", "moves", "resyncs", "plugin_errors", "plugin_timeouts", "calls_superseded")
 
 
-class StartupError(Exception):
-    """The daemon cannot start: bad config, or a plugin named in it is unusable."""
-
-
 def load(path: Path) -> tuple[config_module.Config, list[plugin_module.PluginInfo]]:
     """Discover plugins, then validate the config against the core's and their schemas."""
     infos = plugin_module.discover()
@@ -69,8 +65,9 @@ class Daemon:
         # Listed from the start so that status shows a zero rather than nothing.
         self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self.started = time.time()
-        self.engine = Engine(config, self._on_event, self.counters)
         self.pm = plugin_module.activate(infos, config.enable)
+        reference = plugin_module.uplink_reference(self.pm, config)
+        self.engine = Engine(config, self._on_event, reference, self.counters)
         self.moves = MoveLog(config.daemon.move_timeout_s, self._on_phase, self._on_finished)
         self.contexts = {
             name: PluginContext(
@@ -87,10 +84,16 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
-        self.engine.start()
+        loop.add_signal_handler(
+            signal.SIGHUP, log.warning, "SIGHUP: reloading is not supported yet; restart to apply changes"
+        )
+        self.engine.load()
         control = ControlServer(self.config.daemon.control_socket, {"status": lambda _: self.status()})
         await control.start()
+        # Plugins reach their start-up state before the first event (which waits in the socket).
         self.dispatcher.submit(CONTROL_LANE, "orchestrator_startup", {})
+        await self.dispatcher.drain(CONTROL_LANE, self.config.daemon.plugin_timeout_s + 0.5)
+        self.engine.stream()
         log.info(
             "running: plugins %s, uplink %s",
             ", ".join(self.config.enable) or "none",

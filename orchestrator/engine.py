@@ -27,9 +27,11 @@ Sink = Callable[[AnyEvent, float], None]
 
 
 class Engine:
-    def __init__(self, config: Config, sink: Sink, counters: Counter[str] | None = None) -> None:
+    def __init__(
+        self, config: Config, sink: Sink, reference: str | None, counters: Counter[str] | None = None
+    ) -> None:
         self.config = config
-        self.state = NetworkState(config)
+        self.state = NetworkState(config, reference)
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self.tables = {rtnl.RT_TABLE_MAIN}
         self.source = NetlinkSource(
@@ -46,11 +48,15 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._raw_probe_denied = False
 
-    def start(self) -> None:
-        """Bind, dump (silently: the first picture is not a change), then stream."""
-        self._loop = asyncio.get_running_loop()
+    def load(self) -> None:
+        """Bind, then dump: the first picture is the state, not a change.  Changes from now on
+        wait in the socket until ``stream``."""
         self.source.open_and_dump(self.state.view.apply)
         self.state.prime()
+
+    def stream(self) -> None:
+        """Start reading changes (and the timers and probes the first picture asks for)."""
+        self._loop = asyncio.get_running_loop()
         self.source.start(self._loop)
         self._after_change()
 
@@ -130,9 +136,8 @@ class Engine:
                 log.debug("gateway probe on %s failed: %s", link.name, error)
         if self._raw_probe_denied:
             lladdr = rtnl.neighbour_lladdr(link.index, uplink.gateway)
-        if lladdr is None:
-            return
-        now = time.monotonic()
-        for event in self.state.gateway_seen(uplink, lladdr):
-            self._sink(event, now)
-        self._after_change()
+        if lladdr is not None:
+            now = time.monotonic()
+            for event in self.state.gateway_seen(uplink, lladdr):
+                self._sink(event, now)
+        self._after_change()  # a probe wanted while this one ran starts now

@@ -8,7 +8,7 @@ and must never be mutated after the state emitted them.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -36,7 +36,7 @@ class AddressEvent:
     prefixlen: int
     tentative: bool
     deprecated: bool
-    valid_lft: int | None
+    valid_lft: int | None = field(compare=False)  # ticks down every second: never a difference
     deleted: bool = False
     scope: int = 0  # the kernel's own classification: 0 global, 253 link, 254 host
     kind = "address"
@@ -172,7 +172,8 @@ class LinkChanged:
 
 @dataclass(frozen=True, slots=True)
 class GatewayLearned:
-    """Informational: the uplink gateway's link-layer address became known (no move by itself)."""
+    """Informational: a probe found the uplink gateway at this link-layer address (learned or
+    confirmed after a carrier change; a different one is reported as a move instead)."""
 
     interface: str
     gateway: str

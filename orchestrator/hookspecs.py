@@ -5,7 +5,9 @@ How hooks are called
 Implement a hook by defining a function of the same name in your plugin module (or on your plugin
 object) decorated with ``orchestrator.hookimpl``.  Declare only the arguments you use: they are passed
 by name.  Every event hook also accepts ``context``, the ``PluginContext`` of your plugin (your config
-section, a logger named after you, the move timeline, the network state, read-only).
+section, a logger named after you, the move timeline, the network state, read-only).  The network state
+changes on the event loop: read it from ``async def`` hooks; a plain function runs in a worker thread
+and should use only what its arguments carry.
 
 The daemon calls the implementations of one hook one by one, in the order of ``plugins.enable``
 (pluggy's ``tryfirst``/``trylast`` still apply), not through pluggy's ``hook()`` call, so that one
@@ -80,6 +82,16 @@ def orchestrator_check_config(config: Config) -> list[str]:
     raise NotImplementedError
 
 
+@hookspec(firstresult=True)
+def orchestrator_uplink_reference(config: Config) -> str | None:
+    """The IPv4 address the uplink is judged towards when ``uplinks.reference`` is not set.
+
+    The uplink is then the route the kernel would use to reach it (a tunnel plugin returns its
+    server).  First non-None result wins, in ``plugins.enable`` order; None from everyone means the
+    best default route through an ``uplink`` interface.  Called once at start-up, not in a lane.
+    """
+
+
 @hookspec
 def orchestrator_startup(context: PluginContext) -> None:
     """The daemon is about to go live: the first dump is in ``context.state``; no event yet.
@@ -104,7 +116,7 @@ def orchestrator_uplink_changed(context: PluginContext, event: UplinkChanged, mo
 
     Lane ``uplink``; carries state; bounded by ``plugin_timeout_s``.  Each call starts a move:
     ``move.phase(name)`` records a timeline phase; return when your part is done, or take
-    ``part = move.hold(...)`` and call ``part.done()`` (or ``part.failed(reason)``) later — the move
+    ``part = move.hold()`` and call ``part.done()`` (or ``part.failed(reason)``) later — the move
     ends when every hold is released, or as ``timeout`` at ``daemon.move_timeout_s``.
     """
 
@@ -153,7 +165,3 @@ def orchestrator_on_error(
     is logged and counted but not reported to it again.
     """
 
-
-def hook_names() -> list[str]:
-    """Every hook name declared here (the plugin guide is checked against this list)."""
-    return sorted(name for name, value in globals().items() if hasattr(value, f"{PROJECT}_spec"))

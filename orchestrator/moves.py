@@ -121,6 +121,8 @@ class MoveLog:
 
     def dispatched(self, move: Move) -> None:
         """Every plugin's uplink hook has returned: the move may end once its holds are released."""
+        if move.finished:
+            return
         self._dispatched.add(move.id)
         self._maybe_finish(move)
 

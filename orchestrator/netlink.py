@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 RECV_BYTES = 1 << 16
 BATCH_LIMIT = 4096  # datagrams per wake-up before yielding to other tasks
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0  # re-opening the socket after a failed resync
 
 
 class NetlinkSource:
@@ -49,6 +50,7 @@ class NetlinkSource:
         self.messages_seen = 0
         self._buffer = bytearray(RECV_BYTES)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._retry_s = RETRY_FIRST_S
 
     def open_and_dump(self, into: Callable[[RawEvent], None]) -> None:
         """Bind, then dump every watched object into ``into``.  Blocking: the kernel answers at once.
@@ -104,7 +106,7 @@ class NetlinkSource:
 
     def close(self) -> None:
         if self.sock is not None:
-            if self._loop is not None:
+            if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self.sock.fileno())
             self.sock.close()
             self.sock = None
@@ -126,19 +128,31 @@ class NetlinkSource:
                     if event is not None:
                         on_event(event)
         except OSError as error:
-            if error.errno != errno.ENOBUFS:
-                raise
+            # ENOBUFS: the kernel dropped notifications.  Anything else leaves the socket in doubt
+            # too; either way a fresh socket and dump is the only way back to the truth.
+            if error.errno == errno.ENOBUFS:
+                log.warning("netlink receive buffer overran; re-reading the kernel state")
+            else:
+                log.error("netlink socket failed (%s); re-reading the kernel state", error)
             self.on_batch()
             self._resync()
             return
         self.on_batch()
 
     def _resync(self) -> None:
-        log.warning("netlink receive buffer overran; re-reading the kernel state")
+        """Replace the socket and hand a fresh dump to ``on_overrun``; retry with backoff on failure
+        (until it succeeds the engine sees nothing, and says so)."""
         loop = self._loop
+        assert loop is not None
         self.close()
         fresh = KernelView()
-        self.open_and_dump(fresh.apply)
-        if loop is not None:
-            self.start(loop)
+        try:
+            self.open_and_dump(fresh.apply)
+        except OSError as error:
+            log.error("cannot re-open the netlink socket (%s); retrying in %.1f s", error, self._retry_s)
+            loop.call_later(self._retry_s, self._resync)
+            self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
+            return
+        self._retry_s = RETRY_FIRST_S
+        self.start(loop)
         self.on_overrun(fresh)

@@ -16,10 +16,11 @@ from typing import Any, cast
 import pluggy
 
 from . import hookspecs
-from .config import Config
+from .config import CORE_SECTIONS, Config
 from .schema import Section
 
 GROUP = "orchestrator.plugins"
+RESERVED_SECTIONS = frozenset({*CORE_SECTIONS, "interfaces"})
 
 
 @dataclass
@@ -79,6 +80,7 @@ def discover(entry_points: Iterable[importlib.metadata.EntryPoint] | None = None
             continue
         found[entry_point.name] = info
         _load(info, entry_point)
+    _reject_section_clashes(infos)
     return infos
 
 
@@ -99,10 +101,28 @@ def _load(info: PluginInfo, entry_point: importlib.metadata.EntryPoint) -> None:
         info.hooks = sorted(impl.function.__name__ for impl in impls)
         for declared in scratch.hook.orchestrator_config_schema():
             info.sections.update(declared)
+        taken = sorted(set(info.sections) & RESERVED_SECTIONS)
+        if taken:
+            raise pluggy.PluginValidationError(plugin, f"declares the core's sections {taken}")
     except Exception as error:
         info.error = f"invalid plugin: {type(error).__name__}: {error}"
         return
     info.plugin = plugin
+
+
+def _reject_section_clashes(infos: Iterable[PluginInfo]) -> None:
+    """A section two plugins declare belongs to the first (by name); the second fails to load, so
+    the conflict is reported rather than silently resolved."""
+    owners: dict[str, str] = {}
+    for info in infos:
+        if not info.loaded:
+            continue
+        clash = sorted(name for name in info.sections if name in owners)
+        if clash:
+            info.error = f"invalid plugin: declares sections {clash} already declared by {owners[clash[0]]}"
+            info.plugin = None
+        else:
+            owners.update(dict.fromkeys(info.sections, info.name))
 
 
 def sections(infos: Iterable[PluginInfo]) -> dict[str, Section]:
@@ -119,12 +139,24 @@ def activate(infos: Iterable[PluginInfo], enable: Iterable[str]) -> pluggy.Plugi
     return pm
 
 
+def uplink_reference(pm: pluggy.PluginManager, config: Config) -> str | None:
+    """``uplinks.reference``, else the first reference an enabled plugin offers."""
+    if config.uplinks.reference is not None:
+        return config.uplinks.reference
+    for impl in reversed(pm.hook.orchestrator_uplink_reference.get_hookimpls()):
+        reference = impl.function(config=config)
+        if reference is not None:
+            return str(reference)
+    return None
+
+
 def check_config(pm: pluggy.PluginManager, config: Config) -> list[str]:
     """Cross-key problems reported by the enabled plugins; a crashing check is a problem too."""
     problems: list[str] = []
     for impl in reversed(pm.hook.orchestrator_check_config.get_hookimpls()):
         try:
-            found = cast("Iterable[object] | None", impl.function(config=config))
+            arguments = {"config": config}
+            found = cast("Iterable[object] | None", impl.function(**{a: arguments[a] for a in impl.argnames}))
             problems.extend(str(problem) for problem in found or [])
         except Exception as error:
             problems.append(f"{impl.plugin_name}: configuration check failed: {error}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import logging
 import socket
 import struct
 from collections.abc import Iterator
@@ -73,6 +74,7 @@ _U32 = struct.Struct("=I")
 _CACHEINFO = struct.Struct("=IIII")  # preferred, valid, cstamp, tstamp
 
 _sequence = itertools.count(1)
+log = logging.getLogger(__name__)
 
 
 class NetlinkOverrun(Exception):
@@ -233,8 +235,7 @@ def check_error(data: memoryview, offset: int) -> None:
 class RawDecoder:
     """Turns datagrams into raw events, dropping what the engine does not watch before decoding.
 
-    ``tables`` is the set of routing tables whose routes matter; it is shared with the caller so a
-    plugin's table added at run time takes effect at once.
+    ``tables`` is the set of routing tables whose routes matter (the main table, for now).
     """
 
     def __init__(self, tables: set[int]) -> None:
@@ -267,6 +268,11 @@ def open_socket(groups: int, rcvbuf_bytes: int) -> socket.socket:
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf_bytes)
         except PermissionError:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf_bytes)
+            granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # the kernel doubles it
+            if granted < rcvbuf_bytes:
+                log.warning(
+                    "netlink buffer capped at %d KiB by net.core.rmem_max (no CAP_NET_ADMIN)", granted // 1024
+                )
         sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
         sock.bind((0, groups))
     except BaseException:

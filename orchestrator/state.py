@@ -46,15 +46,20 @@ RT_SCOPE_UNIVERSE = 0
 
 class NetworkState:
     """Applies raw events, derives meaning.  ``lookup`` asks the kernel for its route to an IPv4
-    address and ``reread`` for one table's routes; unit tests pass recorded answers instead."""
+    address and ``reread`` for one table's routes; unit tests pass recorded answers instead.
+    ``reference`` is the address the uplink is judged towards (None: the best default route)."""
 
     def __init__(
-        self, config: Config, lookup: RouteLookup = rtnl.route_get, reread: RouteReread = rtnl.dump_routes
+        self,
+        config: Config,
+        reference: str | None = None,
+        lookup: RouteLookup = rtnl.route_get,
+        reread: RouteReread = rtnl.dump_routes,
     ) -> None:
         self.config = config
         self.view = KernelView()
         self.tracker = UplinkTracker(config.uplinks.carrier_grace_ms / 1000, config.uplinks.settle_ms / 1000)
-        self.reference = config.uplinks.reference
+        self.reference = reference
         self._lookup = lookup
         self._reread = reread
         self._routes_stale = False

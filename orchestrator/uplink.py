@@ -99,15 +99,13 @@ class UplinkTracker:
         """A probe of ``uplink``'s gateway was answered from ``lladdr``.
 
         A different link-layer address than the one known is a move to another router handing out
-        the same addresses; an unknown one is simply learned.
+        the same addresses; otherwise the answer is reported as learned (or confirmed).
         """
         current = self.current
         if current is None or not current.same_network(uplink) or uplink.gateway is None:
             return []  # the uplink moved on while the probe ran
-        if current.gateway_lladdr == lladdr:
-            return []
         learned = replace(current, gateway_lladdr=lladdr)
-        if current.gateway_lladdr is not None:
+        if current.gateway_lladdr not in (None, lladdr):
             return [self._change(learned)]
         self.current = learned
         return [GatewayLearned(uplink.interface, uplink.gateway, lladdr)]

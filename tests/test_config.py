@@ -78,6 +78,17 @@ def test_missing_file(tmp_path: Path) -> None:
     assert "absent.toml: cannot read: no such file" in result.stderr
 
 
+def test_plugins_check_what_a_schema_cannot(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[plugins]\nenable = ["routing", "teredo"]\n[teredo]\ninterface = "eth0"\n'
+        '[[interfaces]]\nmatch = "teredo"\nrole = "tunnel"\nrouting_profile = "nosuch"\n'
+    )
+    problems = check(path).stderr
+    assert "interfaces[0].routing_profile: no [routing.profiles.nosuch] section" in problems
+    assert "teredo.interface: 'eth0' needs an [[interfaces]] entry with role 'tunnel'" in problems
+
+
 def test_routing_profile_only_on_a_tunnel(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[[interfaces]]\nmatch = "eth0"\nrole = "uplink"\nrouting_profile = "teredo"\n')

@@ -42,8 +42,11 @@ def uplink_changes(events: list[object]) -> list[tuple[Uplink | None, Uplink | N
     return [(e.old, e.new) for e in events if isinstance(e, UplinkChanged)]
 
 
-LEASE_A = (r.address(ETH, "10.1.0.100/24"), r.route("10.1.0.0/24", ETH),
-           r.route("0.0.0.0/0", ETH, "10.1.0.1"))
+LEASE_A = (
+    r.address(ETH, "10.1.0.100/24"),
+    r.route("10.1.0.0/24", ETH),
+    r.route("0.0.0.0/0", ETH, "10.1.0.1"),
+)
 A = Uplink("eth0", "10.1.0.100/24", "10.1.0.1")
 B = Uplink("eth0", "10.2.0.100/24", "10.2.0.1")
 
@@ -76,10 +79,12 @@ def test_udhcpc_bursts_are_one_move(tmp_path: Path) -> None:
     """udhcpc: add /8, delete, add /24, then the default route in a later burst."""
     s = state(tmp_path)
     assert feed(s, r.address(ETH, "10.2.0.100/8"), r.route("10.0.0.0/8", ETH)) == []
-    assert feed(s, r.address(ETH, "10.2.0.100/8", deleted=True),
-                r.route("10.0.0.0/8", ETH, deleted=True)) == []
-    events = feed(s, r.address(ETH, "10.2.0.100/24"), r.route("10.2.0.0/24", ETH),
-                  r.route("0.0.0.0/0", ETH, "10.2.0.1"))
+    assert (
+        feed(s, r.address(ETH, "10.2.0.100/8", deleted=True), r.route("10.0.0.0/8", ETH, deleted=True)) == []
+    )
+    events = feed(
+        s, r.address(ETH, "10.2.0.100/24"), r.route("10.2.0.0/24", ETH), r.route("0.0.0.0/0", ETH, "10.2.0.1")
+    )
     assert uplink_changes(events) == [(None, B)]
 
 
@@ -87,8 +92,9 @@ def test_release_starts_the_settle_timer_and_rereads_routes(tmp_path: Path) -> N
     """dhclient's release: DELADDR, subnet route deletion; the default route vanishes silently."""
     s = state(tmp_path, *LEASE_A)
     s._reread = lambda family, table: []
-    events = feed(s, r.address(ETH, "10.1.0.100/24", deleted=True),
-                  r.route("10.1.0.0/24", ETH, deleted=True), now=5.0)
+    events = feed(
+        s, r.address(ETH, "10.1.0.100/24", deleted=True), r.route("10.1.0.0/24", ETH, deleted=True), now=5.0
+    )
     assert [(e.dst, e.deleted) for e in events] == [("0.0.0.0", True)]  # type: ignore[attr-defined]
     assert s.tracker.loss_deadline == 5.0 + 0.3
     assert uplink_changes(s.tracker.expire(5.3)) == [(A, None)]  # type: ignore[arg-type]
@@ -104,16 +110,15 @@ def test_tunnel_address_waits_for_dad_and_follows_the_name(tmp_path: Path) -> No
     s = state(tmp_path)
     teredo = "2001:0:c633:6401::1"
     assert feed(s, r.address(TEREDO, f"{teredo}/128", tentative=True)) == []
-    assert feed(s, r.address(TEREDO, f"{teredo}/128")) == [
-        TunnelAddressChanged("teredo", None, teredo)
-    ]
+    assert feed(s, r.address(TEREDO, f"{teredo}/128")) == [TunnelAddressChanged("teredo", None, teredo)]
     # miredo restarts: the link goes, a new one with a new index comes with a new address.
     gone = feed(s, r.link(TEREDO, "teredo", deleted=True))
     assert TunnelAddressChanged("teredo", teredo, None) in gone
     assert LinkChanged("teredo", False, False, False) in gone
     new = "2001:0:c633:6401::2"
-    back = feed(s, r.link(12, "teredo"), r.address(12, "fe80::ffff:ffff:ffff/64"),
-                r.address(12, f"{new}/128"))
+    back = feed(
+        s, r.link(12, "teredo"), r.address(12, "fe80::ffff:ffff:ffff/64"), r.address(12, f"{new}/128")
+    )
     assert TunnelAddressChanged("teredo", None, new) in back
 
 
@@ -126,15 +131,24 @@ def test_link_changed_only_for_configured_interfaces(tmp_path: Path) -> None:
 def test_resync_replays_the_net_difference(tmp_path: Path) -> None:
     s = state(tmp_path, *LEASE_A)
     fresh = KernelView()
-    for event in r.decode(r.link(ETH, "eth0"), r.link(TEREDO, "teredo"),
-                          r.address(ETH, "10.2.0.100/24"), r.route("10.2.0.0/24", ETH),
-                          r.route("0.0.0.0/0", ETH, "10.2.0.1")):
+    for event in r.decode(
+        r.link(ETH, "eth0"),
+        r.link(TEREDO, "teredo"),
+        r.address(ETH, "10.2.0.100/24"),
+        r.route("10.2.0.0/24", ETH),
+        r.route("0.0.0.0/0", ETH, "10.2.0.1"),
+    ):
         fresh.apply(event)
     changes, derived = s.resync(fresh, 3.0)
     kinds = sorted((type(c).__name__, c.deleted) for c in changes)
     # The default route keeps its key (same metric and interface): one replacement, not two events.
-    assert kinds == [("AddressEvent", False), ("AddressEvent", True), ("RouteEvent", False),
-                     ("RouteEvent", False), ("RouteEvent", True)]
+    assert kinds == [
+        ("AddressEvent", False),
+        ("AddressEvent", True),
+        ("RouteEvent", False),
+        ("RouteEvent", False),
+        ("RouteEvent", True),
+    ]
     assert uplink_changes(derived) == [(A, B)]
     assert s.view.snapshot() == fresh.snapshot()
 
@@ -153,10 +167,17 @@ def test_resync_with_a_changed_carrier_counter_probes_the_gateway(tmp_path: Path
 def test_reference_route_from_the_kernel_decides(tmp_path: Path) -> None:
     """With a reference, the kernel's own route towards it picks the uplink among several."""
     path = write(tmp_path, uplinks='reference = "198.51.100.1"')
-    s = NetworkState(load(path), lookup=lambda _dst: rtnl.RouteLookup(3, "10.3.0.1", "10.3.0.7"))
+    s = NetworkState(
+        load(path), "198.51.100.1", lookup=lambda _dst: rtnl.RouteLookup(3, "10.3.0.1", "10.3.0.7")
+    )
     s._reread = unchanged_routes(s)
-    for event in r.decode(r.link(ETH, "eth0"), r.link(3, "eth1"), *LEASE_A,
-                          r.address(3, "10.3.0.7/24"), r.route("0.0.0.0/0", 3, "10.3.0.1", metric=600)):
+    for event in r.decode(
+        r.link(ETH, "eth0"),
+        r.link(3, "eth1"),
+        *LEASE_A,
+        r.address(3, "10.3.0.7/24"),
+        r.route("0.0.0.0/0", 3, "10.3.0.1", metric=600),
+    ):
         s.apply(event)
     s.prime()
     assert s.tracker.current == Uplink("eth1", "10.3.0.7/24", "10.3.0.1")
@@ -166,9 +187,17 @@ def test_a_gateway_left_over_from_the_previous_network_is_no_uplink(tmp_path: Pa
     """Add-new-then-delete-old leaves the old default route in the kernel, its gateway no longer on
     any subnet: not an uplink (no half-move), until the new default route comes."""
     s = state(tmp_path, *LEASE_A)
-    assert feed(s, r.address(ETH, "10.2.0.100/24"), r.route("10.2.0.0/24", ETH),
-                r.address(ETH, "10.1.0.100/24", deleted=True),
-                r.route("10.1.0.0/24", ETH, deleted=True)) == []
-    events = feed(s, r.route("0.0.0.0/0", ETH, "10.1.0.1", deleted=True),
-                  r.route("0.0.0.0/0", ETH, "10.2.0.1"))
+    assert (
+        feed(
+            s,
+            r.address(ETH, "10.2.0.100/24"),
+            r.route("10.2.0.0/24", ETH),
+            r.address(ETH, "10.1.0.100/24", deleted=True),
+            r.route("10.1.0.0/24", ETH, deleted=True),
+        )
+        == []
+    )
+    events = feed(
+        s, r.route("0.0.0.0/0", ETH, "10.1.0.1", deleted=True), r.route("0.0.0.0/0", ETH, "10.2.0.1")
+    )
     assert uplink_changes(events) == [(A, B)]

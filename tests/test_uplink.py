@@ -91,10 +91,10 @@ def test_same_address_behind_another_router_is_a_move() -> None:
     assert moved[0].new is not None and moved[0].new.gateway_lladdr == "02:00:00:00:00:0c"
 
 
-def test_same_router_after_a_blip_is_nothing() -> None:
+def test_same_router_after_a_blip_is_only_a_confirmation() -> None:
     t = tracker()
     t.gateway_seen(A, "02:00:00:00:00:0a")
-    assert t.gateway_seen(A, "02:00:00:00:00:0a") == []
+    assert [e.kind for e in t.gateway_seen(A, "02:00:00:00:00:0a")] == ["gateway"]
 
 
 def test_probe_answer_for_an_uplink_that_moved_on_is_ignored() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from orchestrator import Key, Section, hookimpl
+from orchestrator.config import Config
 
 
 def _mtu_problem(value: object) -> str | None:
@@ -36,3 +37,14 @@ SECTION = Section({}, tables={"profiles": PROFILE}, doc="routing profiles for tu
 @hookimpl
 def orchestrator_config_schema() -> Mapping[str, Section]:
     return {"routing": SECTION}
+
+
+@hookimpl
+def orchestrator_check_config(config: Config) -> list[str]:
+    """Every ``routing_profile`` an interface names must exist."""
+    profiles = config.section("routing").get("profiles", {})
+    return [
+        f"interfaces[{index}].routing_profile: no [routing.profiles.{spec.routing_profile}] section"
+        for index, spec in enumerate(config.interfaces)
+        if spec.routing_profile and spec.routing_profile not in profiles
+    ]

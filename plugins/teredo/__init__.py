@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from orchestrator import Key, Section, hookimpl
+from orchestrator.config import Config
 
 SECTION = Section(
     {
@@ -24,3 +25,18 @@ SECTION = Section(
 @hookimpl
 def orchestrator_config_schema() -> Mapping[str, Section]:
     return {"teredo": SECTION}
+
+
+@hookimpl
+def orchestrator_uplink_reference(config: Config) -> str | None:
+    """The Teredo server: the uplink that matters is the one miredo's packets leave by."""
+    server = config.section("teredo").get("server")
+    return str(server) if server else None
+
+
+@hookimpl
+def orchestrator_check_config(config: Config) -> list[str]:
+    interface = config.section("teredo")["interface"]
+    if config.role(interface) != "tunnel":
+        return [f"teredo.interface: {interface!r} needs an [[interfaces]] entry with role 'tunnel'"]
+    return []

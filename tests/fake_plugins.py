@@ -1,0 +1,41 @@
+"""Plugin objects for discovery tests, loaded through entry points that name them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator import Key, Section, hookimpl
+
+SHARED = {"shared": Section({"x": Key("int", "a number", 1)})}
+
+
+class CoreThief:
+    @hookimpl
+    def orchestrator_config_schema(self) -> Any:
+        return {"daemon": Section({})}
+
+
+class ClashA:
+    @hookimpl
+    def orchestrator_config_schema(self) -> Any:
+        return SHARED
+
+
+class ClashB(ClashA):
+    pass
+
+
+class Wrapper:
+    @hookimpl(wrapper=True)
+    def orchestrator_uplink_changed(self) -> Any:
+        return (yield)
+
+
+class UnknownHook:
+    @hookimpl
+    def orchestrator_no_such_hook(self) -> None:
+        """Misspelt: pluggy's check_pending rejects it."""
+
+
+core_thief, clash_a, clash_b = CoreThief(), ClashA(), ClashB()
+wrapper, unknown_hook = Wrapper(), UnknownHook()
