@@ -67,7 +67,7 @@ def ours(batch: Path, config_path: Path) -> tuple[int, float, int]:
             if isinstance(event, AddressEvent) and event.address == SENTINEL and not done.done():
                 done.set_result(time.perf_counter())
 
-        engine = Engine(config, sink)
+        engine = Engine(config, sink, None)
         engine.start()
         before = engine.source.messages_seen
         storm(batch)  # the loop is not running: everything waits in the socket buffer
