@@ -117,6 +117,7 @@ UDHCPC_DEFAULT_SCRIPT = Path("/etc/udhcpc/default.script")
 # Sync marker used by Monitor: a route in a private table, in a documentation range.
 MONITOR_MARK_DST = "192.0.2.255"
 MONITOR_MARK_TABLE = "4242"
+MONITOR_MARK = ("unreachable", f"{MONITOR_MARK_DST}/32", "table", MONITOR_MARK_TABLE)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -905,7 +906,7 @@ class Monitor:
         objs = list(objects) if "route" in objects else [*objects, "route"]
         self.path = lab.tmp / f"monitor-{ns.short}-{lab._next_id()}.log"
         self.proc = ns.spawn(["ip", "-ts", "monitor", *objs], log=self.path)
-        mark = ("unreachable", f"{MONITOR_MARK_DST}/32", "table", MONITOR_MARK_TABLE)
+        mark = MONITOR_MARK
 
         def seen(deleted: bool) -> bool:
             self.proc.check_alive(f"ip monitor in {ns.name}")
@@ -935,8 +936,17 @@ class Monitor:
         return events
 
     def events(self) -> list[Event]:
-        """Every event since the monitor was ready (the sync marker excluded)."""
-        return self._all()[self._start:]
+        """Every event since the monitor was ready (the sync markers excluded)."""
+        return [e for e in self._all()[self._start:] if MONITOR_MARK_DST not in e.text]
+
+    def sync(self) -> None:
+        """Make the kernel announce a marker and wait for it: whatever the kernel announced before
+        is then in the log, so "nothing happened" can be asserted without waiting and hoping."""
+        before = len(self._all())
+        self.ns.ip("route", "add", *MONITOR_MARK)
+        self.ns.ip("route", "del", *MONITOR_MARK)
+        wait_for(lambda: any(MONITOR_MARK_DST in e.text and e.deleted for e in self._all()[before:]),
+                 10, f"ip monitor in {self.ns.name} to report a sync marker")
 
     def mark(self) -> int:
         """A position for :meth:`since`."""

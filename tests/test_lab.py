@@ -90,6 +90,7 @@ def test_dhclient_lease_move_release(host_untouched: None) -> None:
         # same network, stop/start (INIT-REBOOT): the kernel hears nothing about the address
         m = mon.mark()
         assert dh.restart() == first
+        mon.sync()
         assert addr_events(mon.since(m)) == []
 
         # move to rb: old address deleted, new one added, default route via the new gateway
@@ -140,6 +141,7 @@ def test_dhclient_same_subnet_hotspot_is_invisible_in_addresses() -> None:
         assert lab.router_mac("rc") != mac_a
         assert dh.restart() == addr
         assert lab.node.default_route() == "10.1.0.1"
+        mon.sync()
         assert addr_events(mon.events()) == []
 
 
@@ -160,6 +162,7 @@ def test_udhcpc_lease_renew_move_release(host_untouched: None) -> None:
         m = mon.mark()
         assert uc.renew() == first  # SIGUSR1: renewed, and the kernel is told nothing
         assert lab.node.addresses("eth0") == [first]
+        mon.sync()
         assert addr_events(mon.since(m)) == []
 
         uc.stop()  # no release: the address stays
