@@ -68,7 +68,8 @@ def ours(batch: Path, config_path: Path) -> tuple[int, float, int]:
                 done.set_result(time.perf_counter())
 
         engine = Engine(config, sink, None)
-        engine.start()
+        engine.load()
+        engine.stream()
         before = engine.source.messages_seen
         storm(batch)  # the loop is not running: everything waits in the socket buffer
         started = time.perf_counter()
