@@ -98,6 +98,30 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(status)
     status.add_argument("--json", action="store_true", help="the full answer as JSON")
 
+    hook = sub.add_parser(
+        "hook",
+        help="miredo's client hook: apply the tunnel's routing profile",
+        description="Run as miredo's client hook: read miredo's variables (STATE, IFACE, ADDRESS, "
+        "LLADDRESS, MTU, OLD_ADDRESS) from the environment, validate them, and bring the interface to "
+        "the end state of its [routing.profiles.<name>].  Exit 0 applied, 1 the kernel refused an "
+        "operation (what was and was not applied is printed), 2 bad input (nothing changed).  miredo "
+        "itself runs the thin script --print-client-hook writes, which starts this without Python's "
+        "site machinery.",
+    )
+    _config_arg(hook)
+    hook.add_argument(
+        "--cache-dir",
+        default="/run/orchestrator",
+        metavar="DIR",
+        help="where the compiled profiles are cached (default: /run/orchestrator)",
+    )
+    hook.add_argument("--hook-file", metavar="PATH", help="refuse to run unless PATH is root's and safe")
+    hook.add_argument(
+        "--print-client-hook",
+        action="store_true",
+        help="print the /etc/miredo/client-hook for this installation and exit",
+    )
+
     plugins = sub.add_parser(
         "plugins",
         help="list discovered plugins",
@@ -246,6 +270,23 @@ def human_status(status: dict[str, Any]) -> str:
         phases = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in move["phases"].items())
         lines.append(f"move {move['id']}: {move['outcome'] or 'in progress'} ({phases})")
     return "\n".join(lines)
+
+
+def cmd_hook(args: argparse.Namespace) -> int:
+    import importlib
+
+    try:
+        hook = importlib.import_module("orchestrator_routing.hook")
+    except ImportError:
+        print("orchestrator: the routing plugin is not installed", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.print_client_hook:
+        print(hook.client_hook_script(sys.executable, str(args.config), args.cache_dir), end="")
+        return EXIT_OK
+    argv = ["--config", str(args.config), "--cache-dir", args.cache_dir]
+    if args.hook_file:
+        argv += ["--hook-file", args.hook_file]
+    return int(hook.main(argv))
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

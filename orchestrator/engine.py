@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from . import arp, rtnl
+from . import arp, rtnl, wire
 from .config import Config
 from .events import AnyEvent, RawEvent, Resync
 from .netlink import NetlinkSource
@@ -33,7 +33,7 @@ class Engine:
         self.config = config
         self.state = NetworkState(config, reference)
         self.counters: Counter[str] = counters if counters is not None else Counter()
-        self.tables = {rtnl.RT_TABLE_MAIN}
+        self.tables = {wire.RT_TABLE_MAIN}
         self.source = NetlinkSource(
             config.daemon.netlink_rcvbuf_bytes,
             self.tables,

@@ -14,7 +14,7 @@ import logging
 import socket
 from collections.abc import Callable
 
-from . import rtnl
+from . import rtnl, wire
 from .events import RawEvent
 from .view import KernelView
 
@@ -59,7 +59,7 @@ class NetlinkSource:
         the state after the last of them.
         """
         while True:
-            sock = rtnl.open_socket(rtnl.WATCHED_GROUPS, self.rcvbuf_bytes)
+            sock = rtnl.open_socket(wire.WATCHED_GROUPS, self.rcvbuf_bytes)
             try:
                 for kind, body in rtnl.dump_requests(self.decoder.tables):
                     self._dump_one(sock, kind, body, into)
@@ -76,7 +76,7 @@ class NetlinkSource:
     def _dump_one(
         self, sock: socket.socket, kind: int, body: bytes, into: Callable[[RawEvent], None]
     ) -> None:
-        seq, request = rtnl.build_request(kind, rtnl.NLM_F_DUMP, body)
+        seq, request = wire.build_request(kind, wire.NLM_F_DUMP, body)
         sock.settimeout(5.0)
         sock.send(request)
         while True:
@@ -87,12 +87,12 @@ class NetlinkSource:
                     raise rtnl.NetlinkOverrun from error
                 raise
             data = memoryview(self._buffer)
-            for msg_kind, offset, length in rtnl.messages(data, size):
-                is_ours = rtnl.sequence_of(data, offset) == seq
-                if is_ours and msg_kind == rtnl.NLMSG_DONE:
+            for msg_kind, offset, length in wire.messages(data, size):
+                is_ours = wire.sequence_of(data, offset) == seq
+                if is_ours and msg_kind == wire.NLMSG_DONE:
                     return
-                if is_ours and msg_kind == rtnl.NLMSG_ERROR:
-                    rtnl.check_error(data, offset)
+                if is_ours and msg_kind == wire.NLMSG_ERROR:
+                    wire.check_error(data, offset)
                     return
                 event = self.decoder.decode(data, msg_kind, offset, length)
                 if event is not None:
@@ -122,7 +122,7 @@ class NetlinkSource:
                     size = sock.recv_into(buffer)
                 except BlockingIOError:
                     break
-                for kind, offset, length in rtnl.messages(buffer, size):
+                for kind, offset, length in wire.messages(buffer, size):
                     self.messages_seen += 1
                     event = decode(data, kind, offset, length)
                     if event is not None:

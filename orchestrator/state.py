@@ -12,7 +12,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from . import rtnl
+from . import rtnl, wire
 from .config import Config
 from .events import (
     AddressEvent,
@@ -98,11 +98,11 @@ class NetworkState:
 
     def _forget_vanished_routes(self) -> list[RouteEvent]:
         """Drop IPv4 main-table routes the kernel no longer has (see ``rtnl.dump_routes``)."""
-        present = {route.key for route in self._reread(socket.AF_INET, rtnl.RT_TABLE_MAIN)}
+        present = {route.key for route in self._reread(socket.AF_INET, wire.RT_TABLE_MAIN)}
         vanished = [
             replace(route, deleted=True)
             for key, route in self.view.routes.items()
-            if route.family == socket.AF_INET and route.table == rtnl.RT_TABLE_MAIN and key not in present
+            if route.family == socket.AF_INET and route.table == wire.RT_TABLE_MAIN and key not in present
         ]
         for route in vanished:
             self.view.apply(route)
@@ -171,7 +171,7 @@ class NetworkState:
             r
             for r in self.view.routes.values()
             if r.family == socket.AF_INET
-            and r.table == rtnl.RT_TABLE_MAIN
+            and r.table == wire.RT_TABLE_MAIN
             and r.is_default
             and self._is_uplink(r.oif)
         ]
@@ -210,7 +210,7 @@ class NetworkState:
 
     def _touches_uplink(self, event: RawEvent, names: list[str]) -> bool:
         if isinstance(event, RouteEvent):
-            return event.family == socket.AF_INET and event.table == rtnl.RT_TABLE_MAIN
+            return event.family == socket.AF_INET and event.table == wire.RT_TABLE_MAIN
         if isinstance(event, AddressEvent) and event.family != socket.AF_INET:
             return False
         return any(self.config.role(name) == "uplink" for name in names)

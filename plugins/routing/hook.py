@@ -1,0 +1,268 @@
+"""miredo's client hook: validate miredo's variables, then bring the tunnel to its profile's end state.
+
+This runs on the critical path of every handover, in a fresh ``python -I -S`` started by the thin
+/etc/miredo/client-hook (see ``client_hook_script``), so it imports nothing heavy: the profiles come
+from a cache compiled from the TOML (rebuilt, with the full validation, whenever the TOML changes),
+and netlink is spoken through ``orchestrator.wire``.  It is also the bad-input front door: anything
+unexpected in the environment ends the run with one line on stderr and nothing changed.
+
+Exit status: 0 applied (or nothing to do), 1 the kernel refused an operation (the line says what
+was and was not applied), 2 bad input or configuration (nothing changed).
+"""
+
+from __future__ import annotations
+
+import _socket
+import marshal
+import os
+import sys
+
+from .endstate import STATES, Step, end_state
+from .kernel import ApplyError, InterfaceMissing, converge
+from .profile import Profile
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+DEFAULT_CONFIG = "/etc/orchestrator/orchestrator.toml"
+DEFAULT_CACHE_DIR = "/run/orchestrator"
+CACHE_NAME = "client-hook.cache"
+NOTIFY_NAME = "hook.sock"
+TEREDO_PREFIX = bytes.fromhex("20010000")
+USAGE = "usage: orchestrator hook [--config PATH] [--cache-dir DIR] [--hook-file PATH]"
+
+
+class BadInput(Exception):
+    """Refused before anything was changed."""
+
+
+def main(argv: list[str], environ: dict[str, str] | None = None) -> int:
+    environ = dict(os.environ) if environ is None else environ
+    try:
+        options = _options(argv)
+        for path in (options.get("--hook-file"), options["--config"]):
+            if path:
+                _check_safe(path)
+        compiled = _compiled(options["--config"], options["--cache-dir"], argv)
+        step, profile = _step(environ, compiled)
+        _notify(compiled["notify"], f"begin {step.interface} {step.state}")
+        try:
+            converge(step.interface, profile, end_state(profile, step))
+        finally:
+            _notify(compiled["notify"], f"end {step.interface} {step.state}")
+    except BadInput as error:
+        print(f"orchestrator hook: {error}", file=sys.stderr)
+        return 2
+    except InterfaceMissing as error:
+        print(f"orchestrator hook: IFACE: no interface {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # one line for miredo's log, never a traceback
+        print(f"orchestrator hook: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    except ApplyError as error:
+        print(f"orchestrator hook: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _options(argv: list[str]) -> dict[str, str]:
+    options = {"--config": DEFAULT_CONFIG, "--cache-dir": DEFAULT_CACHE_DIR, "--hook-file": ""}
+    if len(argv) % 2:
+        raise BadInput(USAGE)
+    for name, value in zip(argv[::2], argv[1::2], strict=True):
+        if name not in options:
+            raise BadInput(USAGE)
+        options[name] = value
+    return options
+
+
+def _check_safe(path: str) -> None:
+    """Root's files only: a hook or policy someone else could write is someone else's root shell."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        raise BadInput(f"{path}: {error.strerror}") from None
+    if info.st_uid != 0 or info.st_mode & 0o022:
+        raise BadInput(f"{path}: refusing to run: it must be owned by root and writable by nobody else")
+
+
+# -- the compiled configuration -----------------------------------------------------------------
+
+
+def _compiled(config_path: str, cache_dir: str, argv: list[str]) -> dict[str, Any]:
+    """The tunnels and profiles of the TOML, from the cache when it still matches the file.
+
+    Compiling needs the daemon's whole configuration machinery (and its plugins' schemas), which
+    the bare interpreter of the thin hook cannot import: it then re-executes itself as the full
+    ``orchestrator hook`` once, which writes the cache for every later run.
+    """
+    try:
+        info = os.stat(config_path)
+    except OSError as error:
+        raise BadInput(f"{config_path}: {error.strerror}") from None
+    stamp = (os.path.abspath(config_path), info.st_mtime_ns, info.st_size, info.st_ino)
+    cache = os.path.join(cache_dir, CACHE_NAME)
+    try:
+        cached = os.stat(cache)
+        if cached.st_uid == 0 and not cached.st_mode & 0o077:
+            with open(cache, "rb") as handle:
+                compiled: dict[str, Any] = marshal.load(handle)
+            if compiled.get("stamp") == stamp:
+                return compiled
+    except (OSError, EOFError, ValueError, TypeError):
+        pass  # missing, unreadable or foreign: rebuild it
+    if "site" not in sys.modules:  # the thin hook's python -I -S
+        os.execv(sys.executable, [sys.executable, "-m", "orchestrator.cli", "hook", *argv])
+    compiled = compile_config(config_path)
+    compiled["stamp"] = stamp
+    _write_cache(cache_dir, cache, compiled)
+    return compiled
+
+
+def compile_config(config_path: str) -> dict[str, Any]:
+    """Validate the TOML with the daemon's own code (every plugin's schema) and keep what the hook
+    needs: the tunnels, their profiles, the Teredo interface and the daemon's notify socket."""
+    from pathlib import Path
+
+    from orchestrator.config import ConfigError
+    from orchestrator.daemon import load
+
+    from .profile import from_section
+
+    try:
+        config, _ = load(Path(config_path))
+        profiles = {
+            name: from_section(name, section).to_plain()
+            for name, section in config.section("routing").get("profiles", {}).items()
+        }
+    except ConfigError as error:
+        raise BadInput(f"{config_path}: {error.problems[0]}") from None
+    except KeyError as error:
+        raise BadInput(f"{config_path}: routing table {error} is not in rt_tables") from None
+    return {
+        "interfaces": [(spec.match, spec.role, spec.routing_profile) for spec in config.interfaces],
+        "profiles": profiles,
+        "teredo": config.section("teredo").get("interface") if "teredo" in config.enable else None,
+        "notify": str(config.daemon.control_socket.parent / NOTIFY_NAME),
+    }
+
+
+def _write_cache(cache_dir: str, cache: str, compiled: dict[str, Any]) -> None:
+    """Atomically, root-only; a cache that cannot be written only costs the next run some time."""
+    temporary = f"{cache}.{os.getpid()}"
+    try:
+        os.makedirs(cache_dir, mode=0o755, exist_ok=True)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            marshal.dump(compiled, handle)
+        os.replace(temporary, cache)
+    except OSError:
+        try:  # noqa: SIM105 - contextlib costs start-up time here
+            os.unlink(temporary)
+        except OSError:
+            pass
+
+
+# -- miredo's variables ---------------------------------------------------------------------------
+
+
+def _step(environ: dict[str, str], compiled: dict[str, Any]) -> tuple[Step, Profile]:
+    state = environ.get("STATE", "")
+    if state not in STATES:
+        raise BadInput(f"STATE: expected one of {', '.join(STATES)}, got {state!r}")
+    interface = environ.get("IFACE", "")
+    profile = _profile_of(interface, compiled)
+    step = Step(state, interface, old_address=_optional_ipv6(environ, "OLD_ADDRESS"))
+    if state == "up":
+        step.address = _ipv6(environ, "ADDRESS")
+        if (
+            interface == compiled["teredo"]
+            and _socket.inet_pton(_socket.AF_INET6, step.address)[:4] != TEREDO_PREFIX
+        ):
+            raise BadInput(f"ADDRESS: {step.address!r} is not a Teredo address (2001:0::/32)")
+        step.lladdress = _ipv6(environ, "LLADDRESS")
+        if _socket.inet_pton(_socket.AF_INET6, step.lladdress)[:2] != b"\xfe\x80":
+            raise BadInput(f"LLADDRESS: {step.lladdress!r} is not a link-local address (fe80::/64)")
+    mtu = environ.get("MTU", "")
+    if mtu or (state == "up" and profile.mtu == "tunnel"):
+        if not (mtu.isascii() and mtu.isdigit() and 1280 <= int(mtu) <= 65535):
+            raise BadInput(f"MTU: expected a number from 1280 to 65535, got {mtu!r}")
+        step.mtu = int(mtu)
+    return step, profile
+
+
+def _profile_of(interface: str, compiled: dict[str, Any]) -> Profile:
+    """The profile of a tunnel the config names, on an interface that exists."""
+    if (
+        not interface
+        or len(interface) > 15
+        or not interface.isprintable()
+        or any(c in interface for c in "/: ")
+    ):
+        raise BadInput(f"IFACE: not an interface name: {interface!r}")
+    for match, role, profile_name in compiled["interfaces"]:
+        if match == interface or (any(c in match for c in "*?[") and _fnmatch(interface, match)):
+            if role != "tunnel" or not profile_name:
+                break
+            try:
+                _socket.if_nametoindex(interface)
+            except OSError:
+                raise BadInput(f"IFACE: no interface {interface!r}") from None
+            return Profile.from_plain(compiled["profiles"][profile_name])
+    raise BadInput(f"IFACE: {interface!r} is not a tunnel with a routing_profile in the configuration")
+
+
+def _fnmatch(name: str, pattern: str) -> bool:
+    import fnmatch  # only for patterns: it costs the start-up of `re`
+
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def _ipv6(environ: dict[str, str], name: str) -> str:
+    value = environ.get(name, "")
+    try:
+        return _socket.inet_ntop(_socket.AF_INET6, _socket.inet_pton(_socket.AF_INET6, value))
+    except (OSError, ValueError):
+        raise BadInput(f"{name}: not an IPv6 address: {value!r}") from None
+
+
+def _optional_ipv6(environ: dict[str, str], name: str) -> str | None:
+    return _ipv6(environ, name) if environ.get(name) else None
+
+
+def _notify(path: str, message: str) -> None:
+    """Tell the daemon, never wait for it: one datagram, dropped when nobody listens."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC)
+    try:
+        sock.sendto(message.encode(), path)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def client_hook_script(python: str, config: str, cache_dir: str = DEFAULT_CACHE_DIR) -> str:
+    """The thin /etc/miredo/client-hook for this installation.
+
+    A Python script run directly by its interpreter (no shell in between), isolated from the
+    environment and without the site machinery (``-IS``): miredo runs it with an empty environment
+    in /, so every path is absolute.
+    """
+    import json
+
+    import orchestrator
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(orchestrator.__file__)))
+    here = os.path.dirname(os.path.abspath(__file__))
+    package, parent = os.path.basename(here), os.path.dirname(here)
+    arguments = ["--config", config, "--cache-dir", cache_dir]
+    return (
+        f"#!{python} -IS\n"
+        "# miredo client hook: the tunnel's routing policy of netlink-orchestrator (routing profiles).\n"
+        "# Generated by `orchestrator hook --print-client-hook`; install it root-owned, mode 0755.\n"
+        "import sys\n"
+        f"sys.path[:0] = [{json.dumps(root)}, {json.dumps(parent)}]\n"
+        f"from {package}.hook import main\n"
+        f"sys.exit(main([*{json.dumps(arguments)}, '--hook-file', __file__]))\n"
+    )

@@ -1,0 +1,269 @@
+"""Reach an end state by difference: read the interface from the kernel, change only what differs.
+
+Nothing here removes what it would add back: an address, route or rule that is already as wanted
+is left alone, so a re-applied profile causes no netlink write at all.  The operations go one by one,
+each acknowledged, so a failure stops the run and says exactly what was and was not applied;
+applying again converges.  Light imports only (the client hook runs this in a fresh interpreter).
+"""
+
+from __future__ import annotations
+
+import _socket
+
+from orchestrator import wire
+
+from .endstate import EndState
+from .profile import Profile
+
+AF_INET6 = _socket.AF_INET6
+RTPROT_KERNEL, RTPROT_BOOT = 2, 3
+RT_SCOPE_UNIVERSE = 0
+FR_ACT_TO_TBL = 1
+IFLA_MTU = 4
+CREATE = wire.NLM_F_ACK | 0x400 | 0x200  # NLM_F_CREATE | NLM_F_EXCL
+
+
+class InterfaceMissing(LookupError):
+    """The interface named by the hook does not exist."""
+
+
+class Current:
+    """The interface as the kernel has it now (the same shape as ``EndState``, plus the index)."""
+
+    __slots__ = ("addresses", "index", "kernel_routes", "link_up", "mtu", "routes", "rules", "table_routes")
+
+    def __init__(self, index: int, link_up: bool, mtu: int) -> None:
+        self.index = index
+        self.link_up = link_up
+        self.mtu = mtu
+        self.addresses: set[tuple[str, int]] = set()
+        self.routes: set[tuple[str, int, int]] = set()
+        self.kernel_routes: set[tuple[str, int, int]] = set()
+        self.table_routes: set[tuple[str, int, int, int]] = set()  # with the outgoing interface
+        self.rules: set[tuple[str, int]] = set()
+
+
+class Operation:
+    """One netlink write, and how to describe it to a person."""
+
+    __slots__ = ("body", "description", "flags", "kind")
+
+    def __init__(self, description: str, kind: int, body: bytes, flags: int) -> None:
+        self.description = description
+        self.kind = kind
+        self.body = body
+        self.flags = flags
+
+    def __repr__(self) -> str:
+        return self.description
+
+
+class ApplyError(Exception):
+    """An operation failed: ``applied`` went through, ``failed`` did not, ``pending`` never ran."""
+
+    def __init__(self, applied: list[Operation], failed: Operation, error: OSError, pending: list[Operation]):
+        self.applied, self.failed, self.error, self.pending = applied, failed, error, pending
+        done = "; ".join(map(repr, applied)) or "nothing"
+        left = "; ".join(map(repr, pending)) or "nothing"
+        super().__init__(
+            f"{failed!r} failed: {error.strerror or error}; applied: {done}; not applied: {left}"
+        )
+
+
+def _ip(text: str) -> bytes:
+    return _socket.inet_pton(AF_INET6, text)
+
+
+def read(sock: _socket.socket, interface: str, profile: Profile) -> Current:
+    """The interface's link state, MTU, IPv6 addresses, its main-table IPv6 routes, and (when the
+    profile has a table) that table's routes and the rules at the profile's priority into it."""
+    try:
+        links = wire.exchange(
+            sock,
+            wire.RTM_GETLINK,
+            wire.IFINFOMSG.pack(0, 0, 0, 0, 0) + wire.attr(wire.IFLA_IFNAME, interface.encode() + b"\0"),
+        )
+    except wire.NetlinkRequestError as error:
+        raise InterfaceMissing(interface) from error
+    _kind, buf, offset, length = links[0]
+    _family, _type, index, flags, _change = wire.IFINFOMSG.unpack_from(buf, offset + 16)
+    attrs = wire.attributes(buf, offset + 16 + wire.IFINFOMSG.size, offset + length)
+    current = Current(index, bool(flags & wire.IFF_UP), wire.u32(attrs.get(IFLA_MTU)))
+
+    for _kind, buf, offset, length in wire.exchange(
+        sock, wire.RTM_GETADDR, wire.IFADDRMSG.pack(AF_INET6, 0, 0, 0, index), wire.NLM_F_DUMP
+    ):
+        _f, prefixlen, _fl, _scope, owner = wire.IFADDRMSG.unpack_from(buf, offset + 16)
+        attrs = wire.attributes(buf, offset + 16 + wire.IFADDRMSG.size, offset + length)
+        address = wire.ip_text(AF_INET6, attrs.get(wire.IFA_ADDRESS) or attrs.get(wire.IFA_LOCAL))
+        if owner == index and address is not None:
+            current.addresses.add((address, prefixlen))
+
+    for dst, dst_len, metric, oif, protocol in _routes(sock, wire.RT_TABLE_MAIN):
+        if oif == index:
+            (current.kernel_routes if protocol == RTPROT_KERNEL else current.routes).add(
+                (dst, dst_len, metric)
+            )
+    if profile.table is not None:
+        for dst, dst_len, metric, oif, _protocol in _routes(sock, profile.table):
+            current.table_routes.add((dst, dst_len, metric, oif))
+        current.rules = _rules(sock, profile)
+    return current
+
+
+def _routes(sock: _socket.socket, table: int) -> list[tuple[str, int, int, int, int]]:
+    found = []
+    body = wire.RTMSG.pack(AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0) + wire.attr(wire.RTA_TABLE, wire.U32.pack(table))
+    for _kind, buf, offset, length in wire.exchange(sock, wire.RTM_GETROUTE, body, wire.NLM_F_DUMP):
+        _family, dst_len, _s, _t, _tb, protocol, _scope, rtype, flags = wire.RTMSG.unpack_from(
+            buf, offset + 16
+        )
+        if rtype != wire.RTN_UNICAST or flags & wire.RTM_F_CLONED:
+            continue
+        attrs = wire.attributes(buf, offset + 16 + wire.RTMSG.size, offset + length)
+        if wire.u32(attrs.get(wire.RTA_TABLE), table) != table:
+            continue
+        dst = wire.ip_text(AF_INET6, attrs.get(wire.RTA_DST)) or "::"
+        found.append(
+            (
+                dst,
+                dst_len,
+                wire.u32(attrs.get(wire.RTA_PRIORITY)),
+                wire.u32(attrs.get(wire.RTA_OIF)),
+                protocol,
+            )
+        )
+    return found
+
+
+def _rules(sock: _socket.socket, profile: Profile) -> set[tuple[str, int]]:
+    found = set()
+    body = wire.RTMSG.pack(AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0)
+    for _kind, buf, offset, length in wire.exchange(sock, wire.RTM_GETRULE, body, wire.NLM_F_DUMP):
+        src_len, table_byte = (
+            wire.RTMSG.unpack_from(buf, offset + 16)[2],
+            wire.RTMSG.unpack_from(buf, offset + 16)[4],
+        )
+        attrs = wire.attributes(buf, offset + 16 + wire.RTMSG.size, offset + length)
+        if wire.u32(attrs.get(wire.FRA_PRIORITY)) != profile.rule_priority:
+            continue
+        if wire.u32(attrs.get(wire.FRA_TABLE), table_byte) != profile.table:
+            continue
+        found.add((wire.ip_text(AF_INET6, attrs.get(wire.FRA_SRC)) or "::", src_len))
+    return found
+
+
+def plan(current: Current, end: EndState, profile: Profile, interface: str) -> list[Operation]:
+    """The writes that turn ``current`` into ``end``: removals first, link state and MTU, then
+    additions (an IPv6 route needs its link up)."""
+    index = current.index
+    ops: list[Operation] = []
+    if profile.table is not None:
+        table = profile.table
+        for source, prefixlen in sorted(current.rules - end.rules):
+            ops.append(_rule(wire.RTM_DELRULE, source, prefixlen, profile, wire.NLM_F_ACK))
+        wanted = {(dst, dst_len, metric, index) for dst, dst_len, metric in end.table_routes}
+        for dst, dst_len, metric, oif in sorted(current.table_routes - wanted):
+            ops.append(_route(wire.RTM_DELROUTE, dst, dst_len, metric, oif, table, wire.NLM_F_ACK, interface))
+    for dst, dst_len, metric in sorted(current.routes - end.routes):
+        ops.append(
+            _route(
+                wire.RTM_DELROUTE, dst, dst_len, metric, index, wire.RT_TABLE_MAIN, wire.NLM_F_ACK, interface
+            )
+        )
+    for address, prefixlen in sorted(current.addresses - end.addresses):
+        ops.append(_address(wire.RTM_DELADDR, address, prefixlen, index, wire.NLM_F_ACK, interface))
+    if end.link_up is not None and end.link_up != current.link_up:
+        ops.append(_link(index, interface, up=end.link_up, mtu=None))
+    if end.mtu is not None and end.mtu != current.mtu:
+        ops.append(_link(index, interface, up=None, mtu=end.mtu))
+    for address, prefixlen in sorted(end.addresses - current.addresses):
+        ops.append(_address(wire.RTM_NEWADDR, address, prefixlen, index, CREATE, interface))
+    for dst, dst_len, metric in sorted(end.routes - current.routes):
+        ops.append(
+            _route(wire.RTM_NEWROUTE, dst, dst_len, metric, index, wire.RT_TABLE_MAIN, CREATE, interface)
+        )
+    if profile.table is not None:
+        present = {
+            (dst, dst_len, metric) for dst, dst_len, metric, oif in current.table_routes if oif == index
+        }
+        for dst, dst_len, metric in sorted(end.table_routes - present):
+            ops.append(
+                _route(wire.RTM_NEWROUTE, dst, dst_len, metric, index, profile.table, CREATE, interface)
+            )
+        for source, prefixlen in sorted(end.rules - current.rules):
+            ops.append(_rule(wire.RTM_NEWRULE, source, prefixlen, profile, CREATE))
+    return ops
+
+
+def apply(sock: _socket.socket, ops: list[Operation]) -> list[Operation]:
+    """Run the operations in order; ApplyError at the first failure.  Returns what was applied."""
+    for position, op in enumerate(ops):
+        try:
+            wire.exchange(sock, op.kind, op.body, op.flags)
+        except OSError as error:
+            raise ApplyError(ops[:position], op, error, ops[position + 1 :]) from error
+    return ops
+
+
+def _address(kind: int, address: str, prefixlen: int, index: int, flags: int, interface: str) -> Operation:
+    raw = _ip(address)
+    body = wire.IFADDRMSG.pack(AF_INET6, prefixlen, 0, RT_SCOPE_UNIVERSE, index)
+    body += wire.attr(wire.IFA_LOCAL, raw) + wire.attr(wire.IFA_ADDRESS, raw)
+    verb = "add" if kind == wire.RTM_NEWADDR else "del"
+    return Operation(f"address {verb} {address}/{prefixlen} dev {interface}", kind, body, flags)
+
+
+def _route(
+    kind: int, dst: str, dst_len: int, metric: int, oif: int, table: int, flags: int, interface: str
+) -> Operation:
+    header_table = table if table < 256 else wire.RT_TABLE_COMPAT
+    protocol = RTPROT_BOOT if kind == wire.RTM_NEWROUTE else 0
+    body = wire.RTMSG.pack(
+        AF_INET6, dst_len, 0, 0, header_table, protocol, RT_SCOPE_UNIVERSE, wire.RTN_UNICAST, 0
+    )
+    if dst_len:
+        body += wire.attr(wire.RTA_DST, _ip(dst))
+    body += wire.attr(wire.RTA_OIF, wire.U32.pack(oif)) + wire.attr(wire.RTA_PRIORITY, wire.U32.pack(metric))
+    body += wire.attr(wire.RTA_TABLE, wire.U32.pack(table))
+    verb = "add" if kind == wire.RTM_NEWROUTE else "del"
+    name = "default" if dst_len == 0 else f"{dst}/{dst_len}"
+    where = f"dev {interface}" if oif else "(unknown interface)"
+    return Operation(f"route {verb} {name} {where} table {table} metric {metric}", kind, body, flags)
+
+
+def _rule(kind: int, source: str, prefixlen: int, profile: Profile, flags: int) -> Operation:
+    assert profile.table is not None
+    header_table = profile.table if profile.table < 256 else wire.RT_TABLE_COMPAT
+    body = wire.RTMSG.pack(AF_INET6, 0, prefixlen, 0, header_table, 0, 0, FR_ACT_TO_TBL, 0)
+    body += wire.attr(wire.FRA_SRC, _ip(source))
+    body += wire.attr(wire.FRA_PRIORITY, wire.U32.pack(profile.rule_priority))
+    body += wire.attr(wire.FRA_TABLE, wire.U32.pack(profile.table))
+    verb = "add" if kind == wire.RTM_NEWRULE else "del"
+    return Operation(
+        f"rule {verb} from {source}/{prefixlen} prio {profile.rule_priority} table {profile.table}",
+        kind,
+        body,
+        flags,
+    )
+
+
+def _link(index: int, interface: str, up: bool | None, mtu: int | None) -> Operation:
+    change = wire.IFF_UP if up is not None else 0
+    body = wire.IFINFOMSG.pack(0, 0, index, wire.IFF_UP if up else 0, change)
+    if mtu is not None:
+        body += wire.attr(IFLA_MTU, wire.U32.pack(mtu))
+        return Operation(f"link set dev {interface} mtu {mtu}", wire.RTM_NEWLINK, body, wire.NLM_F_ACK)
+    return Operation(
+        f"link set dev {interface} {'up' if up else 'down'}", wire.RTM_NEWLINK, body, wire.NLM_F_ACK
+    )
+
+
+def converge(interface: str, profile: Profile, end: EndState) -> list[Operation]:
+    """Read, plan and apply on a fresh socket; returns the operations applied (none: already there)."""
+    sock = wire.request_socket()
+    try:
+        ops = plan(read(sock, interface, profile), end, profile, interface)
+        return apply(sock, ops)
+    finally:
+        sock.close()

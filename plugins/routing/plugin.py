@@ -1,0 +1,58 @@
+"""The ``routing`` plugin object: the ``[routing.profiles.<name>]`` schema and its cross-checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from orchestrator import Key, Section, hookimpl
+from orchestrator.config import Config
+
+from .profile import resolve_table, rt_tables
+
+
+def _mtu_problem(value: object) -> str | None:
+    if value == "tunnel" or (isinstance(value, int) and 1280 <= value <= 65535):
+        return None
+    return f'expected "tunnel" or an MTU from 1280 to 65535, got {value!r}'
+
+
+PROFILE = Section(
+    {
+        "table": Key("str|int", "routing table number or rt_tables name; absent: no table operations"),
+        "rule_priority": Key("int", "priority of the 'from ADDRESS' rule", 32765, 0, 0xFFFFFFFF),
+        "metric": Key("int", "metric of the tunnel's default route", 1029, 0, 0xFFFFFFFF),
+        "mtu": Key(
+            "str|int", 'tunnel MTU, or "tunnel" to keep what the tunnel reports', 1400, check=_mtu_problem
+        ),
+        "address_prefixlen": Key("int", "prefix length of the tunnel address", 128, 1, 128),
+        "source_rule": Key("bool", "add a default route in table and a 'from ADDRESS' rule", False),
+    }
+)
+
+SECTION = Section({}, tables={"profiles": PROFILE}, doc="routing profiles for tunnel interfaces")
+
+
+@hookimpl
+def orchestrator_config_schema() -> Mapping[str, Section]:
+    return {"routing": SECTION}
+
+
+@hookimpl
+def orchestrator_check_config(config: Config) -> list[str]:
+    """Every ``routing_profile`` an interface names must exist."""
+    profiles = config.section("routing").get("profiles", {})
+    problems = [
+        f"interfaces[{index}].routing_profile: no [routing.profiles.{spec.routing_profile}] section"
+        for index, spec in enumerate(config.interfaces)
+        if spec.routing_profile and spec.routing_profile not in profiles
+    ]
+    names = rt_tables()
+    for name, profile in profiles.items():
+        try:
+            resolve_table(profile.get("table"), names)
+        except KeyError:
+            problems.append(
+                f"routing.profiles.{name}.table: {profile['table']!r} is neither a number nor a name in "
+                "the iproute2 rt_tables files"
+            )
+    return problems
