@@ -85,18 +85,18 @@ def ours(batch: Path, config_path: Path) -> tuple[int, float, int]:
 def pyroute2_loop(batch: Path) -> tuple[int, float]:
     from pyroute2 import IPRoute
 
-    from orchestrator import rtnl
+    from orchestrator import wire
 
     ipr = IPRoute()
-    ipr.setsockopt(socket.SOL_SOCKET, rtnl.SO_RCVBUFFORCE, BUFFER)
-    ipr.bind(groups=rtnl.WATCHED_GROUPS)
+    ipr.setsockopt(socket.SOL_SOCKET, wire.SO_RCVBUFFORCE, BUFFER)
+    ipr.bind(groups=wire.WATCHED_GROUPS)
     storm(batch)
     started = time.perf_counter()
     count = 0
     while True:
         messages = ipr.get()
         count += len(messages)
-        if any(m.get("IFA_LOCAL") == SENTINEL for m in messages if m["header"]["type"] == rtnl.RTM_NEWADDR):
+        if any(m.get("IFA_LOCAL") == SENTINEL for m in messages if m["header"]["type"] == wire.RTM_NEWADDR):
             finished = time.perf_counter()
             break
     ipr.close()

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from common import main_in_namespace, start_daemon, summary, table
 
+from orchestrator import wire
+
 CHANGES = 1000
 WARMUP = 50
 PAUSE_S = 0.002
@@ -44,19 +46,16 @@ async def orchestrator_tunnel_address_changed(event):
 
 
 def address_request(kind: int, index: int, address: str) -> bytes:
-    from orchestrator import rtnl
-
     body = struct.pack("=BBBBi", socket.AF_INET6, 128, 0x02, 0, index)  # IFA_F_NODAD
-    body += rtnl.attr(rtnl.IFA_LOCAL, socket.inet_pton(socket.AF_INET6, address))
-    body += rtnl.attr(rtnl.IFA_ADDRESS, socket.inet_pton(socket.AF_INET6, address))
-    flags = 0x400 | 0x200 if kind == rtnl.RTM_NEWADDR else 0  # NLM_F_CREATE | NLM_F_EXCL
-    return rtnl.build_request(kind, flags, body)[1]
+    body += wire.attr(wire.IFA_LOCAL, socket.inet_pton(socket.AF_INET6, address))
+    body += wire.attr(wire.IFA_ADDRESS, socket.inet_pton(socket.AF_INET6, address))
+    flags = 0x400 | 0x200 if kind == wire.RTM_NEWADDR else 0  # NLM_F_CREATE | NLM_F_EXCL
+    return wire.build_request(kind, flags, body)[1]
 
 
 def drive(fifo_fd: int, index: int) -> tuple[list[float], list[float]]:
     """Alternate add/remove; return milliseconds from each request to the hook's byte arriving,
     and (when the hook wrote its own clock) to the hook's first line."""
-    from orchestrator import rtnl
 
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
     sock.bind((0, 0))
@@ -64,7 +63,7 @@ def drive(fifo_fd: int, index: int) -> tuple[list[float], list[float]]:
     latencies: list[float] = []
     entries: list[float] = []
     for number in range(WARMUP + CHANGES):
-        kind = rtnl.RTM_NEWADDR if number % 2 == 0 else rtnl.RTM_DELADDR
+        kind = wire.RTM_NEWADDR if number % 2 == 0 else wire.RTM_DELADDR
         request = address_request(kind, index, address)
         started = time.perf_counter()
         sock.send(request)
@@ -84,17 +83,16 @@ def drive(fifo_fd: int, index: int) -> tuple[list[float], list[float]]:
 
 def wait_hook(fifo_fd: int, index: int) -> None:
     """Poke until the hook answers once: the reader is subscribed and running."""
-    from orchestrator import rtnl
 
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
     sock.bind((0, 0))
     for attempt in range(200):
-        kind = rtnl.RTM_NEWADDR if attempt % 2 == 0 else rtnl.RTM_DELADDR
+        kind = wire.RTM_NEWADDR if attempt % 2 == 0 else wire.RTM_DELADDR
         sock.send(address_request(kind, index, "2001:0:c633:6401::ff"))
         if select.select([fifo_fd], [], [], 0.1)[0]:
             os.read(fifo_fd, 4096)
             if attempt % 2 == 0:
-                sock.send(address_request(rtnl.RTM_DELADDR, index, "2001:0:c633:6401::ff"))
+                sock.send(address_request(wire.RTM_DELADDR, index, "2001:0:c633:6401::ff"))
                 select.select([fifo_fd], [], [], 2.0)
             time.sleep(0.2)
             while select.select([fifo_fd], [], [], 0)[0] and os.read(fifo_fd, 4096):

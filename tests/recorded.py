@@ -12,7 +12,7 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from orchestrator import rtnl
+from orchestrator import rtnl, wire
 from orchestrator.events import RawEvent
 
 IFF_UP_RUNNING_LOWER = 0x1 | 0x40 | 0x10000
@@ -31,7 +31,7 @@ def link(index: int, name: str, carrier: bool = True, up: bool = True, deleted: 
     m["flags"] = (0x1 if up else 0) | (0x10000 if carrier else 0)
     m["attrs"] = [("IFLA_IFNAME", name), ("IFLA_ADDRESS", mac),
                   ("IFLA_CARRIER_CHANGES", carrier_changes)]
-    return _finish(m, rtnl.RTM_DELLINK if deleted else rtnl.RTM_NEWLINK)
+    return _finish(m, wire.RTM_DELLINK if deleted else wire.RTM_NEWLINK)
 
 
 def address(index: int, cidr: str, deleted: bool = False, tentative: bool = False,
@@ -42,11 +42,11 @@ def address(index: int, cidr: str, deleted: bool = False, tentative: bool = Fals
     m["family"] = family
     m["prefixlen"] = int(prefix)
     m["index"] = index
-    m["flags"] = rtnl.IFA_F_TENTATIVE if tentative else 0
+    m["flags"] = wire.IFA_F_TENTATIVE if tentative else 0
     m["scope"] = 253 if ip.startswith("fe80:") else 0  # the kernel scopes link-local addresses
     m["attrs"] = [("IFA_ADDRESS", peer or ip), ("IFA_LOCAL", ip)] if family == socket.AF_INET \
         else [("IFA_ADDRESS", ip)]
-    return _finish(m, rtnl.RTM_DELADDR if deleted else rtnl.RTM_NEWADDR)
+    return _finish(m, wire.RTM_DELADDR if deleted else wire.RTM_NEWADDR)
 
 
 def route(dst: str, oif: int, gateway: str | None = None, table: int = 254, metric: int = 0,
@@ -56,23 +56,23 @@ def route(dst: str, oif: int, gateway: str | None = None, table: int = 254, metr
     m = rtmsg()
     m["family"] = family
     m["dst_len"] = int(length)
-    m["table"] = table if table < 256 else rtnl.RT_TABLE_COMPAT
-    m["type"] = rtnl.RTN_UNICAST
+    m["table"] = table if table < 256 else wire.RT_TABLE_COMPAT
+    m["type"] = wire.RTN_UNICAST
     attrs: list[tuple[str, object]] = [("RTA_TABLE", table), ("RTA_OIF", oif), ("RTA_PRIORITY", metric)]
     if int(length):
         attrs.append(("RTA_DST", net))
     if gateway:
         attrs.append(("RTA_GATEWAY", gateway))
     m["attrs"] = attrs
-    return _finish(m, rtnl.RTM_DELROUTE if deleted else rtnl.RTM_NEWROUTE)
+    return _finish(m, wire.RTM_DELROUTE if deleted else wire.RTM_NEWROUTE)
 
 
 def decode(*datagrams: bytes, tables: set[int] | None = None) -> list[RawEvent]:
-    decoder = rtnl.RawDecoder(tables if tables is not None else {rtnl.RT_TABLE_MAIN})
+    decoder = rtnl.RawDecoder(tables if tables is not None else {wire.RT_TABLE_MAIN})
     events: list[RawEvent] = []
     for data in datagrams:
         view = memoryview(data)
-        for kind, offset, length in rtnl.messages(view, len(data)):
+        for kind, offset, length in wire.messages(view, len(data)):
             event = decoder.decode(view, kind, offset, length)
             if event is not None:
                 events.append(event)
