@@ -26,6 +26,7 @@ mip6_preference = 1
 match = "teredo"
 role = "tunnel"
 mip6_preference = 3
+{tunnel}
 
 [[interfaces]]
 match = "lan*"
@@ -34,7 +35,7 @@ role = "lan"
 
 
 def write(directory: Path, *, enable: list[str] | None = None, grace: int = 2000, settle: int = 300,
-          daemon: str = "", uplinks: str = "", extra: str = "") -> Path:
+          daemon: str = "", uplinks: str = "", extra: str = "", tunnel_profile: str | None = None) -> Path:
     path = directory / "orchestrator.toml"
     path.write_text(
         BASE.format(
@@ -44,6 +45,7 @@ def write(directory: Path, *, enable: list[str] | None = None, grace: int = 2000
             settle=settle,
             daemon=daemon,
             uplinks=uplinks,
+            tunnel=f'routing_profile = "{tunnel_profile}"' if tunnel_profile else "",
         )
         + extra
     )

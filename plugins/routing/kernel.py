@@ -9,6 +9,7 @@ applying again converges.  Light imports only (the client hook runs this in a fr
 from __future__ import annotations
 
 import _socket
+import errno
 
 from orchestrator import wire
 
@@ -114,7 +115,13 @@ def read(sock: _socket.socket, interface: str, profile: Profile) -> Current:
 def _routes(sock: _socket.socket, table: int) -> list[tuple[str, int, int, int, int]]:
     found = []
     body = wire.RTMSG.pack(AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0) + wire.attr(wire.RTA_TABLE, wire.U32.pack(table))
-    for _kind, buf, offset, length in wire.exchange(sock, wire.RTM_GETROUTE, body, wire.NLM_F_DUMP):
+    try:
+        answers = wire.exchange(sock, wire.RTM_GETROUTE, body, wire.NLM_F_DUMP)
+    except wire.NetlinkRequestError as error:
+        if error.errno == errno.ENOENT:  # a table with no route does not exist yet
+            return found
+        raise
+    for _kind, buf, offset, length in answers:
         _family, dst_len, _s, _t, _tb, protocol, _scope, rtype, flags = wire.RTMSG.unpack_from(
             buf, offset + 16
         )

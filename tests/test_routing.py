@@ -1,0 +1,224 @@
+"""The routing profiles through the real client hook, on a tun named `teredo` in a namespace.
+
+Expected kernel states are data below, derived from what the user's hook (and, for the upstream
+variant, miredo's stock Linux hook) leaves behind after each step: addresses with prefix lengths,
+IPv6 routes through the tunnel in the main table (the kernel's own prefix routes included), the
+profile table's routes, the rules at the profile's priority, link state and MTU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from configs import write
+from lab import Lab, Namespace
+
+pytestmark = pytest.mark.netns
+
+A1 = "2001:0:c633:6401:8000:f227:9c3a:73f0"
+A2 = "2001:0:c633:6401:8000:f227:9c3a:73f1"
+A3 = "2001:0:c633:6401:8000:f227:9c3a:73f2"
+LL = "fe80::ffff:ffff:ffff"
+TABLE = 100
+
+USER = "[routing.profiles.teredo]\n"  # the defaults are the user's hook
+UPSTREAM = (  # miredo's stock Linux hook, with a table
+    f"[routing.profiles.teredo]\ntable = {TABLE}\n"
+    'mtu = "tunnel"\naddress_prefixlen = 32\nsource_rule = true\n'
+)
+
+
+def user_up(address: str) -> dict[str, Any]:
+    return {
+        "up": True,
+        "mtu": 1400,
+        "addresses": sorted([f"{address}/128", f"{LL}/64"]),
+        "routes": sorted(
+            [f"{address} metric 256 kernel", "default metric 1029", "fe80::/64 metric 256 kernel"]
+        ),
+        "table": [],
+        "rules": [],
+    }
+
+
+def upstream_up(address: str) -> dict[str, Any]:
+    return {
+        "up": True,
+        "mtu": 1280,  # the tunnel's own (MTU from miredo)
+        "addresses": sorted([f"{address}/32", f"{LL}/64"]),
+        "routes": sorted(
+            ["2001::/32 metric 256 kernel", "default metric 1029", "fe80::/64 metric 256 kernel"]
+        ),
+        "table": ["default dev teredo metric 1024"],
+        "rules": [f"from {address} table {TABLE}"],
+    }
+
+
+def flushed(up: bool, mtu: int) -> dict[str, Any]:
+    return {"up": up, "mtu": mtu, "addresses": [], "routes": [], "table": [], "rules": []}
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    with Lab() as the_lab:
+        yield the_lab
+
+
+class Tunnel:
+    """A tun named teredo in its own namespace, and the generated client hook for a profile."""
+
+    def __init__(self, lab: Lab, profile: str) -> None:
+        self.ns: Namespace = lab.namespace("tun")
+        self.ns.ip("tuntap", "add", "dev", "teredo", "mode", "tun")
+        self.config = write(
+            lab.tmp, enable=["routing", "teredo"], extra=f"{profile}[teredo]\n", tunnel_profile="teredo"
+        )
+        self.hook = lab.tmp / "client-hook"
+        script = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.cli",
+                "hook",
+                "--print-client-hook",
+                "--config",
+                str(self.config),
+                "--cache-dir",
+                str(lab.tmp / "cache"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        self.hook.write_text(script)
+        self.hook.chmod(0o755)
+        self.lab = lab
+
+    def run(self, **variables: str) -> subprocess.CompletedProcess[str]:
+        """Run the hook as miredo does: an empty environment but for miredo's variables, in /."""
+        env = [f"{name}={value}" for name, value in variables.items()]
+        return self.ns.run("env", "-i", *env, str(self.hook), check=False)
+
+    def up(self, address: str, old: str | None = None, mtu: str = "1280") -> None:
+        variables = {"STATE": "up", "IFACE": "teredo", "ADDRESS": address, "LLADDRESS": LL, "MTU": mtu}
+        if old:
+            variables["OLD_ADDRESS"] = old
+        result = self.run(**variables)
+        assert result.returncode == 0, result.stderr
+
+    def state(self) -> dict[str, Any]:
+        link = self.ns.ip_json("link", "show", "dev", "teredo")[0]
+        addresses = [
+            f"{a['local']}/{a['prefixlen']}"
+            for entry in self.ns.ip_json("-6", "addr", "show", "dev", "teredo")
+            for a in entry.get("addr_info", [])
+        ]
+        routes = []
+        for r in self.ns.ip_json("-6", "route", "show", "dev", "teredo"):
+            kernel = " kernel" if r.get("protocol") == "kernel" else ""
+            routes.append(f"{r['dst']} metric {r.get('metric', 0)}{kernel}")
+        listed = self.ns.ip("-j", "-6", "route", "show", "table", str(TABLE), check=False)
+        exists = listed.returncode == 0 and listed.stdout.strip()  # a table with no route does not exist
+        table_routes = json.loads(listed.stdout) if exists else []
+        table = [f"{r['dst']} dev {r['dev']} metric {r.get('metric', 0)}" for r in table_routes]
+        rules = [
+            f"from {r['src']} table {r['table']}"
+            for r in self.ns.ip_json("-6", "rule", "show")
+            if r.get("priority") == 32765
+        ]
+        return {
+            "up": "UP" in link["flags"],
+            "mtu": link["mtu"],
+            "addresses": sorted(addresses),
+            "routes": sorted(routes),
+            "table": sorted(table),
+            "rules": sorted(rules),
+        }
+
+
+@pytest.mark.parametrize(
+    ("variant", "up_state"), [(USER, user_up), (UPSTREAM, upstream_up)], ids=["user", "upstream"]
+)
+def test_end_state_of_every_step(lab: Lab, variant: str, up_state: Any) -> None:
+    tunnel = Tunnel(lab, variant)
+    tunnel.up(A1)
+    assert tunnel.state() == up_state(A1)
+    tunnel.up(A2, old=A1)  # a new address, miredo says which was the old one
+    assert tunnel.state() == up_state(A2)
+    tunnel.up(A3)  # after miredo restarted: no OLD_ADDRESS, the rule for A2 must not leak
+    assert tunnel.state() == up_state(A3)
+    mtu = up_state(A3)["mtu"]
+    assert tunnel.run(STATE="down", IFACE="teredo", OLD_ADDRESS=A3).returncode == 0
+    assert tunnel.state() == flushed(up=False, mtu=mtu)
+    tunnel.up(A1)
+    assert tunnel.run(STATE="destroy", IFACE="teredo", OLD_ADDRESS=A1).returncode == 0
+    assert tunnel.state() == flushed(up=True, mtu=mtu)  # flushed; miredo deletes the link itself
+
+
+@pytest.mark.parametrize("variant", [USER, UPSTREAM], ids=["user", "upstream"])
+def test_applying_the_same_step_twice_writes_nothing(lab: Lab, variant: str) -> None:
+    tunnel = Tunnel(lab, variant)
+    tunnel.up(A1)
+    monitor = lab.monitor(tunnel.ns, ("link", "address", "route", "rule"))
+    mark = monitor.mark()
+    tunnel.up(A1)
+    monitor.sync()
+    assert monitor.since(mark) == []
+
+
+BAD_INPUTS = [
+    {"STATE": "sideways"},
+    {"STATE": "up;reboot"},
+    {"IFACE": ""},
+    {"IFACE": "lo"},  # exists, but not a tunnel in the configuration
+    {"IFACE": "teredo$(reboot)"},
+    {"IFACE": "../../etc"},
+    {"ADDRESS": "2001:db8::1"},  # not a Teredo address
+    {"ADDRESS": f"{A1}; ip link del teredo"},
+    {"ADDRESS": "`reboot`"},
+    {"LLADDRESS": "2001:0::1"},  # not link-local
+    {"LLADDRESS": "fe80::1 && reboot"},
+    {"MTU": "1279"},
+    {"MTU": "65536"},
+    {"MTU": "1400 mtu 9000"},
+    {"MTU": "\u0661\u0664\u0660\u0660"},  # Arabic-Indic digits: not ASCII
+    {"OLD_ADDRESS": "$(reboot)"},
+]
+
+
+@pytest.mark.parametrize("bad", BAD_INPUTS, ids=[repr(b) for b in BAD_INPUTS])
+def test_bad_input_changes_nothing(lab: Lab, bad: dict[str, str]) -> None:
+    tunnel = Tunnel(lab, UPSTREAM)
+    tunnel.up(A1)
+    before = tunnel.state()
+    variables = {"STATE": "up", "IFACE": "teredo", "ADDRESS": A2, "LLADDRESS": LL, "MTU": "1280", **bad}
+    result = tunnel.run(**variables)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("orchestrator hook: ")
+    assert tunnel.state() == before
+
+
+@pytest.mark.parametrize("unsafe", ["hook world-writable", "hook not root's", "config world-writable"])
+def test_unsafe_files_are_refused(lab: Lab, unsafe: str) -> None:
+    tunnel = Tunnel(lab, USER)
+    tunnel.up(A1)
+    before = tunnel.state()
+    if unsafe == "hook world-writable":
+        tunnel.hook.chmod(0o777)
+    elif unsafe == "hook not root's":
+        os.chown(tunnel.hook, 65534, 65534)
+    else:
+        tunnel.config.chmod(0o666)
+    result = tunnel.run(STATE="up", IFACE="teredo", ADDRESS=A2, LLADDRESS=LL, MTU="1280")
+    assert result.returncode == 2
+    assert "refusing to run" in result.stderr
+    assert tunnel.state() == before
