@@ -8,6 +8,7 @@ reach into the dispatcher or the netlink source: the core can change those witho
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ class PluginContext:
     state: NetworkState
     moves: MoveLog
     log: logging.Logger
+    counters: Counter[str]  # shown by `orchestrator status`; name yours after your plugin
 
     @property
     def section(self) -> Mapping[str, Any]:

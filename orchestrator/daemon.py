@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,13 +19,15 @@ from typing import Any
 from . import config as config_module
 from . import plugins as plugin_module
 from .context import PluginContext
-from .dispatch import CONTROL_LANE, UPLINK_LANE, Dispatcher, interface_lane
+from .dispatch import CONTROL_LANE, POLICY_LANE, UPLINK_LANE, Dispatcher, interface_lane
 from .engine import Engine
 from .events import (
     AnyEvent,
     GatewayLearned,
     LinkChanged,
     Resync,
+    RouteEvent,
+    RuleEvent,
     TunnelAddressChanged,
     UplinkChanged,
 )
@@ -67,11 +70,17 @@ class Daemon:
         self.started = time.time()
         self.pm = plugin_module.activate(infos, config.enable)
         reference = plugin_module.uplink_reference(self.pm, config)
-        self.engine = Engine(config, self._on_event, reference, self.counters)
+        tables = plugin_module.watched_tables(self.pm, config)
+        self.engine = Engine(config, self._on_event, reference, self.counters, tables)
         self.moves = MoveLog(config.daemon.move_timeout_s, self._on_phase, self._on_finished)
         self.contexts = {
             name: PluginContext(
-                name, config, self.engine.state, self.moves, logging.getLogger(f"orchestrator.{name}")
+                name,
+                config,
+                self.engine.state,
+                self.moves,
+                logging.getLogger(f"orchestrator.{name}"),
+                self.counters,
             )
             for name in config.enable
         }
@@ -144,6 +153,8 @@ class Daemon:
             self.dispatcher.submit(
                 interface_lane(event.interface), "orchestrator_link_changed", {"event": event}
             )
+        elif isinstance(event, (RouteEvent, RuleEvent)) and event.deleted and event.family == socket.AF_INET6:
+            self.dispatcher.submit(POLICY_LANE, "orchestrator_policy_removed", {"event": event})
         elif isinstance(event, Resync):
             log.warning("resynchronised after a netlink overrun: %d changes replayed", event.replayed)
         elif isinstance(event, GatewayLearned):

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 CONTROL_LANE = "control"
 UPLINK_LANE = "uplink"
+POLICY_LANE = "policy"
 
 
 def interface_lane(name: str) -> str:

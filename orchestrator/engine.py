@@ -28,12 +28,17 @@ Sink = Callable[[AnyEvent, float], None]
 
 class Engine:
     def __init__(
-        self, config: Config, sink: Sink, reference: str | None, counters: Counter[str] | None = None
+        self,
+        config: Config,
+        sink: Sink,
+        reference: str | None,
+        counters: Counter[str] | None = None,
+        tables: set[int] | None = None,
     ) -> None:
         self.config = config
         self.state = NetworkState(config, reference)
         self.counters: Counter[str] = counters if counters is not None else Counter()
-        self.tables = {wire.RT_TABLE_MAIN}
+        self.tables = tables if tables is not None else {wire.RT_TABLE_MAIN}
         self.source = NetlinkSource(
             config.daemon.netlink_rcvbuf_bytes,
             self.tables,

@@ -24,12 +24,12 @@ failing plugin never stops the others:
 
 Lanes
 -----
-Every event belongs to a lane: ``uplink`` (moves), ``interface:<name>`` (one per interface), or
-``control`` (phases, completions, errors).  Calls within a lane keep their order; lanes run in
-parallel.  Hooks marked "carries state" describe the current state rather than a happening, so a
-queued call not yet started is *superseded* by a newer one of the same hook in the same lane:
-the plugin then sees one call whose ``old`` is the oldest unseen value and whose ``new`` is the
-latest.  Errors, phases and completions are never superseded.
+Every event belongs to a lane: ``uplink`` (moves), ``interface:<name>`` (one per interface),
+``policy`` (routes and rules removed) or ``control`` (start-up, phases, completions, errors).
+Calls within a lane keep their order; lanes run in parallel.  Hooks marked "carries state" describe
+the current state rather than a happening, so a queued call not yet started is *superseded* by a
+newer one of the same hook in the same lane: the plugin then sees one call whose ``old`` is the
+oldest unseen value and whose ``new`` is the latest.  Errors, phases and completions are never superseded.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import pluggy
 if TYPE_CHECKING:
     from .config import Config
     from .context import PluginContext
-    from .events import LinkChanged, TunnelAddressChanged, UplinkChanged
+    from .events import LinkChanged, RouteEvent, RuleEvent, TunnelAddressChanged, UplinkChanged
     from .moves import Move
     from .schema import Section
 
@@ -129,6 +129,24 @@ def orchestrator_tunnel_address_changed(
 
     Tentative addresses are not reported until they are final.  ``move`` is the move in progress,
     if any.  Lane ``interface:<name>``; carries state; bounded by ``plugin_timeout_s``.
+    """
+
+
+@hookspec
+def orchestrator_watched_tables(config: Config) -> list[int]:
+    """Routing tables (numbers) whose IPv6 routes this plugin needs to hear about, besides main.
+
+    Called once at start-up, not in a lane; every plugin's answer is used.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def orchestrator_policy_removed(context: PluginContext, event: RouteEvent | RuleEvent) -> None:
+    """Someone (or something) removed an IPv6 route of a watched table or an IPv6 rule.
+
+    For plugins that own routing policy and put it back (systemd-networkd deletes foreign rules
+    when it restarts).  Lane ``policy``; not superseded; bounded by ``plugin_timeout_s``.
     """
 
 

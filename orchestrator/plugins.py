@@ -18,6 +18,7 @@ import pluggy
 from . import hookspecs
 from .config import CORE_SECTIONS, Config
 from .schema import Section
+from .wire import RT_TABLE_MAIN
 
 GROUP = "orchestrator.plugins"
 RESERVED_SECTIONS = frozenset({*CORE_SECTIONS, "interfaces"})
@@ -148,6 +149,15 @@ def uplink_reference(pm: pluggy.PluginManager, config: Config) -> str | None:
         if reference is not None:
             return str(reference)
     return None
+
+
+def watched_tables(pm: pluggy.PluginManager, config: Config) -> set[int]:
+    """The main table, and every table an enabled plugin asks for."""
+    tables = {RT_TABLE_MAIN}
+    for impl in pm.hook.orchestrator_watched_tables.get_hookimpls():
+        asked = cast("Iterable[int] | None", impl.function(config=config))
+        tables.update(int(table) for table in asked or [])
+    return tables
 
 
 def check_config(pm: pluggy.PluginManager, config: Config) -> list[str]:

@@ -35,8 +35,9 @@ role = "lan"
 
 
 def write(directory: Path, *, enable: list[str] | None = None, grace: int = 2000, settle: int = 300,
-          daemon: str = "", uplinks: str = "", extra: str = "", tunnel_profile: str | None = None) -> Path:
-    path = directory / "orchestrator.toml"
+          daemon: str = "", uplinks: str = "", extra: str = "", tunnel_profile: str | None = None,
+          name: str = "orchestrator.toml") -> Path:
+    path = directory / name
     path.write_text(
         BASE.format(
             control=directory / "control.sock",

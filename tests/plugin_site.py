@@ -51,6 +51,13 @@ MISBEHAVING = {
         def orchestrator_on_error(plugin, hook, error):
             record(hook="on_error", plugin=plugin, failed=hook, error=error)
     """,
+    "orch_test_holder": """
+        from orchestrator import hookimpl
+
+        @hookimpl
+        async def orchestrator_uplink_changed(move):
+            move.hold()  # never released: the move stays open until move_timeout_s
+    """,
     "orch_test_broken": """
         import a_module_that_does_not_exist
     """,
@@ -72,7 +79,7 @@ def build(site: Path) -> Path:
         (site / f"{module}.py").write_text(textwrap.dedent(source))
     distribution(site, "orchestrator-test-plugins", {
         "raises": "orch_test_raises", "blocks": "orch_test_blocks",
-        "hangs": "orch_test_hangs", "witness": "orch_test_witness",
+        "hangs": "orch_test_hangs", "witness": "orch_test_witness", "holder": "orch_test_holder",
     })
     distribution(site, "orchestrator-broken", {"broken": "orch_test_broken"})
     return site

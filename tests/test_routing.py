@@ -15,9 +15,11 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import plugin_site
 import pytest
 from configs import write
-from lab import Lab, Namespace
+from harness import DaemonProcess
+from lab import Lab, Namespace, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -222,3 +224,88 @@ def test_unsafe_files_are_refused(lab: Lab, unsafe: str) -> None:
     assert result.returncode == 2
     assert "refusing to run" in result.stderr
     assert tunnel.state() == before
+
+
+class Defended:
+    """The upstream variant's tunnel with the daemon running beside it.
+
+    The daemon may enable test plugins the client hook cannot see (they come from a private
+    PYTHONPATH), so it reads its own copy of the configuration, with the same sockets.
+    """
+
+    def __init__(self, lab: Lab, enable: tuple[str, ...] = ()) -> None:
+        self.tunnel = Tunnel(lab, UPSTREAM)
+        site = plugin_site.build(lab.tmp / "site")
+        config = write(
+            lab.tmp,
+            enable=["routing", "teredo", *enable],
+            extra=f"{UPSTREAM}[teredo]\n",
+            tunnel_profile="teredo",
+            daemon="move_timeout_s = 60",
+            name="daemon.toml",
+        )
+        self.daemon = DaemonProcess(
+            self.tunnel.ns, config, lab.tmp / "control.sock", env=plugin_site.environment(site)
+        )
+
+    def counter(self, name: str) -> int:
+        return int(self.daemon.status()["counters"].get(name, 0))
+
+    def restored(self, address: str) -> dict[str, Any]:
+        return wait_for(lambda: self.tunnel.state() == upstream_up(address), 15, "the end state back")
+
+
+def test_removed_rule_and_routes_are_restored(lab: Lab) -> None:
+    defended = Defended(lab)
+    ns = defended.tunnel.ns
+    defended.tunnel.up(A1)
+    ns.ip("-6", "rule", "del", "from", A1, "prio", "32765", "table", str(TABLE))
+    defended.restored(A1)
+    ns.ip("-6", "route", "del", "default", "dev", "teredo", "metric", "1029")
+    defended.restored(A1)
+    ns.ip("-6", "route", "del", "default", "dev", "teredo", "table", str(TABLE))
+    defended.restored(A1)
+    assert defended.counter("routing_reasserts") == 3
+
+
+def test_no_storm_while_the_hook_changes_the_tunnel(lab: Lab) -> None:
+    defended = Defended(lab)
+    previous = None
+    for address in (A1, A2, A3, A1, A2):
+        defended.tunnel.up(address, old=previous)
+        previous = address
+    # The hook's own removals are never "repaired"; one removal from outside is, once.
+    defended.tunnel.ns.ip("-6", "rule", "del", "from", A2, "prio", "32765", "table", str(TABLE))
+    defended.restored(A2)
+    assert defended.counter("routing_reasserts") == 1
+
+
+def test_nothing_is_restored_on_a_stale_tunnel(lab: Lab) -> None:
+    defended = Defended(lab)
+    ns = defended.tunnel.ns
+    defended.tunnel.up(A1)
+    assert defended.tunnel.run(STATE="down", IFACE="teredo", OLD_ADDRESS=A1).returncode == 0
+    seen = defended.counter("events")
+    ns.ip("-6", "rule", "add", "from", A1, "prio", "32765", "table", str(TABLE))
+    ns.ip("-6", "rule", "del", "from", A1, "prio", "32765", "table", str(TABLE))
+    # The daemon judges a removal in the callback that reads it: once counted, it has been judged.
+    wait_for(lambda: defended.counter("events") >= seen + 2, 15, "the daemon to read both rule changes")
+    assert defended.tunnel.state() == flushed(up=False, mtu=1280)
+    assert defended.counter("routing_reasserts") == 0
+
+
+def test_a_move_records_when_the_routes_were_applied(lab: Lab) -> None:
+    defended = Defended(lab, enable=("holder",))  # keeps each move open
+    ns = defended.tunnel.ns
+    peer = lab.namespace("peer")
+    lab.veth(ns, "eth0", peer, "lan")
+    ns.ip("addr", "add", "10.1.0.100/24", "dev", "eth0")
+    ns.ip("route", "add", "default", "via", "10.1.0.1")
+    wait_for(lambda: defended.daemon.status()["moves"], 15, "the move")
+    defended.tunnel.up(A1)
+    phases = wait_for(
+        lambda: (m := defended.daemon.status()["moves"][-1])["phases"].get("routes-applied") and m["phases"],
+        15,
+        "the routes-applied phase",
+    )
+    assert phases["detected"] <= phases["routes-applied"]

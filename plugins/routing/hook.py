@@ -50,7 +50,8 @@ def main(argv: list[str], environ: dict[str, str] | None = None) -> int:
         try:
             converge(step.interface, profile, end_state(profile, step))
         finally:
-            _notify(compiled["notify"], f"end {step.interface} {step.state}")
+            detail = f" {step.address} {step.lladdress} {step.mtu or '-'}" if step.state == "up" else ""
+            _notify(compiled["notify"], f"end {step.interface} {step.state}{detail}")
     except BadInput as error:
         print(f"orchestrator hook: {error}", file=sys.stderr)
         return 2

@@ -113,7 +113,7 @@ def read(sock: _socket.socket, interface: str, profile: Profile) -> Current:
 
 
 def _routes(sock: _socket.socket, table: int) -> list[tuple[str, int, int, int, int]]:
-    found = []
+    found: list[tuple[str, int, int, int, int]] = []
     body = wire.RTMSG.pack(AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0) + wire.attr(wire.RTA_TABLE, wire.U32.pack(table))
     try:
         answers = wire.exchange(sock, wire.RTM_GETROUTE, body, wire.NLM_F_DUMP)

@@ -6,7 +6,10 @@ from collections.abc import Mapping
 
 from orchestrator import Key, Section, hookimpl
 from orchestrator.config import Config
+from orchestrator.context import PluginContext
+from orchestrator.events import LinkChanged, UplinkChanged
 
+from .daemon import Keeper, watched_tables
 from .profile import resolve_table, rt_tables
 
 
@@ -32,13 +35,48 @@ PROFILE = Section(
 SECTION = Section({}, tables={"profiles": PROFILE}, doc="routing profiles for tunnel interfaces")
 
 
-@hookimpl
-def orchestrator_config_schema() -> Mapping[str, Section]:
-    return {"routing": SECTION}
+class RoutingPlugin:
+    """The plugin object (entry point ``orchestrator_routing.plugin:PLUGIN``)."""
+
+    def __init__(self) -> None:
+        self.keeper = Keeper()
+
+    @hookimpl
+    def orchestrator_config_schema(self) -> Mapping[str, Section]:
+        return {"routing": SECTION}
+
+    @hookimpl
+    def orchestrator_check_config(self, config: Config) -> list[str]:
+        return check_config(config)
+
+    @hookimpl
+    def orchestrator_watched_tables(self, config: Config) -> list[int]:
+        return watched_tables(config)
+
+    @hookimpl
+    async def orchestrator_startup(self, context: PluginContext) -> None:
+        self.keeper.start(context)
+
+    @hookimpl
+    async def orchestrator_shutdown(self) -> None:
+        self.keeper.stop()
+
+    @hookimpl
+    async def orchestrator_policy_removed(self) -> None:
+        self.keeper.policy_removed()
+
+    @hookimpl
+    async def orchestrator_uplink_changed(self, event: UplinkChanged) -> None:
+        if event.new is None:  # no IPv4 path: the tunnel's state is dead, defend nothing
+            self.keeper.mark_stale()
+
+    @hookimpl
+    async def orchestrator_link_changed(self, event: LinkChanged) -> None:
+        if not event.present:
+            self.keeper.mark_stale([event.interface])
 
 
-@hookimpl
-def orchestrator_check_config(config: Config) -> list[str]:
+def check_config(config: Config) -> list[str]:
     """Every ``routing_profile`` an interface names must exist."""
     profiles = config.section("routing").get("profiles", {})
     problems = [
@@ -56,3 +94,6 @@ def orchestrator_check_config(config: Config) -> list[str]:
                 "the iproute2 rt_tables files"
             )
     return problems
+
+
+PLUGIN = RoutingPlugin()
