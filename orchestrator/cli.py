@@ -121,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the /etc/miredo/client-hook for this installation and exit",
     )
+    hook.add_argument(
+        "--python",
+        metavar="PATH",
+        default=sys.executable,
+        help="the interpreter --print-client-hook names (default: this one); the hook needs only the "
+        "standard library of Python 3.10 or newer, so the system's python3 (often quicker to start) "
+        "does as well",
+    )
 
     plugins = sub.add_parser(
         "plugins",
@@ -281,7 +289,7 @@ def cmd_hook(args: argparse.Namespace) -> int:
         print("orchestrator: the routing plugin is not installed", file=sys.stderr)
         return EXIT_FAILURE
     if args.print_client_hook:
-        print(hook.client_hook_script(sys.executable, str(args.config), args.cache_dir), end="")
+        print(hook.client_hook_script(args.python, str(args.config), args.cache_dir), end="")
         return EXIT_OK
     argv = ["--config", str(args.config), "--cache-dir", args.cache_dir]
     if args.hook_file:

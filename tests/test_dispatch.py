@@ -72,7 +72,7 @@ class Harness:
         self.moves = MoveLog(5.0, lambda m, p: None, lambda m: self.finished.append(m.outcome or ""))
         state = NetworkState(config, lookup=lambda _d: None, reread=lambda _f, _t: [])
         contexts = {
-            name: PluginContext(name, config, state, self.moves, logging.getLogger(name))
+            name: PluginContext(name, config, state, self.moves, logging.getLogger(name), self.counters)
             for name in named
         }
         self.dispatcher = Dispatcher(self.pm, contexts, timeout, self.counters)

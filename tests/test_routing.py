@@ -20,6 +20,7 @@ import pytest
 from configs import write
 from harness import DaemonProcess
 from lab import Lab, Namespace, wait_for
+from teredo_lab import TeredoLab, teredo_requirements_problem
 
 pytestmark = pytest.mark.netns
 
@@ -117,33 +118,38 @@ class Tunnel:
         assert result.returncode == 0, result.stderr
 
     def state(self) -> dict[str, Any]:
-        link = self.ns.ip_json("link", "show", "dev", "teredo")[0]
-        addresses = [
-            f"{a['local']}/{a['prefixlen']}"
-            for entry in self.ns.ip_json("-6", "addr", "show", "dev", "teredo")
-            for a in entry.get("addr_info", [])
-        ]
-        routes = []
-        for r in self.ns.ip_json("-6", "route", "show", "dev", "teredo"):
-            kernel = " kernel" if r.get("protocol") == "kernel" else ""
-            routes.append(f"{r['dst']} metric {r.get('metric', 0)}{kernel}")
-        listed = self.ns.ip("-j", "-6", "route", "show", "table", str(TABLE), check=False)
-        exists = listed.returncode == 0 and listed.stdout.strip()  # a table with no route does not exist
-        table_routes = json.loads(listed.stdout) if exists else []
-        table = [f"{r['dst']} dev {r['dev']} metric {r.get('metric', 0)}" for r in table_routes]
-        rules = [
-            f"from {r['src']} table {r['table']}"
-            for r in self.ns.ip_json("-6", "rule", "show")
-            if r.get("priority") == 32765
-        ]
-        return {
-            "up": "UP" in link["flags"],
-            "mtu": link["mtu"],
-            "addresses": sorted(addresses),
-            "routes": sorted(routes),
-            "table": sorted(table),
-            "rules": sorted(rules),
-        }
+        return tunnel_state(self.ns)
+
+
+def tunnel_state(ns: Namespace) -> dict[str, Any]:
+    """The tunnel as `ip -j` shows it, in the shape of the expected states above."""
+    link = ns.ip_json("link", "show", "dev", "teredo")[0]
+    addresses = [
+        f"{a['local']}/{a['prefixlen']}"
+        for entry in ns.ip_json("-6", "addr", "show", "dev", "teredo")
+        for a in entry.get("addr_info", [])
+    ]
+    routes = []
+    for r in ns.ip_json("-6", "route", "show", "dev", "teredo"):
+        kernel = " kernel" if r.get("protocol") == "kernel" else ""
+        routes.append(f"{r['dst']} metric {r.get('metric', 0)}{kernel}")
+    listed = ns.ip("-j", "-6", "route", "show", "table", str(TABLE), check=False)
+    exists = listed.returncode == 0 and listed.stdout.strip()  # a table with no route does not exist
+    table_routes = json.loads(listed.stdout) if exists else []
+    table = [f"{r['dst']} dev {r['dev']} metric {r.get('metric', 0)}" for r in table_routes]
+    rules = [
+        f"from {r['src']} table {r['table']}"
+        for r in ns.ip_json("-6", "rule", "show")
+        if r.get("priority") == 32765
+    ]
+    return {
+        "up": "UP" in link["flags"],
+        "mtu": link["mtu"],
+        "addresses": sorted(addresses),
+        "routes": sorted(routes),
+        "table": sorted(table),
+        "rules": sorted(rules),
+    }
 
 
 @pytest.mark.parametrize(
@@ -309,3 +315,53 @@ def test_a_move_records_when_the_routes_were_applied(lab: Lab) -> None:
         "the routes-applied phase",
     )
     assert phases["detected"] <= phases["routes-applied"]
+
+
+def without_kernel_link_local(state: dict[str, Any]) -> dict[str, Any]:
+    """miredo's tun has carrier, so the kernel adds a link-local address of its own when the hook
+    brings the link up (after the hook's flush, as with the user's script); it is not the profile's."""
+    addresses = [a for a in state["addresses"] if not a.startswith("fe80:") or a == f"{LL}/64"]
+    return {**state, "addresses": addresses}
+
+
+def test_real_miredo_through_the_client_hook_reaches_the_end_state() -> None:
+    problem = teredo_requirements_problem()
+    if problem:
+        pytest.skip(problem)
+    with TeredoLab() as lab:
+        config = write(
+            lab.tmp, enable=["routing", "teredo"], extra=f"{USER}[teredo]\n", tunnel_profile="teredo"
+        )
+        hook = lab.tmp / "client-hook"
+        hook.write_text(
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "orchestrator.cli",
+                    "hook",
+                    "--print-client-hook",
+                    "--config",
+                    str(config),
+                    "--cache-dir",
+                    str(lab.tmp / "cache"),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        hook.chmod(0o755)
+        lab.start_miredo(hook)
+        first = lab.wait_teredo_address()
+        wait_for(
+            lambda: without_kernel_link_local(tunnel_state(lab.node)) == user_up(first), 10, "the end state"
+        )
+        lab.move_to("nb")
+        lab.sighup_miredo()  # re-qualification behind the other NAT: a new link, a new address
+        second = lab.wait_teredo_address(exclude=[first])
+        wait_for(
+            lambda: without_kernel_link_local(tunnel_state(lab.node)) == user_up(second),
+            10,
+            "the new end state",
+        )

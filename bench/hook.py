@@ -1,0 +1,131 @@
+"""miredo's client hook: ours beside Debian's stock one, and the in-process apply.
+
+Both hooks run as miredo runs them (``env -i`` with miredo's variables only) on the same tun named
+``teredo`` in a private namespace, each step a real change: ``up`` with a new Teredo address and
+OLD_ADDRESS, as after every re-qualification.  Ours is measured with the daemon running (it hears
+the hook and watches the removals) and without.  The stock hook finds no ``teredo`` table (as on a
+default Debian host), so it runs its nine ``ip`` commands.
+
+Run as root: `make bench` or `.venv/bin/python bench/hook.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import main_in_namespace, start_daemon, summary, table
+
+RUNS = 60
+WARMUP = 3
+LL = "fe80::ffff:ffff:ffff"
+
+
+def addresses() -> list[str]:
+    return [f"2001:0:c633:6401:8000:f227:9c3a:{n:04x}" for n in range(RUNS + WARMUP)]
+
+
+def time_hook(hook: str) -> list[float]:
+    """Milliseconds per run, each run a new address replacing the previous one."""
+    times: list[float] = []
+    previous = None
+    for number, address in enumerate(addresses()):
+        env = ["STATE=up", "IFACE=teredo", f"ADDRESS={address}", f"LLADDRESS={LL}", "MTU=1280"]
+        if previous:
+            env.append(f"OLD_ADDRESS={previous}")
+        started = time.perf_counter()
+        result = subprocess.run(["env", "-i", *env, hook], capture_output=True, text=True)
+        elapsed = (time.perf_counter() - started) * 1000
+        if result.returncode != 0:
+            raise RuntimeError(f"{hook} failed: {result.stderr}")
+        if number >= WARMUP:
+            times.append(elapsed)
+        previous = address
+    return times
+
+
+def time_in_process(config: Path) -> list[float]:
+    """Milliseconds for converge() of a changed step, in a warm process (no start-up, no imports)."""
+    from configs import load
+    from orchestrator_routing.endstate import Step, end_state
+    from orchestrator_routing.kernel import converge
+    from orchestrator_routing.profile import from_section
+
+    profile = from_section("teredo", dict(load(config).section("routing")["profiles"]["teredo"]))
+    times: list[float] = []
+    for number, address in enumerate(addresses()):
+        step = Step("up", "teredo", address, LL, 1280)
+        started = time.perf_counter()
+        applied = converge("teredo", profile, end_state(profile, step))
+        elapsed = (time.perf_counter() - started) * 1000
+        assert applied, "each step changes the address"
+        if number >= WARMUP:
+            times.append(elapsed)
+    return times
+
+
+def client_hook(directory: Path, config: Path, python: str) -> Path:
+    """The thin hook `orchestrator hook --print-client-hook` writes, naming ``python``."""
+    path = directory / f"client-hook-{len(list(directory.glob('client-hook-*')))}"
+    command = [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "hook",
+        "--print-client-hook",
+        "--config",
+        str(config),
+    ]
+    command += ["--cache-dir", str(directory / "cache"), "--python", python]
+    path.write_text(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    path.chmod(0o755)
+    return path
+
+
+def inside(directory: Path) -> None:
+    from configs import write
+    from teredo_lab import stock_hook_path
+
+    subprocess.run(["ip", "tuntap", "add", "dev", "teredo", "mode", "tun"], check=True)
+    profile = "[routing.profiles.teredo]\n[teredo]\n"
+    config = write(directory, enable=["routing", "teredo"], extra=profile, tunnel_profile="teredo")
+    stock = directory / "stock-client-hook"
+    stock.write_bytes(stock_hook_path().read_bytes())
+    stock.chmod(0o755)
+    ours = client_hook(directory, config, sys.executable)
+
+    results = {
+        "stock (no daemon)": summary(time_hook(str(stock))),
+        "ours, no daemon": summary(time_hook(str(ours))),
+    }
+    system_python = shutil.which("python3", path="/usr/bin")
+    if system_python and os.path.realpath(system_python) != os.path.realpath(sys.executable):
+        hook = client_hook(directory, config, system_python)
+        results[f"ours with {system_python}, no daemon"] = summary(time_hook(str(hook)))
+    daemon = start_daemon(config, log=directory / "daemon.log")
+    try:
+        results["ours, daemon running"] = summary(time_hook(str(ours)))
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+    in_process = summary(time_in_process(config))
+
+    base = results["stock (no daemon)"]
+    rows = [("figure", "median ms", "p95 ms", "median vs stock")]
+    for name, figures in [*results.items(), ("in-process converge()", in_process)]:
+        rows.append(
+            (name, f"{figures['p50']:.2f}", f"{figures['p95']:.2f}", f"{figures['p50'] / base['p50']:.2f}x")
+        )
+    table(
+        f"Client hook wall time, {RUNS} runs each, every run a new address (one run, same namespace); "
+        f"ours runs {os.path.realpath(sys.executable)} unless named",
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main_in_namespace(__file__, "hook", inside))

@@ -1,0 +1,83 @@
+"""The routing plugin's pure parts: profiles, table names, end states, the shipped client hook."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from orchestrator_routing.endstate import EndState, Step, end_state
+from orchestrator_routing.hook import client_hook_script
+from orchestrator_routing.profile import Profile, resolve_table, rt_tables
+
+REPO = Path(__file__).resolve().parent.parent
+USER = Profile("teredo", None, 32765, 1029, 1400, 128, False)
+UPSTREAM = Profile("teredo", 100, 32765, 1029, "tunnel", 32, True)
+A, LL = "2001:0:c633:6401::1", "fe80::ffff:ffff:ffff"
+
+
+def test_the_shipped_client_hook_is_what_the_generator_writes_for_opt() -> None:
+    shipped = (REPO / "etc" / "miredo" / "client-hook").read_text()
+    expected = client_hook_script(
+        "/opt/orchestrator/bin/python3",
+        "/etc/orchestrator/orchestrator.toml",
+        site_packages="/opt/orchestrator/lib/python3.11/site-packages",
+    )
+    assert shipped == expected
+
+
+def test_up_for_the_user_and_the_upstream_variant() -> None:
+    step = Step("up", "teredo", A, LL, 1280)
+    assert end_state(USER, step) == EndState(
+        True, 1400, frozenset({(A, 128), (LL, 64)}), frozenset({("::", 0, 1029)})
+    )
+    assert end_state(UPSTREAM, step) == EndState(
+        True,
+        1280,
+        frozenset({(A, 32), (LL, 64)}),
+        frozenset({("::", 0, 1029)}),
+        frozenset({("::", 0, 1024)}),
+        frozenset({(A, 128)}),
+    )
+
+
+def test_a_table_without_source_rule_is_only_flushed() -> None:
+    profile = Profile("t", 100, 32765, 1029, 1400, 128, False)
+    state = end_state(profile, Step("up", "teredo", A, LL, 1280))
+    assert state.table_routes == frozenset() and state.rules == frozenset()
+
+
+@pytest.mark.parametrize(("state", "link_up"), [("down", False), ("destroy", None)])
+def test_down_and_destroy_flush(state: str, link_up: bool | None) -> None:
+    assert end_state(UPSTREAM, Step(state, "teredo")) == EndState(link_up, None)
+
+
+def test_table_names_come_from_the_rt_tables_files(tmp_path: Path) -> None:
+    (tmp_path / "rt_tables").write_text("255\tlocal\n254 main # the main one\n# 100 commented\n")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "teredo.conf").write_text("100 teredo\n")
+    (tmp_path / "d" / "ignored.txt").write_text("101 ignored\n")
+    names = rt_tables((str(tmp_path / "rt_tables"),), (str(tmp_path / "d"),))
+    assert names == {"local": 255, "main": 254, "teredo": 100}
+    assert resolve_table("teredo", names) == 100
+    assert (
+        resolve_table("42", names) == 42
+        and resolve_table(7, names) == 7
+        and resolve_table(None, names) is None
+    )
+    with pytest.raises(KeyError):
+        resolve_table("nosuch", names)
+
+
+def test_an_unknown_table_name_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[plugins]\nenable = ["routing"]\n[routing.profiles.t]\ntable = "no-such-table"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "routing.profiles.t.table: 'no-such-table' is neither a number nor a name" in result.stderr
