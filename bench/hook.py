@@ -68,26 +68,9 @@ def time_in_process(config: Path) -> list[float]:
     return times
 
 
-def client_hook(directory: Path, config: Path, python: str) -> Path:
-    """The thin hook `orchestrator hook --print-client-hook` writes, naming ``python``."""
-    path = directory / f"client-hook-{len(list(directory.glob('client-hook-*')))}"
-    command = [
-        sys.executable,
-        "-m",
-        "orchestrator.cli",
-        "hook",
-        "--print-client-hook",
-        "--config",
-        str(config),
-    ]
-    command += ["--cache-dir", str(directory / "cache"), "--python", python]
-    path.write_text(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
-    path.chmod(0o755)
-    return path
-
-
 def inside(directory: Path) -> None:
     from configs import write
+    from harness import client_hook
     from teredo_lab import stock_hook_path
 
     subprocess.run(["ip", "tuntap", "add", "dev", "teredo", "mode", "tun"], check=True)

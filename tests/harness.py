@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,14 @@ class DaemonProcess:
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=30)
+
+
+def client_hook(directory: Path, config: Path, python: str = sys.executable) -> Path:
+    """The thin client hook `orchestrator hook --print-client-hook` writes (naming ``python``),
+    root's and executable, with its cache in ``directory``."""
+    path = directory / f"client-hook-{len(list(directory.glob('client-hook-*')))}"
+    command = [*ORCHESTRATOR, "hook", "--print-client-hook", "--config", str(config)]
+    command += ["--cache-dir", str(directory / "cache"), "--python", python]
+    path.write_text(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    path.chmod(0o755)
+    return path

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import plugin_site
@@ -19,14 +18,6 @@ from lab import Lab, Namespace, wait_for
 pytestmark = pytest.mark.netns
 
 STORM = 40_000
-
-
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    with Lab() as the_lab:
-        yield the_lab
 
 
 def node_with_uplink(lab: Lab) -> Namespace:

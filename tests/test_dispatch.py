@@ -41,6 +41,20 @@ class Recorder:
         self.log.append((self.name, ("error", plugin, hook, error)))
 
 
+class HoldsTheFirstCall(Recorder):
+    """Records, and keeps its first call waiting until ``gate`` opens: later calls queue."""
+
+    def __init__(self, name: str, log: list[tuple[str, Any]], gate: asyncio.Event) -> None:
+        super().__init__(name, log)
+        self.gate = gate
+
+    @hookimpl
+    async def orchestrator_uplink_changed(self, event: UplinkChanged) -> None:
+        self.log.append((self.name, (event.old, event.new)))
+        if len(self.log) == 1:
+            await self.gate.wait()
+
+
 class Raises:
     @hookimpl
     def orchestrator_uplink_changed(self) -> None:
@@ -139,15 +153,8 @@ def test_queued_state_calls_are_superseded_keeping_the_oldest_old(tmp_path: Path
     log: list[tuple[str, Any]] = []
     gate = asyncio.Event()
 
-    class HoldsTheFirstCall(Recorder):
-        @hookimpl
-        async def orchestrator_uplink_changed(self, event: UplinkChanged) -> None:
-            self.log.append((self.name, (event.old, event.new)))
-            if len(self.log) == 1:
-                await gate.wait()
-
     async def go() -> Harness:
-        h = Harness(tmp_path, {"rec": HoldsTheFirstCall("rec", log)}, timeout=5)
+        h = Harness(tmp_path, {"rec": HoldsTheFirstCall("rec", log, gate)}, timeout=5)
         h.move(A, B, 1)  # starts at once and waits: the next two queue behind it
         h.move(B, None, 2)
         h.move(None, C, 3)  # supersedes the queued (B, None): one call (B, C)
@@ -213,15 +220,8 @@ def test_changes_that_cancel_out_while_queued_are_not_delivered(tmp_path: Path) 
     log: list[tuple[str, Any]] = []
     gate = asyncio.Event()
 
-    class HoldsTheFirstCall(Recorder):
-        @hookimpl
-        async def orchestrator_uplink_changed(self, event: UplinkChanged) -> None:
-            self.log.append((self.name, (event.old, event.new)))
-            if len(self.log) == 1:
-                await gate.wait()
-
     async def go() -> Harness:
-        h = Harness(tmp_path, {"rec": HoldsTheFirstCall("rec", log)}, timeout=5)
+        h = Harness(tmp_path, {"rec": HoldsTheFirstCall("rec", log, gate)}, timeout=5)
         h.move(A, B, 1)
         h.move(B, None, 2)  # lost ...
         h.move(None, B, 3)  # ... and back before anyone saw the loss

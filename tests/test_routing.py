@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from collections.abc import Iterator
 from typing import Any
 
 import plugin_site
 import pytest
 from configs import write
-from harness import DaemonProcess
+from harness import DaemonProcess, client_hook
 from lab import Lab, Namespace, wait_for
 from teredo_lab import TeredoLab, teredo_requirements_problem
 
@@ -67,14 +65,6 @@ def flushed(up: bool, mtu: int) -> dict[str, Any]:
     return {"up": up, "mtu": mtu, "addresses": [], "routes": [], "table": [], "rules": []}
 
 
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    with Lab() as the_lab:
-        yield the_lab
-
-
 class Tunnel:
     """A tun named teredo in its own namespace, and the generated client hook for a profile."""
 
@@ -84,25 +74,7 @@ class Tunnel:
         self.config = write(
             lab.tmp, enable=["routing", "teredo"], extra=f"{profile}[teredo]\n", tunnel_profile="teredo"
         )
-        self.hook = lab.tmp / "client-hook"
-        script = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "orchestrator.cli",
-                "hook",
-                "--print-client-hook",
-                "--config",
-                str(self.config),
-                "--cache-dir",
-                str(lab.tmp / "cache"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        self.hook.write_text(script)
-        self.hook.chmod(0o755)
+        self.hook = client_hook(lab.tmp, self.config)
         self.lab = lab
 
     def run(self, **variables: str) -> subprocess.CompletedProcess[str]:
@@ -332,26 +304,7 @@ def test_real_miredo_through_the_client_hook_reaches_the_end_state() -> None:
         config = write(
             lab.tmp, enable=["routing", "teredo"], extra=f"{USER}[teredo]\n", tunnel_profile="teredo"
         )
-        hook = lab.tmp / "client-hook"
-        hook.write_text(
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "orchestrator.cli",
-                    "hook",
-                    "--print-client-hook",
-                    "--config",
-                    str(config),
-                    "--cache-dir",
-                    str(lab.tmp / "cache"),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
-        hook.chmod(0o755)
+        hook = client_hook(lab.tmp, config)
         lab.start_miredo(hook)
         first = lab.wait_teredo_address()
         wait_for(
