@@ -29,21 +29,23 @@ def addresses() -> list[str]:
     return [f"2001:0:c633:6401:8000:f227:9c3a:{n:04x}" for n in range(RUNS + WARMUP)]
 
 
-def time_hook(hook: str) -> list[float]:
-    """Milliseconds per run, each run a new address replacing the previous one."""
-    times: list[float] = []
+def time_hooks(hooks: dict[str, str]) -> dict[str, list[float]]:
+    """Milliseconds per run of each hook, interleaved run by run (so the machine's noise falls on
+    all of them alike); every run brings a new address."""
+    times: dict[str, list[float]] = {name: [] for name in hooks}
     previous = None
     for number, address in enumerate(addresses()):
         env = ["STATE=up", "IFACE=teredo", f"ADDRESS={address}", f"LLADDRESS={LL}", "MTU=1280"]
         if previous:
             env.append(f"OLD_ADDRESS={previous}")
-        started = time.perf_counter()
-        result = subprocess.run(["env", "-i", *env, hook], capture_output=True, text=True)
-        elapsed = (time.perf_counter() - started) * 1000
-        if result.returncode != 0:
-            raise RuntimeError(f"{hook} failed: {result.stderr}")
-        if number >= WARMUP:
-            times.append(elapsed)
+        for name, hook in hooks.items():
+            started = time.perf_counter()
+            result = subprocess.run(["env", "-i", *env, hook], capture_output=True, text=True)
+            elapsed = (time.perf_counter() - started) * 1000
+            if result.returncode != 0:
+                raise RuntimeError(f"{hook} failed: {result.stderr}")
+            if number >= WARMUP:
+                times[name].append(elapsed)
         previous = address
     return times
 
@@ -81,28 +83,41 @@ def inside(directory: Path) -> None:
     stock.chmod(0o755)
     ours = client_hook(directory, config, sys.executable)
 
-    results = {
-        "stock (no daemon)": summary(time_hook(str(stock))),
-        "ours, no daemon": summary(time_hook(str(ours))),
-    }
+    alone = {"stock": str(stock), "ours": str(ours)}
     system_python = shutil.which("python3", path="/usr/bin")
     if system_python and os.path.realpath(system_python) != os.path.realpath(sys.executable):
-        hook = client_hook(directory, config, system_python)
-        results[f"ours with {system_python}, no daemon"] = summary(time_hook(str(hook)))
+        alone[f"ours with {system_python}"] = str(client_hook(directory, config, system_python))
+    phases = {"daemon not running": time_hooks(alone)}
     daemon = start_daemon(config, log=directory / "daemon.log")
     try:
-        results["ours, daemon running"] = summary(time_hook(str(ours)))
+        phases["daemon running"] = time_hooks({"stock": str(stock), "ours": str(ours)})
     finally:
         daemon.terminate()
         daemon.wait(30)
     in_process = summary(time_in_process(config))
 
-    base = results["stock (no daemon)"]
     rows = [("figure", "median ms", "p95 ms", "median vs stock")]
-    for name, figures in [*results.items(), ("in-process converge()", in_process)]:
-        rows.append(
-            (name, f"{figures['p50']:.2f}", f"{figures['p95']:.2f}", f"{figures['p50'] / base['p50']:.2f}x")
+    for phase, times in phases.items():
+        base = summary(times["stock"])["p50"]
+        for name, runs in times.items():
+            figures = summary(runs)
+            rows.append(
+                (
+                    f"{name} ({phase})",
+                    f"{figures['p50']:.2f}",
+                    f"{figures['p95']:.2f}",
+                    f"{figures['p50'] / base:.2f}x",
+                )
+            )
+    stock_alone = summary(phases["daemon not running"]["stock"])["p50"]
+    rows.append(
+        (
+            "in-process converge()",
+            f"{in_process['p50']:.2f}",
+            f"{in_process['p95']:.2f}",
+            f"{in_process['p50'] / stock_alone:.2f}x",
         )
+    )
     table(
         f"Client hook wall time, {RUNS} runs each, every run a new address (one run, same namespace); "
         f"ours runs {os.path.realpath(sys.executable)} unless named",
