@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hook.add_argument("--hook-file", metavar="PATH", help="refuse to run unless PATH is root's and safe")
     hook.add_argument(
+        "--full-python", metavar="PATH", help="the installation's interpreter, to compile the profiles' cache"
+    )
+    hook.add_argument(
         "--print-client-hook",
         action="store_true",
         help="print the /etc/miredo/client-hook for this installation and exit",
@@ -125,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--python",
         metavar="PATH",
         default=sys.executable,
-        help="the interpreter --print-client-hook names (default: this one); the hook needs only the "
-        "standard library of Python 3.10 or newer, so the system's python3 (often quicker to start) "
-        "does as well",
+        help="the interpreter --print-client-hook names (default: this one); the hook itself needs only "
+        "the standard library of Python 3.10 or newer, so the system's python3 (often quicker to start) "
+        "does as well: compiling the cache, when the configuration changed, is left to this one",
     )
 
     plugins = sub.add_parser(
@@ -294,6 +297,8 @@ def cmd_hook(args: argparse.Namespace) -> int:
     argv = ["--config", str(args.config), "--cache-dir", args.cache_dir]
     if args.hook_file:
         argv += ["--hook-file", args.hook_file]
+    if args.full_python:
+        argv += ["--full-python", args.full_python]
     return int(hook.main(argv))
 
 

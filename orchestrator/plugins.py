@@ -9,6 +9,7 @@ hook, or declares a hookwrapper is reported with the reason and skipped; the oth
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -21,6 +22,7 @@ from .schema import Section
 from .wire import RT_TABLE_MAIN
 
 GROUP = "orchestrator.plugins"
+log = logging.getLogger(__name__)
 RESERVED_SECTIONS = frozenset({*CORE_SECTIONS, "interfaces"})
 
 
@@ -145,7 +147,11 @@ def uplink_reference(pm: pluggy.PluginManager, config: Config) -> str | None:
     if config.uplinks.reference is not None:
         return config.uplinks.reference
     for impl in reversed(pm.hook.orchestrator_uplink_reference.get_hookimpls()):
-        reference = impl.function(config=config)
+        try:
+            reference = impl.function(config=config)
+        except Exception as error:
+            log.error("plugin %s failed in orchestrator_uplink_reference: %s", impl.plugin_name, error)
+            continue
         if reference is not None:
             return str(reference)
     return None
@@ -155,8 +161,11 @@ def watched_tables(pm: pluggy.PluginManager, config: Config) -> set[int]:
     """The main table, and every table an enabled plugin asks for."""
     tables = {RT_TABLE_MAIN}
     for impl in pm.hook.orchestrator_watched_tables.get_hookimpls():
-        asked = cast("Iterable[int] | None", impl.function(config=config))
-        tables.update(int(table) for table in asked or [])
+        try:
+            asked = cast("Iterable[int] | None", impl.function(config=config))
+            tables.update(int(table) for table in asked or [])
+        except Exception as error:
+            log.error("plugin %s failed in orchestrator_watched_tables: %s", impl.plugin_name, error)
     return tables
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from orchestrator_routing.endstate import EndState, Step, end_state
-from orchestrator_routing.hook import client_hook_script
+from orchestrator_routing.hook import BadInput, _step, client_hook_script
 from orchestrator_routing.profile import Profile, resolve_table, rt_tables
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,6 +24,7 @@ def test_the_shipped_client_hook_is_what_the_generator_writes_for_opt() -> None:
         "/etc/orchestrator/orchestrator.toml",
         site_packages="/opt/orchestrator/lib/python3.11/site-packages",
     )
+    assert '"--full-python", "/opt/orchestrator/bin/python3"' in expected
     assert shipped == expected
 
 
@@ -70,9 +71,21 @@ def test_table_names_come_from_the_rt_tables_files(tmp_path: Path) -> None:
         resolve_table("nosuch", names)
 
 
-def test_an_unknown_table_name_is_a_config_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("setting", "problem"),
+    [
+        ('table = "no-such-table"', "table: 'no-such-table' is neither a number nor a name"),
+        ("table = 254", "table: 254 is the kernel's main table, which a profile would flush"),
+        ('table = "local"', "table: 'local' is the kernel's local table"),
+        ("table = 0", "table: expected a table from 1 to 4294967295, got 0"),
+        ("table = 4294967296", "table: expected a table from 1 to 4294967295"),
+        ("metric = 0", "metric: expected a value >= 1, got 0"),
+        ("rule_priority = 32766", "rule_priority: 32766 is the priority of one of the kernel's own rules"),
+    ],
+)
+def test_dangerous_profile_values_are_config_errors(tmp_path: Path, setting: str, problem: str) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text('[plugins]\nenable = ["routing"]\n[routing.profiles.t]\ntable = "no-such-table"\n')
+    path.write_text(f'[plugins]\nenable = ["routing"]\n[routing.profiles.t]\n{setting}\n')
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", "check-config", "--config", str(path)],
         capture_output=True,
@@ -80,4 +93,12 @@ def test_an_unknown_table_name_is_a_config_error(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert "routing.profiles.t.table: 'no-such-table' is neither a number nor a name" in result.stderr
+    assert f"routing.profiles.t.{problem}" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("address", ["::", "::1", "ff02::1", "fe80::1", "::ffff:192.0.2.1"])
+def test_an_address_a_tunnel_cannot_own_is_bad_input(address: str) -> None:
+    compiled = {"interfaces": [("lo", "tunnel", "p")], "profiles": {"p": USER.to_plain()}, "teredo": None}
+    environ = {"STATE": "up", "IFACE": "lo", "ADDRESS": address, "LLADDRESS": LL, "MTU": "1400"}
+    with pytest.raises(BadInput, match=r"ADDRESS: .* is not a global unicast address"):
+        _step(environ, compiled)

@@ -2,24 +2,29 @@
 
 The client hook tells the daemon "begin IFACE STATE" before it changes the interface and "end IFACE
 STATE ADDRESS LLADDRESS MTU" after (one datagram each, never waited for).  The daemon keeps the last
-step per tunnel, and when someone removes an IPv6 route or rule (systemd-networkd deletes foreign
-rules when it restarts), it brings the tunnel back to that step's end state — by difference, so it
-writes nothing when nothing of ours was touched.  It never re-asserts while a hook runs, and never
-on a tunnel that is stale (down, or its IPv4 uplink lost): there is no state there to defend.
+step per tunnel, and when someone removes one of the tunnel's IPv6 routes or its rule
+(systemd-networkd deletes foreign rules when it restarts), it brings the tunnel back to that step's
+end state — by difference, so it writes nothing when nothing of ours was touched.  It never
+re-asserts while a hook runs, and never on a stale tunnel (down, gone, or its IPv4 uplink lost):
+there is no state there to defend.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import socket
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from orchestrator.config import Config
 from orchestrator.context import PluginContext
+from orchestrator.events import RouteEvent, RuleEvent
+from orchestrator.wire import RT_TABLE_MAIN
 
 from . import kernel
 from .endstate import Step, end_state
@@ -27,6 +32,8 @@ from .hook import NOTIFY_NAME
 from .profile import Profile, from_section, resolve_table, rt_tables
 
 MAX_MESSAGE = 512
+HOOK_BUSY_MAX_S = 10.0  # a hook that never said "end" (killed, datagram lost) stops blocking after this
+COUNTER = "routing_reasserts"
 
 
 class Keeper:
@@ -34,7 +41,7 @@ class Keeper:
 
     def __init__(self) -> None:
         self.steps: dict[str, Step] = {}
-        self.busy: set[str] = set()
+        self.busy: dict[str, float] = {}  # interface -> monotonic time of the hook's "begin"
         self.stale: set[str] = set()
         self.profiles: dict[str, Profile] = {}  # by profile name
         self.sock: socket.socket | None = None
@@ -44,6 +51,7 @@ class Keeper:
 
     def start(self, context: PluginContext) -> None:
         self.context = context
+        context.counters[COUNTER] += 0  # listed in status from the start
         names = rt_tables()
         sections = context.config.section("routing").get("profiles", {})
         self.profiles = {name: from_section(name, section, names) for name, section in sections.items()}
@@ -64,6 +72,13 @@ class Keeper:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(notify_path(self.context.config))
 
+    def profile_for(self, interface: str) -> Profile | None:
+        assert self.context is not None
+        spec = self.context.config.interface(interface)
+        if spec is None or spec.role != "tunnel" or not spec.routing_profile:
+            return None
+        return self.profiles.get(spec.routing_profile)
+
     # -- the hook's messages ------------------------------------------------------------------------
 
     def read_notifications(self) -> None:
@@ -75,52 +90,73 @@ class Keeper:
                 return
             self.heard(data.decode("ascii", "replace").split())
 
-    def profile_for(self, interface: str) -> Profile | None:
-        assert self.context is not None
-        spec = self.context.config.interface(interface)
-        if spec is None or spec.role != "tunnel" or not spec.routing_profile:
-            return None
-        return self.profiles.get(spec.routing_profile)
-
     def heard(self, words: list[str]) -> None:
+        """One message; anything malformed is ignored (only root can write to the socket, but the
+        daemon does not trust a datagram further than it can parse it)."""
         if len(words) < 3 or self.profile_for(words[1]) is None:
             return
         verb, interface, state = words[:3]
         if verb == "begin":
-            self.busy.add(interface)
+            self.busy[interface] = time.monotonic()
             return
-        self.busy.discard(interface)
-        if state == "up" and len(words) == 6:
-            mtu = int(words[5]) if words[5].isdigit() else None
-            self.steps[interface] = Step("up", interface, words[3], words[4], mtu)
-            self.stale.discard(interface)
-            move = self.context.current_move if self.context else None
-            if move is not None:
-                move.phase("routes-applied")
-        else:
+        self.busy.pop(interface, None)
+        step = _up_step(interface, words) if state == "up" else None
+        if step is None:
             self.stale.add(interface)
+            return
+        self.steps[interface] = step
+        self.stale.discard(interface)
+        move = self.context.current_move if self.context else None
+        if move is not None:
+            move.phase("routes-applied")
 
     # -- re-asserting -------------------------------------------------------------------------------
 
-    def policy_removed(self) -> None:
+    def policy_removed(self, event: RouteEvent | RuleEvent) -> None:
         self.read_notifications()
         assert self.context is not None
+        now = time.monotonic()
         for interface, step in self.steps.items():
             profile = self.profile_for(interface)
-            if interface in self.busy or interface in self.stale or profile is None:
+            started = self.busy.get(interface)
+            if profile is None or interface in self.stale or (started and now - started < HOOK_BUSY_MAX_S):
+                continue
+            if not self._concerns(event, interface, profile):
                 continue
             try:
                 applied = kernel.converge(interface, profile, end_state(profile, step))
-            except (kernel.InterfaceMissing, kernel.ApplyError) as error:
+            except (OSError, kernel.InterfaceMissing, kernel.ApplyError) as error:
                 self.context.log.warning("cannot restore %s's routing: %s", interface, error)
                 continue
             if applied:
-                self.context.counters["routing_reasserts"] += 1
+                self.context.counters[COUNTER] += 1
                 self.context.log.info("restored %s's routing: %s", interface, "; ".join(map(repr, applied)))
+
+    def _concerns(self, event: RouteEvent | RuleEvent, interface: str, profile: Profile) -> bool:
+        """Could the removal have touched this tunnel's end state?"""
+        assert self.context is not None
+        if isinstance(event, RuleEvent):
+            return event.priority == profile.rule_priority and event.table == profile.table
+        if event.table == profile.table:
+            return True
+        link = self.context.state.view.link_named(interface)
+        return event.table == RT_TABLE_MAIN and link is not None and event.oif == link.index
 
     def mark_stale(self, interfaces: list[str] | None = None) -> None:
         """Nothing to defend until the hook brings the tunnel up again."""
         self.stale.update(self.steps if interfaces is None else interfaces)
+
+
+def _up_step(interface: str, words: list[str]) -> Step | None:
+    """The step of an "end IFACE up ADDRESS LLADDRESS MTU" message, if it is well formed."""
+    if len(words) != 6:
+        return None
+    try:
+        address, lladdress = str(ipaddress.IPv6Address(words[3])), str(ipaddress.IPv6Address(words[4]))
+    except ValueError:
+        return None
+    mtu = int(words[5]) if words[5].isascii() and words[5].isdigit() else None
+    return Step("up", interface, address, lladdress, mtu)
 
 
 def notify_path(config: Config) -> Path:

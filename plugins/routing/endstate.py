@@ -21,7 +21,7 @@ KERNEL_DEFAULT_METRIC = 1024  # what the kernel gives an IPv6 route added withou
 class Step:
     """One call of the client hook: miredo's variables, already validated."""
 
-    __slots__ = ("address", "interface", "lladdress", "mtu", "old_address", "state")
+    __slots__ = ("address", "interface", "lladdress", "mtu", "state")
 
     def __init__(
         self,
@@ -30,14 +30,12 @@ class Step:
         address: str | None = None,
         lladdress: str | None = None,
         mtu: int | None = None,
-        old_address: str | None = None,
     ) -> None:
         self.state = state
         self.interface = interface
         self.address = address
         self.lladdress = lladdress
         self.mtu = mtu
-        self.old_address = old_address
 
 
 class EndState:

@@ -30,7 +30,7 @@ DEFAULT_CACHE_DIR = "/run/orchestrator"
 CACHE_NAME = "client-hook.cache"
 NOTIFY_NAME = "hook.sock"
 TEREDO_PREFIX = bytes.fromhex("20010000")
-USAGE = "usage: orchestrator hook [--config PATH] [--cache-dir DIR] [--hook-file PATH]"
+USAGE = "usage: orchestrator hook [--config PATH] [--cache-dir DIR] [--hook-file PATH] [--full-python PATH]"
 
 
 class BadInput(Exception):
@@ -44,7 +44,7 @@ def main(argv: list[str], environ: dict[str, str] | None = None) -> int:
         for path in (options.get("--hook-file"), options["--config"]):
             if path:
                 _check_safe(path)
-        compiled = _compiled(options["--config"], options["--cache-dir"], argv)
+        compiled = _compiled(options, argv)
         step, profile = _step(environ, compiled)
         _notify(compiled["notify"], f"begin {step.interface} {step.state}")
         try:
@@ -58,17 +58,22 @@ def main(argv: list[str], environ: dict[str, str] | None = None) -> int:
     except InterfaceMissing as error:
         print(f"orchestrator hook: IFACE: no interface {error}", file=sys.stderr)
         return 2
-    except Exception as error:  # one line for miredo's log, never a traceback
-        print(f"orchestrator hook: internal error: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
     except ApplyError as error:
         print(f"orchestrator hook: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # one line for miredo's log, never a traceback
+        print(f"orchestrator hook: internal error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     return 0
 
 
 def _options(argv: list[str]) -> dict[str, str]:
-    options = {"--config": DEFAULT_CONFIG, "--cache-dir": DEFAULT_CACHE_DIR, "--hook-file": ""}
+    options = {
+        "--config": DEFAULT_CONFIG,
+        "--cache-dir": DEFAULT_CACHE_DIR,
+        "--hook-file": "",
+        "--full-python": "",
+    }
     if len(argv) % 2:
         raise BadInput(USAGE)
     for name, value in zip(argv[::2], argv[1::2], strict=True):
@@ -91,34 +96,53 @@ def _check_safe(path: str) -> None:
 # -- the compiled configuration -----------------------------------------------------------------
 
 
-def _compiled(config_path: str, cache_dir: str, argv: list[str]) -> dict[str, Any]:
+def _compiled(options: dict[str, str], argv: list[str]) -> dict[str, Any]:
     """The tunnels and profiles of the TOML, from the cache when it still matches the file.
 
     Compiling needs the daemon's whole configuration machinery (and its plugins' schemas), which
-    the bare interpreter of the thin hook cannot import: it then re-executes itself as the full
-    ``orchestrator hook`` once, which writes the cache for every later run.
+    the bare interpreter of the thin hook cannot import: it then re-executes itself once as the full
+    ``orchestrator hook`` (under ``--full-python``, the interpreter of the installation), which
+    writes the cache for every later run.
     """
+    config_path, cache_dir = options["--config"], options["--cache-dir"]
     try:
         info = os.stat(config_path)
     except OSError as error:
         raise BadInput(f"{config_path}: {error.strerror}") from None
     stamp = (os.path.abspath(config_path), info.st_mtime_ns, info.st_size, info.st_ino)
     cache = os.path.join(cache_dir, CACHE_NAME)
-    try:
-        cached = os.stat(cache)
-        if cached.st_uid == 0 and not cached.st_mode & 0o077:
-            with open(cache, "rb") as handle:
-                compiled: dict[str, Any] = marshal.load(handle)
-            if compiled.get("stamp") == stamp:
-                return compiled
-    except (OSError, EOFError, ValueError, TypeError):
-        pass  # missing, unreadable or foreign: rebuild it
-    if "site" not in sys.modules:  # the thin hook's python -I -S
-        os.execv(sys.executable, [sys.executable, "-m", "orchestrator.cli", "hook", *argv])
+    compiled = _read_cache(cache_dir, cache)
+    if compiled is not None and compiled.get("stamp") == stamp:
+        return compiled
+    if "site" not in sys.modules:  # the thin hook's python -IS
+        python = options["--full-python"] or sys.executable
+        os.execv(python, [python, "-I", "-m", "orchestrator.cli", "hook", *argv])
     compiled = compile_config(config_path)
     compiled["stamp"] = stamp
     _write_cache(cache_dir, cache, compiled)
     return compiled
+
+
+def _read_cache(cache_dir: str, cache: str) -> dict[str, Any] | None:
+    """The cache, if root wrote it where only root can: a directory and a file nobody else can
+    write, opened without following links and checked on the open descriptor (no swap between
+    the check and the read)."""
+    try:
+        directory = os.stat(cache_dir)
+        if directory.st_uid != 0 or directory.st_mode & 0o022:
+            return None
+        descriptor = os.open(cache, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if info.st_uid != 0 or info.st_mode & 0o077:
+            return None
+        try:
+            compiled = marshal.load(handle)
+        except (EOFError, ValueError, TypeError):
+            return None
+    return compiled if isinstance(compiled, dict) else None
 
 
 def compile_config(config_path: str) -> dict[str, Any]:
@@ -169,28 +193,42 @@ def _write_cache(cache_dir: str, cache: str, compiled: dict[str, Any]) -> None:
 
 
 def _step(environ: dict[str, str], compiled: dict[str, Any]) -> tuple[Step, Profile]:
+    """miredo's STATE, IFACE, ADDRESS, LLADDRESS and MTU, validated; every other variable (OLD_*
+    included: the end state does not need them) is untrusted text and never read."""
     state = environ.get("STATE", "")
     if state not in STATES:
         raise BadInput(f"STATE: expected one of {', '.join(STATES)}, got {state!r}")
     interface = environ.get("IFACE", "")
     profile = _profile_of(interface, compiled)
-    step = Step(state, interface, old_address=_optional_ipv6(environ, "OLD_ADDRESS"))
+    step = Step(state, interface)
     if state == "up":
         step.address = _ipv6(environ, "ADDRESS")
-        if (
-            interface == compiled["teredo"]
-            and _socket.inet_pton(_socket.AF_INET6, step.address)[:4] != TEREDO_PREFIX
-        ):
+        raw = _socket.inet_pton(_socket.AF_INET6, step.address)
+        if interface == compiled["teredo"] and raw[:4] != TEREDO_PREFIX:
             raise BadInput(f"ADDRESS: {step.address!r} is not a Teredo address (2001:0::/32)")
+        if not _unicast_global(raw):
+            raise BadInput(f"ADDRESS: {step.address!r} is not a global unicast address")
         step.lladdress = _ipv6(environ, "LLADDRESS")
-        if _socket.inet_pton(_socket.AF_INET6, step.lladdress)[:2] != b"\xfe\x80":
-            raise BadInput(f"LLADDRESS: {step.lladdress!r} is not a link-local address (fe80::/64)")
+        raw = _socket.inet_pton(_socket.AF_INET6, step.lladdress)
+        if raw[0] != 0xFE or raw[1] & 0xC0 != 0x80:
+            raise BadInput(f"LLADDRESS: {step.lladdress!r} is not a link-local address (fe80::/10)")
     mtu = environ.get("MTU", "")
     if mtu or (state == "up" and profile.mtu == "tunnel"):
         if not (mtu.isascii() and mtu.isdigit() and 1280 <= int(mtu) <= 65535):
             raise BadInput(f"MTU: expected a number from 1280 to 65535, got {mtu!r}")
         step.mtu = int(mtu)
     return step, profile
+
+
+def _unicast_global(raw: bytes) -> bool:
+    """Not unspecified, loopback, multicast, link-local or IPv4-mapped: an address a tunnel can own."""
+    zero = b"\0" * 15
+    return not (
+        raw in (zero + b"\0", zero + b"\1")
+        or raw[0] == 0xFF
+        or (raw[0] == 0xFE and raw[1] & 0xC0 == 0x80)
+        or raw[:12] == b"\0" * 10 + b"\xff\xff"
+    )
 
 
 def _profile_of(interface: str, compiled: dict[str, Any]) -> Profile:
@@ -203,7 +241,7 @@ def _profile_of(interface: str, compiled: dict[str, Any]) -> Profile:
     ):
         raise BadInput(f"IFACE: not an interface name: {interface!r}")
     for match, role, profile_name in compiled["interfaces"]:
-        if match == interface or _pattern_matches(interface, match):
+        if _pattern_matches(interface, match):
             if role != "tunnel" or not profile_name:
                 break
             try:
@@ -215,10 +253,12 @@ def _profile_of(interface: str, compiled: dict[str, Any]) -> Profile:
 
 
 def _pattern_matches(name: str, pattern: str) -> bool:
-    """``fnmatch.fnmatchcase``, the daemon's matching; the literal head of the pattern is checked
+    """``fnmatch.fnmatchcase``, as the daemon matches; the literal head of the pattern is checked
     first, so the import of ``fnmatch`` (and its ``re``, ~5 ms) happens only when it can match."""
     wild = min((i for i, c in enumerate(pattern) if c in "*?["), default=-1)
-    if wild < 0 or not name.startswith(pattern[:wild]):
+    if wild < 0:
+        return name == pattern
+    if not name.startswith(pattern[:wild]):
         return False
     import fnmatch
 
@@ -233,10 +273,6 @@ def _ipv6(environ: dict[str, str], name: str) -> str:
         raise BadInput(f"{name}: not an IPv6 address: {value!r}") from None
 
 
-def _optional_ipv6(environ: dict[str, str], name: str) -> str | None:
-    return _ipv6(environ, name) if environ.get(name) else None
-
-
 def _notify(path: str, message: str) -> None:
     """Tell the daemon, never wait for it: one datagram, dropped when nobody listens."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC)
@@ -249,14 +285,21 @@ def _notify(path: str, message: str) -> None:
 
 
 def client_hook_script(
-    python: str, config: str, cache_dir: str = DEFAULT_CACHE_DIR, site_packages: str | None = None
+    python: str,
+    config: str,
+    cache_dir: str = DEFAULT_CACHE_DIR,
+    site_packages: str | None = None,
+    full_python: str | None = None,
 ) -> str:
     """The thin /etc/miredo/client-hook for this installation (or for ``site_packages``).
 
-    A Python script run directly by its interpreter (no shell in between), isolated from the
-    environment and without the site machinery (``-IS``): miredo runs it with an empty environment
-    in /, so every path is absolute.
+    A Python script run directly by ``python`` (no shell in between), isolated from the environment
+    and without the site machinery (``-IS``): miredo runs it with an empty environment in /, so
+    every path is absolute.  ``full_python`` is the installation's own interpreter (default: the
+    one running now, or ``python`` for ``site_packages``): it compiles the cache when it is stale.
     """
+    if full_python is None:
+        full_python = python if site_packages is not None else sys.executable
     import json
 
     import orchestrator
@@ -268,7 +311,7 @@ def client_hook_script(
         here = os.path.dirname(os.path.abspath(__file__))
         package, parent = os.path.basename(here), os.path.dirname(here)
     paths = [root] if parent == root else [root, parent]
-    arguments = ["--config", config, "--cache-dir", cache_dir]
+    arguments = ["--config", config, "--cache-dir", cache_dir, "--full-python", full_python]
     return (
         f"#!{python} -IS\n"
         "# miredo client hook: the tunnel's routing policy of netlink-orchestrator (routing profiles).\n"

@@ -18,6 +18,8 @@ from .profile import Profile
 
 AF_INET6 = _socket.AF_INET6
 RTPROT_KERNEL, RTPROT_BOOT = 2, 3
+IFA_PROTO, IFAPROT_KERNEL_LL = 11, 3  # who made an address (Linux 5.18 and newer)
+FRA_IIFNAME, FRA_FWMARK, FRA_OIFNAME = 3, 10, 17
 RT_SCOPE_UNIVERSE = 0
 FR_ACT_TO_TBL = 1
 IFLA_MTU = 4
@@ -31,15 +33,24 @@ class InterfaceMissing(LookupError):
 class Current:
     """The interface as the kernel has it now (the same shape as ``EndState``, plus the index)."""
 
-    __slots__ = ("addresses", "index", "kernel_routes", "link_up", "mtu", "routes", "rules", "table_routes")
+    __slots__ = (
+        "addresses",
+        "index",
+        "kernel_addresses",
+        "link_up",
+        "mtu",
+        "routes",
+        "rules",
+        "table_routes",
+    )
 
     def __init__(self, index: int, link_up: bool, mtu: int) -> None:
         self.index = index
         self.link_up = link_up
         self.mtu = mtu
         self.addresses: set[tuple[str, int]] = set()
-        self.routes: set[tuple[str, int, int]] = set()
-        self.kernel_routes: set[tuple[str, int, int]] = set()
+        self.kernel_addresses: set[tuple[str, int]] = set()  # the kernel's own link-local address
+        self.routes: set[tuple[str, int, int]] = set()  # not counting the kernel's prefix routes
         self.table_routes: set[tuple[str, int, int, int]] = set()  # with the outgoing interface
         self.rules: set[tuple[str, int]] = set()
 
@@ -97,14 +108,15 @@ def read(sock: _socket.socket, interface: str, profile: Profile) -> Current:
         _f, prefixlen, _fl, _scope, owner = wire.IFADDRMSG.unpack_from(buf, offset + 16)
         attrs = wire.attributes(buf, offset + 16 + wire.IFADDRMSG.size, offset + length)
         address = wire.ip_text(AF_INET6, attrs.get(wire.IFA_ADDRESS) or attrs.get(wire.IFA_LOCAL))
-        if owner == index and address is not None:
-            current.addresses.add((address, prefixlen))
+        if owner != index or address is None:
+            continue
+        proto = attrs.get(IFA_PROTO)  # one byte
+        made_by_kernel = proto is not None and len(proto) > 0 and proto[0] == IFAPROT_KERNEL_LL
+        (current.kernel_addresses if made_by_kernel else current.addresses).add((address, prefixlen))
 
     for dst, dst_len, metric, oif, protocol in _routes(sock, wire.RT_TABLE_MAIN):
-        if oif == index:
-            (current.kernel_routes if protocol == RTPROT_KERNEL else current.routes).add(
-                (dst, dst_len, metric)
-            )
+        if oif == index and protocol != RTPROT_KERNEL:  # the kernel's routes follow the addresses
+            current.routes.add((dst, dst_len, metric))
     if profile.table is not None:
         for dst, dst_len, metric, oif, _protocol in _routes(sock, profile.table):
             current.table_routes.add((dst, dst_len, metric, oif))
@@ -144,19 +156,22 @@ def _routes(sock: _socket.socket, table: int) -> list[tuple[str, int, int, int, 
 
 
 def _rules(sock: _socket.socket, profile: Profile) -> set[tuple[str, int]]:
+    """The profile's kind of rule: ``from SOURCE lookup TABLE`` at its priority, and nothing more
+    specific (a rule with a mark, an interface or a destination is someone else's)."""
     found = set()
     body = wire.RTMSG.pack(AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0)
     for _kind, buf, offset, length in wire.exchange(sock, wire.RTM_GETRULE, body, wire.NLM_F_DUMP):
-        src_len, table_byte = (
-            wire.RTMSG.unpack_from(buf, offset + 16)[2],
-            wire.RTMSG.unpack_from(buf, offset + 16)[4],
-        )
+        header = wire.RTMSG.unpack_from(buf, offset + 16)
+        dst_len, src_len, table_byte, action = header[1], header[2], header[4], header[7]
         attrs = wire.attributes(buf, offset + 16 + wire.RTMSG.size, offset + length)
-        if wire.u32(attrs.get(wire.FRA_PRIORITY)) != profile.rule_priority:
+        if wire.u32(attrs.get(wire.FRA_PRIORITY)) != profile.rule_priority or action != FR_ACT_TO_TBL:
             continue
         if wire.u32(attrs.get(wire.FRA_TABLE), table_byte) != profile.table:
             continue
-        found.add((wire.ip_text(AF_INET6, attrs.get(wire.FRA_SRC)) or "::", src_len))
+        source = wire.ip_text(AF_INET6, attrs.get(wire.FRA_SRC))
+        if source is None or dst_len or any(k in attrs for k in (FRA_IIFNAME, FRA_FWMARK, FRA_OIFNAME)):
+            continue
+        found.add((source, src_len))
     return found
 
 
@@ -171,14 +186,18 @@ def plan(current: Current, end: EndState, profile: Profile, interface: str) -> l
             ops.append(_rule(wire.RTM_DELRULE, source, prefixlen, profile, wire.NLM_F_ACK))
         wanted = {(dst, dst_len, metric, index) for dst, dst_len, metric in end.table_routes}
         for dst, dst_len, metric, oif in sorted(current.table_routes - wanted):
-            ops.append(_route(wire.RTM_DELROUTE, dst, dst_len, metric, oif, table, wire.NLM_F_ACK, interface))
+            device = interface if oif == index else f"index {oif}"
+            ops.append(_route(wire.RTM_DELROUTE, dst, dst_len, metric, oif, table, wire.NLM_F_ACK, device))
     for dst, dst_len, metric in sorted(current.routes - end.routes):
         ops.append(
             _route(
                 wire.RTM_DELROUTE, dst, dst_len, metric, index, wire.RT_TABLE_MAIN, wire.NLM_F_ACK, interface
             )
         )
-    for address, prefixlen in sorted(current.addresses - end.addresses):
+    stale = current.addresses - end.addresses
+    if not end.link_up:  # down and destroy flush everything, the kernel's link-local too
+        stale |= current.kernel_addresses
+    for address, prefixlen in sorted(stale):
         ops.append(_address(wire.RTM_DELADDR, address, prefixlen, index, wire.NLM_F_ACK, interface))
     if end.link_up is not None and end.link_up != current.link_up:
         ops.append(_link(index, interface, up=end.link_up, mtu=None))
@@ -235,8 +254,7 @@ def _route(
     body += wire.attr(wire.RTA_TABLE, wire.U32.pack(table))
     verb = "add" if kind == wire.RTM_NEWROUTE else "del"
     name = "default" if dst_len == 0 else f"{dst}/{dst_len}"
-    where = f"dev {interface}" if oif else "(unknown interface)"
-    return Operation(f"route {verb} {name} {where} table {table} metric {metric}", kind, body, flags)
+    return Operation(f"route {verb} {name} dev {interface} table {table} metric {metric}", kind, body, flags)
 
 
 def _rule(kind: int, source: str, prefixlen: int, profile: Profile, flags: int) -> Operation:
@@ -266,11 +284,28 @@ def _link(index: int, interface: str, up: bool | None, mtu: int | None) -> Opera
     )
 
 
+RACES = (errno.EEXIST, errno.ESRCH, errno.ENOENT, errno.EADDRNOTAVAIL)
+ATTEMPTS = 3
+
+
 def converge(interface: str, profile: Profile, end: EndState) -> list[Operation]:
-    """Read, plan and apply on a fresh socket; returns the operations applied (none: already there)."""
+    """Read, plan and apply on a fresh socket; returns the operations applied (none: already there).
+
+    Someone else may change the interface between the read and a write (the daemon restoring a
+    route while miredo's hook runs): an operation refused because its object already exists or is
+    already gone is a stale plan, not a failure, so the kernel is read again and the rest re-planned.
+    """
     sock = wire.request_socket()
+    applied: list[Operation] = []
     try:
-        ops = plan(read(sock, interface, profile), end, profile, interface)
-        return apply(sock, ops)
+        for attempt in range(ATTEMPTS):
+            ops = plan(read(sock, interface, profile), end, profile, interface)
+            try:
+                return applied + apply(sock, ops)
+            except ApplyError as error:
+                applied += error.applied
+                if error.error.errno not in RACES or attempt == ATTEMPTS - 1:
+                    raise ApplyError(applied, error.failed, error.error, error.pending) from error
+        return applied
     finally:
         sock.close()

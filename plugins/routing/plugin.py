@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from orchestrator import Key, Section, hookimpl
 from orchestrator.config import Config
 from orchestrator.context import PluginContext
-from orchestrator.events import LinkChanged, UplinkChanged
+from orchestrator.events import LinkChanged, RouteEvent, RuleEvent, UplinkChanged
 
 from .daemon import Keeper, watched_tables
 from .profile import resolve_table, rt_tables
@@ -19,11 +19,39 @@ def _mtu_problem(value: object) -> str | None:
     return f'expected "tunnel" or an MTU from 1280 to 65535, got {value!r}'
 
 
+RESERVED_TABLES = {253: "default", 254: "main", 255: "local"}
+RESERVED_PRIORITIES = (0, 32766, 32767)  # the kernel's own local, main and default rules
+
+
+def _priority_problem(value: int) -> str | None:
+    if value in RESERVED_PRIORITIES:
+        return f"{value} is the priority of one of the kernel's own rules (0, 32766, 32767)"
+    return None
+
+
+def table_problem(value: object, names: dict[str, int]) -> str | None:
+    """A profile's table is flushed: it must be one of its own, never main, local or default."""
+    try:
+        number = resolve_table(value, names)  # type: ignore[arg-type]
+    except KeyError:
+        return f"{value!r} is neither a number nor a name in the iproute2 rt_tables files"
+    if number is None:
+        return None
+    if not 1 <= number <= 0xFFFFFFFF:
+        return f"expected a table from 1 to 4294967295, got {number}"
+    if number in RESERVED_TABLES:
+        return f"{value!r} is the kernel's {RESERVED_TABLES[number]} table, which a profile would flush"
+    return None
+
+
 PROFILE = Section(
     {
         "table": Key("str|int", "routing table number or rt_tables name; absent: no table operations"),
-        "rule_priority": Key("int", "priority of the 'from ADDRESS' rule", 32765, 0, 0xFFFFFFFF),
-        "metric": Key("int", "metric of the tunnel's default route", 1029, 0, 0xFFFFFFFF),
+        "rule_priority": Key(
+            "int", "priority of the 'from ADDRESS' rule", 32765, 1, 0xFFFFFFFF, check=_priority_problem
+        ),
+        # 0 would be stored by the kernel as 1024, so the route would never look applied.
+        "metric": Key("int", "metric of the tunnel's default route", 1029, 1, 0xFFFFFFFF),
         "mtu": Key(
             "str|int", 'tunnel MTU, or "tunnel" to keep what the tunnel reports', 1400, check=_mtu_problem
         ),
@@ -62,8 +90,8 @@ class RoutingPlugin:
         self.keeper.stop()
 
     @hookimpl
-    async def orchestrator_policy_removed(self) -> None:
-        self.keeper.policy_removed()
+    async def orchestrator_policy_removed(self, event: RouteEvent | RuleEvent) -> None:
+        self.keeper.policy_removed(event)
 
     @hookimpl
     async def orchestrator_uplink_changed(self, event: UplinkChanged) -> None:
@@ -72,12 +100,12 @@ class RoutingPlugin:
 
     @hookimpl
     async def orchestrator_link_changed(self, event: LinkChanged) -> None:
-        if not event.present:
+        if not event.present or not event.up:  # gone, or taken down on purpose: leave it be
             self.keeper.mark_stale([event.interface])
 
 
 def check_config(config: Config) -> list[str]:
-    """Every ``routing_profile`` an interface names must exist."""
+    """Every ``routing_profile`` an interface names must exist; every table must be a profile's own."""
     profiles = config.section("routing").get("profiles", {})
     problems = [
         f"interfaces[{index}].routing_profile: no [routing.profiles.{spec.routing_profile}] section"
@@ -86,13 +114,9 @@ def check_config(config: Config) -> list[str]:
     ]
     names = rt_tables()
     for name, profile in profiles.items():
-        try:
-            resolve_table(profile.get("table"), names)
-        except KeyError:
-            problems.append(
-                f"routing.profiles.{name}.table: {profile['table']!r} is neither a number nor a name in "
-                "the iproute2 rt_tables files"
-            )
+        problem = table_problem(profile.get("table"), names)
+        if problem:
+            problems.append(f"routing.profiles.{name}.table: {problem}")
     return problems
 
 

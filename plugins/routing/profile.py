@@ -53,14 +53,15 @@ class Profile:
 def rt_tables(
     files: tuple[str, ...] = RT_TABLES_FILES, dirs: tuple[str, ...] = RT_TABLES_DIRS
 ) -> dict[str, int]:
-    """Table names as iproute2 knows them: ``NUMBER NAME`` lines; /etc overrides /usr/share."""
+    """Table names as iproute2 knows them: the first of ``files`` that exists (/etc before
+    /usr/share), then every ``*.conf`` of ``dirs``; ``NUMBER NAME`` lines, numbers in any base."""
     import os
 
-    names: dict[str, int] = {}
-    paths = [path for path in reversed(files)]
+    paths = [path for path in files if os.path.exists(path)][:1]
     for directory in reversed(dirs):
         if os.path.isdir(directory):
             paths += sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".conf"))
+    names: dict[str, int] = {}
     for path in paths:
         try:
             with open(path, encoding="utf-8", errors="replace") as handle:
@@ -69,8 +70,11 @@ def rt_tables(
             continue
         for line in lines:
             fields = line.split("#", 1)[0].split()
-            if len(fields) >= 2 and fields[0].isdigit():
-                names[fields[1]] = int(fields[0])
+            if len(fields) >= 2:
+                try:
+                    names[fields[1]] = int(fields[0], 0)
+                except ValueError:
+                    continue
     return names
 
 
