@@ -390,3 +390,22 @@ def test_a_cache_others_could_write_is_not_trusted(lab: Lab) -> None:
     cache.parent.chmod(0o777)
     tunnel.up(A2, old=A1)
     assert tunnel.state() == user_up(A2)
+
+
+def test_a_failure_midway_says_what_was_applied_and_a_rerun_converges(lab: Lab) -> None:
+    tunnel = Tunnel(lab, USER)
+    # Another tunnel already holds the default route at the profile's metric: the kernel refuses ours.
+    tunnel.ns.ip("tuntap", "add", "dev", "other", "mode", "tun")
+    tunnel.ns.ip("link", "set", "other", "up")
+    tunnel.ns.ip("-6", "route", "add", "default", "dev", "other", "metric", "1029")
+    result = tunnel.run(STATE="up", IFACE="teredo", ADDRESS=A1, LLADDRESS=LL, MTU="1280")
+    assert result.returncode == 1
+    assert "route add default dev teredo table 254 metric 1029 failed" in result.stderr
+    assert (
+        f"applied: link set dev teredo up; link set dev teredo mtu 1400; address add {A1}/128"
+        in result.stderr
+    )
+    assert "not applied: nothing" in result.stderr
+    tunnel.ns.ip("-6", "route", "del", "default", "dev", "other", "metric", "1029")
+    tunnel.up(A1)
+    assert tunnel.state() == user_up(A1)
