@@ -73,8 +73,6 @@ CACHEINFO = struct.Struct("=IIII")  # preferred, valid, cstamp, tstamp
 _sequence = itertools.count(1)
 
 
-
-
 class NetlinkRequestError(OSError):
     """The kernel answered a request with an error."""
 
@@ -186,5 +184,3 @@ def exchange(
             answers.append((kind, buf, offset, length))
         if not flags & (NLM_F_DUMP | NLM_F_ACK):
             return answers
-
-
