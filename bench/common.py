@@ -9,7 +9,6 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,22 +44,21 @@ def start_daemon(
     config: Path, env: dict[str, str] | None = None, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """`orchestrator run` in the current namespace; returns once its control socket answers."""
-    from orchestrator import control
+    from harness import answers
+    from lab import wait_for
 
     stderr = log.open("wb") if log else subprocess.DEVNULL
     daemon = subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli", "run", "--config", str(config)], env=env, stderr=stderr
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            control.request(config.parent / "control.sock", "status")
-            return daemon
-        except OSError:
-            if time.monotonic() > deadline or daemon.poll() is not None:
-                daemon.kill()
-                raise RuntimeError("the daemon did not start") from None
-            time.sleep(0.05)
+
+    def ready() -> bool:
+        if daemon.poll() is not None:
+            raise RuntimeError(f"the daemon exited with status {daemon.returncode}")
+        return answers(config.parent / "control.sock")
+
+    wait_for(ready, 30, "the daemon's control socket")
+    return daemon
 
 
 def main_in_namespace(script: str, short: str, inside: Callable[[Path], None]) -> int:

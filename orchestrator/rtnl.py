@@ -1,4 +1,4 @@
-"""Minimal rtnetlink wire format: sockets, requests, and a header-first parser.
+"""rtnetlink messages as the engine's events: the event socket, dumps, and header-first decoding.
 
 Why not decode every message with pyroute2: a message costs ~45-60 us there, which caps ingest near
 20 k events/s and loses a 40 k-route storm.  Here the 16-byte header and the fixed family header are
@@ -39,18 +39,15 @@ from .wire import (
     NDMSG,
     NETLINK_GET_STRICT_CHK,
     NLM_F_DUMP,
-    RT_TABLE_COMPAT,
     RTA_DST,
     RTA_GATEWAY,
     RTA_OIF,
     RTA_PREFSRC,
     RTA_PRIORITY,
-    RTA_TABLE,
     RTM_DELADDR,
     RTM_DELLINK,
     RTM_DELROUTE,
     RTM_DELRULE,
-    RTM_F_CLONED,
     RTM_GETADDR,
     RTM_GETLINK,
     RTM_GETNEIGH,
@@ -62,17 +59,17 @@ from .wire import (
     RTM_NEWROUTE,
     RTM_NEWRULE,
     RTMSG,
-    RTN_UNICAST,
     RTNH_F_ONLINK,
     SO_RCVBUFFORCE,
     SOL_NETLINK,
-    U32,
     NetlinkRequestError,
     attr,
     attributes,
     hwaddr_text,
     ip_text,
     query,
+    route_dump_body,
+    route_table,
     u32,
 )
 
@@ -128,20 +125,6 @@ def decode_address(data: memoryview, offset: int, length: int, kind: int) -> Add
         deleted=kind == RTM_DELADDR,
         scope=scope,
     )
-
-
-def route_table(data: memoryview, offset: int, length: int) -> int | None:
-    """The table of a route message, or None when it is not a route worth decoding at all.
-
-    Reads only the fixed header unless the table id does not fit its byte (RT_TABLE_COMPAT).
-    """
-    _family, _dl, _sl, _tos, table, _proto, _scope, rtype, flags = RTMSG.unpack_from(data, offset + 16)
-    if rtype != RTN_UNICAST or flags & RTM_F_CLONED:
-        return None
-    if table == RT_TABLE_COMPAT:
-        attrs = attributes(data, offset + 16 + RTMSG.size, offset + length)
-        return u32(attrs.get(RTA_TABLE), table)
-    return int(table)
 
 
 def decode_route(data: memoryview, offset: int, length: int, kind: int, table: int) -> RouteEvent:
@@ -235,12 +218,6 @@ def dump_requests(tables: set[int]) -> list[tuple[int, bytes]]:
         for table in sorted(tables):
             requests.append((RTM_GETROUTE, route_dump_body(family, table)))
     return requests
-
-
-def route_dump_body(family: int, table: int) -> bytes:
-    """Strict checking lets the kernel filter a route dump by table: a storm of routes in a table
-    nobody watches then costs nothing to re-dump."""
-    return RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0) + attr(RTA_TABLE, U32.pack(table))
 
 
 def dump_routes(family: int, table: int) -> list[RouteEvent]:

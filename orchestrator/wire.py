@@ -184,3 +184,23 @@ def exchange(
             answers.append((kind, buf, offset, length))
         if not flags & (NLM_F_DUMP | NLM_F_ACK):
             return answers
+
+
+def route_dump_body(family: int, table: int) -> bytes:
+    """Strict checking lets the kernel filter a route dump by table: a storm of routes in a table
+    nobody watches then costs nothing to re-dump."""
+    return RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0) + attr(RTA_TABLE, U32.pack(table))
+
+
+def route_table(data: memoryview, offset: int, length: int) -> int | None:
+    """The table of a route message, or None when it is not a route worth decoding at all.
+
+    Reads only the fixed header unless the table id does not fit its byte (RT_TABLE_COMPAT).
+    """
+    _family, _dl, _sl, _tos, table, _proto, _scope, rtype, flags = RTMSG.unpack_from(data, offset + 16)
+    if rtype != RTN_UNICAST or flags & RTM_F_CLONED:
+        return None
+    if table == RT_TABLE_COMPAT:
+        attrs = attributes(data, offset + 16 + RTMSG.size, offset + length)
+        return u32(attrs.get(RTA_TABLE), table)
+    return int(table)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from orchestrator import config, plugins
@@ -56,3 +58,11 @@ def write(directory: Path, *, enable: list[str] | None = None, grace: int = 2000
 def load(path: Path) -> config.Config:
     infos = plugins.discover()
     return config.load(path, plugins.sections(infos), {i.name for i in infos if i.loaded})
+
+
+def check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`orchestrator check-config --config PATH`, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "check-config", "--config", str(path)],
+        capture_output=True, text=True, timeout=60, env=env,
+    )

@@ -63,6 +63,15 @@ def sync(ns: Namespace, monitor: MonitorProcess) -> None:
     )
 
 
+def answers(socket_path: Path) -> bool:
+    """Whether a daemon answers `status` on its control socket (it is ready once it does)."""
+    try:
+        control.request(socket_path, "status", timeout=2)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 class DaemonProcess:
     """`orchestrator run` in a namespace; ready once its control socket answers."""
 
@@ -78,11 +87,7 @@ class DaemonProcess:
 
     def _answers(self) -> bool:
         self.proc.check_alive(f"orchestrator run (log: {self.log.read_text()[-2000:]})")
-        try:
-            control.request(self.socket, "status", timeout=2)
-        except (OSError, ValueError):
-            return False
-        return True
+        return answers(self.socket)
 
     def status(self) -> dict[str, Any]:
         self.proc.check_alive("orchestrator run")

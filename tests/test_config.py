@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from configs import check_config as check
 from configs import write
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def check(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "check-config", "--config", str(path)],
-        capture_output=True, text=True, timeout=60,
-    )
 
 
 def test_shipped_configuration_is_valid() -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from typing import Any
 
 import plugin_site
 import pytest
-from configs import write
+from configs import check_config, write
 from harness import DaemonProcess
 from lab import Lab, Namespace, wait_for
 
@@ -84,10 +82,7 @@ def test_misbehaving_plugins_are_isolated_and_the_daemon_survives(lab: Lab) -> N
 def test_enabling_a_broken_plugin_is_a_config_error(lab: Lab) -> None:
     site = plugin_site.build(lab.tmp / "site")
     config = write(lab.tmp, enable=["broken"])
-    result = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "check-config", "--config", str(config)],
-        capture_output=True, text=True, env=plugin_site.environment(site), timeout=60,
-    )
+    result = check_config(config, env=plugin_site.environment(site))
     assert result.returncode == 2
     assert "plugins.enable[0]: plugin 'broken' cannot be loaded: cannot import orch_test_broken" \
         in result.stderr

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from configs import check_config
 from orchestrator_routing.endstate import EndState, Step, end_state
 from orchestrator_routing.hook import BadInput, _step, client_hook_script
 from orchestrator_routing.profile import Profile, resolve_table, rt_tables
@@ -86,12 +85,7 @@ def test_table_names_come_from_the_rt_tables_files(tmp_path: Path) -> None:
 def test_dangerous_profile_values_are_config_errors(tmp_path: Path, setting: str, problem: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(f'[plugins]\nenable = ["routing"]\n[routing.profiles.t]\n{setting}\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "check-config", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = check_config(path)
     assert result.returncode == 2
     assert f"routing.profiles.t.{problem}" in result.stderr, result.stderr
 

@@ -125,33 +125,24 @@ def read(sock: _socket.socket, interface: str, profile: Profile) -> Current:
 
 
 def _routes(sock: _socket.socket, table: int) -> list[tuple[str, int, int, int, int]]:
+    """(dst, dst_len, metric, oif, protocol) of the table's unicast IPv6 routes."""
     found: list[tuple[str, int, int, int, int]] = []
-    body = wire.RTMSG.pack(AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0) + wire.attr(wire.RTA_TABLE, wire.U32.pack(table))
     try:
-        answers = wire.exchange(sock, wire.RTM_GETROUTE, body, wire.NLM_F_DUMP)
+        answers = wire.exchange(
+            sock, wire.RTM_GETROUTE, wire.route_dump_body(AF_INET6, table), wire.NLM_F_DUMP
+        )
     except wire.NetlinkRequestError as error:
         if error.errno == errno.ENOENT:  # a table with no route does not exist yet
             return found
         raise
     for _kind, buf, offset, length in answers:
-        _family, dst_len, _s, _t, _tb, protocol, _scope, rtype, flags = wire.RTMSG.unpack_from(
-            buf, offset + 16
-        )
-        if rtype != wire.RTN_UNICAST or flags & wire.RTM_F_CLONED:
+        if wire.route_table(buf, offset, length) != table:
             continue
+        _family, dst_len, _s, _t, _tb, protocol = wire.RTMSG.unpack_from(buf, offset + 16)[:6]
         attrs = wire.attributes(buf, offset + 16 + wire.RTMSG.size, offset + length)
-        if wire.u32(attrs.get(wire.RTA_TABLE), table) != table:
-            continue
         dst = wire.ip_text(AF_INET6, attrs.get(wire.RTA_DST)) or "::"
-        found.append(
-            (
-                dst,
-                dst_len,
-                wire.u32(attrs.get(wire.RTA_PRIORITY)),
-                wire.u32(attrs.get(wire.RTA_OIF)),
-                protocol,
-            )
-        )
+        metric, oif = wire.u32(attrs.get(wire.RTA_PRIORITY)), wire.u32(attrs.get(wire.RTA_OIF))
+        found.append((dst, dst_len, metric, oif, protocol))
     return found
 
 

@@ -29,10 +29,10 @@ def _priority_problem(value: int) -> str | None:
     return None
 
 
-def table_problem(value: object, names: dict[str, int]) -> str | None:
+def table_problem(value: int | str | None, names: dict[str, int]) -> str | None:
     """A profile's table is flushed: it must be one of its own, never main, local or default."""
     try:
-        number = resolve_table(value, names)  # type: ignore[arg-type]
+        number = resolve_table(value, names)
     except KeyError:
         return f"{value!r} is neither a number nor a name in the iproute2 rt_tables files"
     if number is None:
