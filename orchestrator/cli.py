@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config",
         help="validate a configuration file",
         description="Validate the configuration against the core's and every installed plugin's "
-        "schema.  Exit 0 when valid; exit 2 with one line per problem otherwise.",
+        "schema, then let the enabled plugins cross-check it.  Exit 0 when valid (warnings about "
+        "settings that are valid but likely to hurt, such as miredo naming its server by host name, go "
+        "to stderr); exit 2 with one line per problem otherwise.",
     )
     _config_arg(check)
 
@@ -189,9 +191,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from . import plugins
     from .daemon import load
 
-    config, _ = load(args.config)
+    config, infos = load(args.config)
+    for warning in plugins.config_warnings(plugins.activate(infos, config.enable), config):
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(f"{args.config}: OK (plugins: {', '.join(config.enable) or 'none'})")
     return EXIT_OK
 
@@ -277,6 +282,8 @@ def human_status(status: dict[str, Any]) -> str:
     for plugin in status["plugins"]:
         error = f" ({plugin['error']})" if plugin["error"] else ""
         lines.append(f"plugin:  {plugin['name']} [{plugin['state']}] from {plugin['source']}{error}")
+        if plugin.get("status"):
+            lines.append("         " + ", ".join(f"{k}={v}" for k, v in plugin["status"].items()))
     for move in status["moves"][-5:]:
         phases = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in move["phases"].items())
         lines.append(f"move {move['id']}: {move['outcome'] or 'in progress'} ({phases})")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config
@@ -26,6 +26,8 @@ class PluginContext:
     moves: MoveLog
     log: logging.Logger
     counters: Counter[str]  # shown by `orchestrator status`; name yours after your plugin
+    # Shown by `orchestrator status` under this plugin: small, JSON-able, kept current by the plugin.
+    status: dict[str, Any] = field(default_factory=dict)
 
     @property
     def section(self) -> Mapping[str, Any]:

@@ -96,6 +96,8 @@ class Daemon:
         loop.add_signal_handler(
             signal.SIGHUP, log.warning, "SIGHUP: reloading is not supported yet; restart to apply changes"
         )
+        for warning in plugin_module.config_warnings(self.pm, self.config):
+            log.warning("%s: %s", self.config.path, warning)
         self.engine.load()
         control = ControlServer(self.config.daemon.control_socket, {"status": lambda _: self.status()})
         await control.start()
@@ -195,6 +197,7 @@ class Daemon:
                     if info.name in self.config.enable
                     else ("error" if info.error else "disabled"),
                     "error": info.error,
+                    "status": self.contexts[info.name].status if info.name in self.contexts else {},
                 }
                 for info in self.infos
             ],

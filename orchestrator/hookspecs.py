@@ -82,6 +82,17 @@ def orchestrator_check_config(config: Config) -> list[str]:
     raise NotImplementedError
 
 
+@hookspec
+def orchestrator_config_warnings(config: Config) -> list[str]:
+    """Return what is valid but likely to hurt (a setting of another program this plugin depends on).
+
+    One line each, starting with the key path.  ``check-config`` prints them and still succeeds;
+    the daemon logs them at start-up.  Called for enabled plugins after ``check_config`` passed;
+    not called in a lane.
+    """
+    raise NotImplementedError
+
+
 @hookspec(firstresult=True)
 def orchestrator_uplink_reference(config: Config) -> str | None:
     """The IPv4 address the uplink is judged towards when ``uplinks.reference`` is not set.

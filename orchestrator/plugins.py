@@ -171,12 +171,21 @@ def watched_tables(pm: pluggy.PluginManager, config: Config) -> set[int]:
 
 def check_config(pm: pluggy.PluginManager, config: Config) -> list[str]:
     """Cross-key problems reported by the enabled plugins; a crashing check is a problem too."""
-    problems: list[str] = []
-    for impl in reversed(pm.hook.orchestrator_check_config.get_hookimpls()):
+    return _config_lines(pm.hook.orchestrator_check_config, config, "configuration check")
+
+
+def config_warnings(pm: pluggy.PluginManager, config: Config) -> list[str]:
+    """What the enabled plugins find valid but likely to hurt; a crashing check is reported too."""
+    return _config_lines(pm.hook.orchestrator_config_warnings, config, "configuration warnings")
+
+
+def _config_lines(hook: pluggy.HookCaller, config: Config, what: str) -> list[str]:
+    lines: list[str] = []
+    for impl in reversed(hook.get_hookimpls()):
         try:
             arguments = {"config": config}
             found = cast("Iterable[object] | None", impl.function(**{a: arguments[a] for a in impl.argnames}))
-            problems.extend(str(problem) for problem in found or [])
+            lines.extend(str(line) for line in found or [])
         except Exception as error:
-            problems.append(f"{impl.plugin_name}: configuration check failed: {error}")
-    return problems
+            lines.append(f"{impl.plugin_name}: {what} failed: {error}")
+    return lines
