@@ -1,11 +1,13 @@
 """The routing plugin's part in the daemon: hear the client hook, keep the end state in place.
 
 The client hook tells the daemon "begin IFACE STATE" before it changes the interface and "end IFACE
-STATE ADDRESS LLADDRESS MTU" after (one datagram each, never waited for).  The daemon keeps the last
-step per tunnel, and when someone removes one of the tunnel's IPv6 routes or its rule
-(systemd-networkd deletes foreign rules when it restarts), it brings the tunnel back to that step's
-end state — by difference, so it writes nothing when nothing of ours was touched.  It never
-re-asserts while a hook runs, and never on a stale tunnel (down, gone, or its IPv4 uplink lost):
+STATE ADDRESS LLADDRESS MTU" after (one datagram each, never waited for).  A "begin up" during a
+move holds the move open until its "end" (phase ``routes-applied``): a move is over when the tunnel
+is routed, not when its address appears.  The daemon keeps the last step per tunnel, and when
+someone removes one of the tunnel's IPv6 routes or its rule (systemd-networkd deletes foreign rules
+when it restarts), it brings the tunnel back to that step's end state — by difference, so it
+writes nothing when nothing of ours was touched.  It never re-asserts while a hook runs, and never
+on a stale tunnel (down, gone, or its IPv4 uplink lost):
 there is no state there to defend.
 """
 
@@ -24,6 +26,7 @@ from typing import Any
 from orchestrator.config import Config
 from orchestrator.context import PluginContext
 from orchestrator.events import RouteEvent, RuleEvent
+from orchestrator.moves import Part
 from orchestrator.wire import RT_TABLE_MAIN
 
 from . import kernel
@@ -42,6 +45,7 @@ class Keeper:
     def __init__(self) -> None:
         self.steps: dict[str, Step] = {}
         self.busy: dict[str, float] = {}  # interface -> monotonic time of the hook's "begin"
+        self.parts: dict[str, Part] = {}  # interface -> the move's hold while its hook brings it up
         self.stale: set[str] = set()
         self.profiles: dict[str, Profile] = {}  # by profile name
         self.sock: socket.socket | None = None
@@ -96,19 +100,24 @@ class Keeper:
         if len(words) < 3 or self.profile_for(words[1]) is None:
             return
         verb, interface, state = words[:3]
+        move = self.context.current_move if self.context else None
         if verb == "begin":
             self.busy[interface] = time.monotonic()
+            if state == "up" and move is not None and interface not in self.parts:
+                self.parts[interface] = move.hold()  # the move is not over before its routes are
             return
         self.busy.pop(interface, None)
+        part = self.parts.pop(interface, None)
         step = _up_step(interface, words) if state == "up" else None
         if step is None:
             self.stale.add(interface)
-            return
-        self.steps[interface] = step
-        self.stale.discard(interface)
-        move = self.context.current_move if self.context else None
-        if move is not None:
-            move.phase("routes-applied")
+        else:
+            self.steps[interface] = step
+            self.stale.discard(interface)
+            if move is not None:
+                move.phase("routes-applied")
+        if part is not None:
+            part.done()
 
     # -- re-asserting -------------------------------------------------------------------------------
 
