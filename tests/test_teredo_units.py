@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from configs import check_config, write
 from orchestrator_teredo import miredo_conf
 from orchestrator_teredo.requalify import COALESCED, KICKS, MIREDO_ABSENT, TIMEOUTS, Requalifier
 from orchestrator_teredo.supervisor import Supervisor, SupervisorMissing
@@ -331,3 +332,24 @@ def test_miredo_conf_warnings(
     path.write_text(text)
     found = miredo_conf.warnings(path, configured)
     assert (expected in found[0]) if expected else found == [], found
+
+
+def test_check_config_warns_about_the_running_miredos_server_name(tmp_path: Path) -> None:
+    """The miredo.conf checked is the one the running miredo was started with (``-c``)."""
+    conf = tmp_path / "miredo.conf"
+    conf.write_text("RelayType client\nServerAddress teredo.example.net\n")
+    fake = tmp_path / "miredo"  # a script's process is named after the script
+    fake.write_text("#!/bin/sh\nwhile :; do sleep 1; done\n")
+    fake.chmod(0o755)
+    proc = subprocess.Popen([str(fake), "-c", str(conf)])
+    try:
+        pidfile = tmp_path / "miredo.pid"
+        pidfile.write_text(f"{proc.pid}\n")
+        config = write(tmp_path, enable=["teredo"], extra=f'[teredo]\npidfile = "{pidfile}"\n')
+        result = check_config(config)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert result.returncode == 0, result.stderr
+    warning = f"warning: teredo: {conf} names the Teredo server by host name (teredo.example.net)"
+    assert warning in result.stderr
