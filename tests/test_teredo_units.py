@@ -191,6 +191,13 @@ def test_uplink_lost_never_kicks_and_cancels_a_pending_kick(rig: Rig) -> None:
     assert len(rig.miredo.reloads) == 2
 
 
+def test_an_address_that_arrives_after_the_loss_leaves_the_tunnel_stale(rig: Rig) -> None:
+    rig.move()
+    rig.lose()
+    rig.requalifier.address_changed("2001:0:c633:6401::7")
+    assert rig.status["state"] == "stale" and rig.status["address"] == "2001:0:c633:6401::7"
+
+
 def test_no_address_in_time_fails_the_move_and_kicks_again_with_backoff(rig: Rig) -> None:
     move = rig.move()
     rig.clock.advance(8.0)

@@ -117,7 +117,7 @@ class Requalifier:
 
     def uplink_lost(self) -> None:
         self._cancel_timers()
-        self._release("the IPv4 uplink was lost before the tunnel came up")
+        self._release(None)  # the loss is a move of its own: the one served is superseded
         self.failures = 0
         self._set("stale", "no IPv4 uplink")
 
@@ -150,9 +150,11 @@ class Requalifier:
         self.failures = 0
         if self._move is not None and self._kick_timer is None:
             self._move.phase("tunnel-up")
-        if self._kick_timer is None:
+        if self._kick_timer is None and self.uplink_present():
             self._release(None)
             self._set("up", "")
+        elif self._kick_timer is None:  # qualified over the path just lost: dead already
+            self._set("stale", "no IPv4 uplink")
 
     def link_vanished(self) -> None:
         """The tunnel link went away; unless a kick explains it, ask whether miredo still runs."""
@@ -163,7 +165,8 @@ class Requalifier:
         except SupervisorMissing as missing:
             self._absent(str(missing))
             return
-        self._set("qualifying", f"miredo (pid {pid}) restarted its tunnel on its own")
+        if self.uplink_present():
+            self._set("qualifying", f"miredo (pid {pid}) restarted its tunnel on its own")
 
     def link_appeared(self) -> None:
         if self.state != "failed" or self._kick_timer is not None:
