@@ -23,6 +23,7 @@ API
 ---
 ``wait_for(predicate, timeout, what, interval=0.02) -> T``
     poll until ``predicate()`` is truthy and return it; ``AssertionError`` naming ``what`` else.
+``await_route_listener(ns, seen, what)``  a route listener in ``ns`` is provably subscribed
 ``run_prefix() -> str``, ``lab_namespaces(prefix=None) -> list[str]``, ``stale_namespaces() -> list[str]``,
 ``requirements_problem(*bins) -> str | None``
     (with ``LAB_BINARIES`` / ``ACCESS_LAB_BINARIES``)
@@ -58,7 +59,8 @@ API
 ``Monitor`` (``ip -ts monitor`` in a namespace, the kernel's own account)
     ``.events() -> list[Event]``; ``.mark() -> int``; ``.since(mark) -> list[Event]``;
     ``.wait_for(predicate, timeout, what)``; ``Event(ts, text)`` with ``.kind``
-    ("link" / "address" / "route"), ``.deleted``
+    ("link" / "address" / "route"), ``.deleted``, ``.time`` (Unix time ``ip`` printed it:
+    ``monitor_time(ts)``; the monitor runs with TZ=UTC0)
 
 ``AccessLab(renew_after=None, lease="2m", attached="ra")`` (a ``Lab``), the DHCP-move topology::
 
@@ -89,6 +91,7 @@ Example::
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import json
 import os
@@ -861,9 +864,28 @@ class Udhcpc(_DhcpClient):
 # --------------------------------------------------------------------------------------------------
 # ip monitor
 # --------------------------------------------------------------------------------------------------
-_TS_RE = re.compile(r"^\[(\d{4}-\d\d-\d\dT[\d:.]+)\]\s?(.*)$")
+# ``ip -ts`` (iproute2 6.1) starts each message with "[2026-11-28T01:22:26.642012] ": strftime
+# "%Y-%m-%dT%H:%M:%S" of localtime() plus ".%06ld" microseconds of gettimeofday(), taken when ip
+# prints the message (the kernel stamps nothing), with no time zone.  Monitor runs ip with
+# TZ=UTC0, so a stamp is UTC whatever the host's zone and no DST change falls between two stamps.
+# (``ip -t`` instead prints a "Timestamp: Sat Nov 28 01:22:26 2026 642006 usec" line of its own.)
+_TS_RE = re.compile(r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)\]\s?(.*)$")
+_TS_FIELDS_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?")
+MONITOR_TZ = "UTC0"
 _ADDR_RE = re.compile(r"^(?:Deleted )?\d+: \S+\s+inet6? ")
 _LINK_RE = re.compile(r"^(?:Deleted )?\d+: \S+: <")
+
+
+def monitor_time(ts: str) -> float:
+    """Unix time (seconds) of an ``ip -ts`` stamp printed under ``TZ=UTC0`` (as :class:`Monitor`
+    runs it).  Any number of fraction digits, or none, is accepted."""
+    m = _TS_FIELDS_RE.fullmatch(ts)
+    if not m:
+        raise ValueError(f"not an ip -ts time stamp: {ts!r}")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    fraction = m.group(7) or ""
+    whole = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    return whole + (int(fraction) / 10 ** len(fraction) if fraction else 0.0)
 
 
 @dataclass(frozen=True)
@@ -872,6 +894,12 @@ class Event:
 
     ts: str
     text: str
+
+    @property
+    def time(self) -> float:
+        """When ``ip`` printed it, as Unix time (see :func:`monitor_time`): compare stamps of one
+        monitor with each other, not with this process's clocks."""
+        return monitor_time(self.ts)
 
     @property
     def deleted(self) -> bool:
@@ -905,28 +933,22 @@ class Monitor:
         self.ns = ns
         objs = list(objects) if "route" in objects else [*objects, "route"]
         self.path = lab.tmp / f"monitor-{ns.short}-{lab._next_id()}.log"
-        self.proc = ns.spawn(["ip", "-ts", "monitor", *objs], log=self.path)
-        mark = MONITOR_MARK
+        self.proc = ns.spawn(["ip", "-ts", "monitor", *objs], log=self.path,
+                             env={**os.environ, "TZ": MONITOR_TZ})
 
         def seen(deleted: bool) -> bool:
             self.proc.check_alive(f"ip monitor in {ns.name}")
             return any(MONITOR_MARK_DST in e.text and e.deleted == deleted for e in self._all())
 
-        # The monitor subscribes asynchronously: re-create the marker until it is seen (replacing
-        # an identical route would announce nothing).
-        def marker_seen() -> bool:
-            ns.ip("route", "del", *mark, check=False)
-            ns.ip("route", "add", *mark)
-            return wait_for_quiet(lambda: seen(False), 0.2)
-
-        wait_for(marker_seen, 10, f"ip monitor in {ns.name} to report its sync marker")
-        ns.ip("route", "del", *mark)
+        await_route_listener(ns, lambda: seen(False), f"ip monitor in {ns.name}")
         wait_for(lambda: seen(True), 10, f"ip monitor in {ns.name} to report the marker's deletion")
         self._start = len(self._all())
 
     def _all(self) -> list[Event]:
         events: list[Event] = []
-        for line in self.path.read_text(errors="replace").splitlines():
+        text = self.path.read_text(errors="replace")
+        # only complete lines: ip may be caught half-way through writing a message
+        for line in text[:text.rfind("\n") + 1].splitlines():
             m = _TS_RE.match(line)
             if m:
                 events.append(Event(m.group(1), m.group(2)))
@@ -962,6 +984,20 @@ class Monitor:
             return evs if predicate(evs) else None
 
         return wait_for(check, timeout, what)
+
+
+def await_route_listener(ns: Namespace, seen: Callable[[], bool], what: str) -> None:
+    """Return once a route listener in ``ns`` (an ``ip monitor``, a user's script...) is provably
+    subscribed: ``seen()`` must report the ``unreachable 192.0.2.255/32`` marker route of table
+    4242, which is re-created until it does (a listener subscribes asynchronously, and replacing an
+    identical route would announce nothing).  The marker is deleted again at the end."""
+    def marker_seen() -> bool:
+        ns.ip("route", "del", *MONITOR_MARK, check=False)
+        ns.ip("route", "add", *MONITOR_MARK)
+        return wait_for_quiet(seen, 0.2)
+
+    wait_for(marker_seen, 10, f"{what} to report the sync marker route")
+    ns.ip("route", "del", *MONITOR_MARK)
 
 
 def wait_for_quiet(predicate: Callable[[], Any], timeout: float, interval: float = 0.01) -> bool:

@@ -11,16 +11,23 @@ Topology (namespaces ``orch<PID>-<short>``)::
                                               ] wan: br0 (WAN, 198.51.100.0/24)
     na:wan 198.51.100.11/24 --- p-na ---------]
     nb:wan 198.51.100.12/24 --- p-nb ---------]
+    nc:wan 198.51.100.13/24 --- p-nc ---------]
 
     na:lan 10.1.0.1/24  dnsmasq .100-.150 --- p-na ]
-                                                   ] sw: br0 (only one router port at a time)
-    nb:lan 10.2.0.1/24  dnsmasq .100-.150 --- p-nb ]
+    nb:lan 10.2.0.1/24  dnsmasq .100-.150 --- p-nb ] sw: br0 (only one router port at a time)
+    nc:lan 10.1.0.1/24  dnsmasq .100-.150 --- p-nc ]
     node:eth0 (dhclient) ------------------- n0    ]
 
 * ``srv`` runs ``miredo-server`` (ServerBindAddress 198.51.100.1; it also binds .2: a Teredo
   server needs A and A+1).  The server silently ignores requests from private sources, and miredo
   refuses a private server address: hence documentation-range "public" addresses and real NAT.
-* ``na`` / ``nb`` masquerade (nftables, inside the router namespace) from ``lan`` out of ``wan``,
+* ``nc`` is "the same address and gateway behind another router": na's LAN subnet, range and
+  gateway, its own LAN MAC (02:00:00:00:1c:01) and outside address.  dnsmasq picks a new client's
+  address from a hash of its MAC, and is authoritative, so the node keeps its address there (an
+  INIT-REBOOT request for it is ACKed, a fresh DISCOVER is offered the same one; measured); only
+  the gateway's MAC differs, and the Teredo mapping (198.51.100.13 instead of .11) once miredo
+  qualifies again.
+* the routers masquerade (nftables, inside the router namespace) from ``lan`` out of ``wan``,
   IPv4 forwarding on, dnsmasq on ``lan``; their default route points at nothing (the WAN is
   one subnet).  IPv6 is off in ``sw``, ``wan`` and the routers; the node keeps the defaults.
 * ``node`` starts on ``na``'s LAN with a dhclient lease (address + default route) before
@@ -48,11 +55,14 @@ API
     a wrapper hook recording the exact environment miredo gives the hook, then exec'ing ``target``
 
 ``TeredoLab(lease="2m", renew_after=None, attached="na")`` (an ``AccessLab``)
-    ``.srv``, ``.wan``, ``.sw``, ``.node``, ``.routers: {"na", "nb"}``, ``.node_if == "eth0"``
+    ``.srv``, ``.wan``, ``.sw``, ``.node``, ``.routers: {"na", "nb", "nc"}``, ``.node_if == "eth0"``
     ``.dhcp: Dhclient`` (the node's, already bound); ``.server: TrackedProcess`` (miredo-server)
     ``.attach(short)``, ``.carrier(on)``, ``.monitor()`` (inherited from AccessLab)
     ``.move_to(short, timeout=30) -> str``  attach the other router, ``dhcp.restart()``, wait for
         the new default route; returns the new address/prefix
+    ``.move_behind(short, timeout=10) -> str``  carrier off, attach ``short``, carrier on: a router
+        with the current subnet and gateway (``nc`` from ``na`` and back); dhclient keeps running
+        and the kernel reports nothing but the carrier; returns the (unchanged) address/prefix
     ``.stock_hook_copy() -> Path``  a private copy of the stock hook (for wrappers: inside
         miredo's mount namespace the stock path is the bind-mounted hook itself)
     ``.start_miredo(hook, config_extra="", timeout=10) -> TrackedProcess``
@@ -84,7 +94,8 @@ What miredo does here (miredo 1.2.6, kernel 6.18, stock Debian hook, 2 cores; me
 * ``stop_miredo()`` (SIGTERM to the group): the hook still runs ``down`` + ``destroy``, the
   ``teredo`` link goes, miredo removes its pid file; 20-50 ms.
 * the address encodes the NAT's outside address (``teredo_client_ipv4``: 198.51.100.11 behind
-  ``na``, .12 behind ``nb``) and the server (198.51.100.1 = c633:6401); MTU 1280 (server default).
+  ``na``, .12 behind ``nb``, .13 behind ``nc``) and the server (198.51.100.1 = c633:6401);
+  MTU 1280 (server default).
 
 Example::
 
@@ -154,6 +165,10 @@ class NatSpec:
 NATS: dict[str, NatSpec] = {
     "na": NatSpec("198.51.100.11", "10.1.0.1", 24, "10.1.0.100", "10.1.0.150", "02:00:00:00:1a:01"),
     "nb": NatSpec("198.51.100.12", "10.2.0.1", 24, "10.2.0.100", "10.2.0.150", "02:00:00:00:1b:01"),
+    # Same LAN subnet, range and gateway as na, another box with another outside address: "the same
+    # address and gateway behind another router".  Only the gateway's MAC and the NAT's outside
+    # address (hence the Teredo mapping) tell it from na.
+    "nc": NatSpec("198.51.100.13", "10.1.0.1", 24, "10.1.0.100", "10.1.0.150", "02:00:00:00:1c:01"),
 }
 
 # Masquerade what leaves the WAN side, forward everything (a plain home router).
@@ -317,7 +332,7 @@ def read_hook_calls(dump: Path) -> list[dict[str, str]]:
 # the lab
 # --------------------------------------------------------------------------------------------------
 class TeredoLab(AccessLab):
-    """Teredo topology (see the module docstring): miredo-server on a WAN, two NAT routers, a
+    """Teredo topology (see the module docstring): miredo-server on a WAN, three NAT routers, a
     node on one router's LAN at a time.  ``__enter__`` returns with the server listening on
     UDP 3544 (both addresses), both routers serving DHCP and the node holding a lease from
     ``attached`` (default ``na``)."""
@@ -421,6 +436,30 @@ class TeredoLab(AccessLab):
         gw = NATS[short].gateway
         wait_for(lambda: self.node.default_route() == gw, timeout, f"default route via {gw} in the node")
         return addr
+
+    def move_behind(self, short: str, timeout: float = 10.0) -> str:
+        """Carrier off, attach router ``short``, carrier on: a move to another router that serves
+        the node's current subnet with the same gateway address (``nc`` from ``na``, and back).
+
+        Why a carrier cycle and no DHCP: that is what a node sees when it is plugged into, or
+        associates with, another box of the same kind; dhclient does not watch the carrier and
+        the lease stays valid (see ``nc`` in the module docstring), so the kernel reports nothing
+        but the carrier changes.  Only the gateway's MAC and the NAT's outside address differ.
+        Returns the address/prefix, checked to be the one the node had."""
+        if short not in NATS:
+            raise KeyError(f"unknown router {short!r} (have {sorted(NATS)})")
+        if self.attached is None or NATS[short].gateway != NATS[self.attached].gateway:
+            raise ValueError(f"{short} does not serve the subnet of {self.attached}: use move_to")
+        before = self.dhcp.address()
+        self.carrier(False)
+        self.attach(short)
+        self.carrier(True)
+        after = self.dhcp.address()
+        gw = NATS[short].gateway
+        wait_for(lambda: self.node.default_route() == gw, timeout, f"default route via {gw} in the node")
+        if after is None or after != before:
+            raise AssertionError(f"the node's address changed behind {short}: {before} -> {after}")
+        return after
 
     # -- miredo -----------------------------------------------------------------------------------
     @property

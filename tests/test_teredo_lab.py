@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab import wait_for
+from lab import Event, monitor_time, wait_for
 from teredo_lab import (
     NATS,
     SERVER_ADDRESS,
@@ -33,6 +33,7 @@ from teredo_lab import (
     teredo_server_ipv4,
     write_env_dump_hook,
 )
+from teredo_watch import TunnelState, fold
 
 # What miredo 1.2.6 passes to its client hook (besides nothing: no PATH, no HOME, cwd "/").
 UP_VARS = {"STATE", "OLD_STATE", "IFACE", "IFINDEX", "ADDRESS", "LLADDRESS", "MTU"}
@@ -197,6 +198,28 @@ def test_stock_hook_qualifies_behind_nat_and_requalifies_after_move(
 
 
 @pytest.mark.netns
+def test_same_address_and_gateway_behind_another_nat(teredo_lab: TeredoLab) -> None:
+    """``nc`` serves na's subnet with na's gateway address: the node keeps its lease there (also
+    when dhclient asks again), only the gateway's MAC differs, and a re-qualification maps the
+    node to nc's outside address."""
+    lab = teredo_lab
+    lab.start_miredo(stock_hook_path())
+    first = lab.wait_teredo_address()
+    address = lab.dhcp.address()
+    assert address is not None and address.startswith("10.1.0.")
+    assert lab.move_behind("nc") == address
+    assert lab.attached == "nc" and lab.node.default_route() == NATS["nc"].gateway == NATS["na"].gateway
+    assert lab.router_mac("nc") != lab.router_mac("na")
+    assert lab.dhcp.restart() == address, "nc's dnsmasq ACKs the address na gave"
+    assert lab.teredo_addresses() == [first], "miredo does not notice by itself"
+    lab.sighup_miredo()
+    second = lab.wait_teredo_address(exclude={first})
+    assert teredo_client_ipv4(second) == NATS["nc"].wan != teredo_client_ipv4(first)
+    with pytest.raises(ValueError, match="move_to"):
+        lab.move_behind("nb")
+
+
+@pytest.mark.netns
 def test_hook_environment(teredo_lab: TeredoLab) -> None:
     """The exact environment miredo gives its hook, for start and for SIGHUP (stock hook behind a
     recording wrapper)."""
@@ -244,3 +267,62 @@ def test_private_server_address_is_refused(teredo_lab: TeredoLab) -> None:
     wait_for(lambda: "non global IPv4 address" in lab.miredo_log.read_text(), 5,
              "miredo to refuse the private server address")
     assert not proc.exited() and lab.teredo_addresses() == []
+
+
+# --------------------------------------------------------------------------------------------------
+# the routed-Teredo-address watch (tests/teredo_watch.py), on lines ip -ts monitor printed here
+# --------------------------------------------------------------------------------------------------
+def test_ip_monitor_time_stamps() -> None:
+    assert monitor_time("2026-11-28T01:22:26.642012") == pytest.approx(1795828946.642012, abs=1e-6)
+    assert monitor_time("2026-11-28T01:22:26") == 1795828946
+    assert monitor_time("2026-11-28T01:22:26.5") == 1795828946.5
+    with pytest.raises(ValueError):
+        monitor_time("Sat Nov 28 01:22:26 2026")
+
+
+OLD = "2001:0:c633:6401:10fa:442b:39cc:9bf4"
+NEW = "2001:0:c633:6401:3c5a:442b:39cc:9bf3"
+SIGHUP_MOVE = [  # (seconds, message): a move to nb, then miredo's SIGHUP through the user's profile
+    (0.000, "2: eth0    inet 10.2.0.109/24 brd 10.2.0.255 scope global dynamic eth0"),
+    (0.001, "10.2.0.0/24 dev eth0 proto kernel scope link src 10.2.0.109 "),
+    (0.002, "default via 10.2.0.1 dev eth0 "),
+    (0.010, f"Deleted 5: teredo    inet6 {OLD}/128 scope global "),
+    (0.011, "Deleted default dev teredo metric 1029 pref medium"),
+    (0.030, "Deleted 5: teredo: <POINTOPOINT,MULTICAST,NOARP,UP,LOWER_UP> mtu 1400 qdisc fq_codel"),
+    (0.040, "6: teredo: <POINTOPOINT,MULTICAST,NOARP> mtu 1500 qdisc noop state DOWN group default"),
+    (0.070, f"6: teredo    inet6 {NEW}/128 scope global tentative "),
+    (0.071, f"6: teredo    inet6 {NEW}/128 scope global "),
+    (0.072, "unreachable default dev teredo metric 5 pref medium"),  # not unicast: not a default route
+    (0.073, "default dev teredo table 100 metric 1024 pref medium"),  # not the main table
+    (0.080, "default dev teredo metric 1029 pref medium"),
+]
+
+
+def watched(lines: list[tuple[float, str]], start: float = 1795828946.0) -> list[Event]:
+    def ts(seconds: float) -> str:
+        whole, micro = divmod(round((start + seconds) * 1e6), 10**6)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micro:06d}"
+
+    return [Event(ts(seconds), text) for seconds, text in lines]
+
+
+def test_watch_needs_a_new_address_and_the_default_route() -> None:
+    before = TunnelState({OLD}, {1029})
+    timing = fold(before, watched(SIGHUP_MOVE), "10.2.0.1", cutoff=1.0)
+    assert timing.address == NEW and before == TunnelState({OLD}, {1029})
+    assert timing.seconds == pytest.approx(0.080 - 0.002, abs=1e-6)
+    # the new address alone (link re-created, route not yet there) is not routed
+    assert fold(before, watched(SIGHUP_MOVE[:-1]), "10.2.0.1", cutoff=1.0).routed_at is None
+    # without a SIGHUP the route stays and only the address is swapped (miredo's refresh)
+    refresh = [SIGHUP_MOVE[2], (0.5, f"Deleted 5: teredo    inet6 {OLD}/128 scope global "),
+               (0.6, f"5: teredo    inet6 {NEW}/128 scope global tentative "),
+               (0.7, f"5: teredo    inet6 {NEW}/128 scope global ")]
+    timing = fold(before, watched(refresh), "10.2.0.1", cutoff=1.0)
+    assert timing.address == NEW and timing.seconds == pytest.approx(0.698, abs=1e-6)
+    # the old address coming back is not a new one; a late answer is cut off; another gateway
+    # is not this move's
+    back = [SIGHUP_MOVE[2], (0.3, f"5: teredo    inet6 {OLD}/128 scope global ")]
+    assert fold(before, watched(back), "10.2.0.1", cutoff=1.0).cut_off
+    late = fold(before, watched([SIGHUP_MOVE[2], (1.5, refresh[3][1])]), "10.2.0.1", cutoff=1.0)
+    assert late.routed_at is not None and late.cut_off
+    assert fold(before, watched(SIGHUP_MOVE), "10.1.0.1", cutoff=1.0).route_at is None
