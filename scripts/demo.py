@@ -1,10 +1,19 @@
-"""`make demo`: the engine at work in a self-contained namespace lab.
+"""`make demo`: a mobile node's Teredo address after a DHCP move, with the daemon and without.
 
-A mobile node with a real DHCP client (ISC dhclient) sits behind a bridge to three access routers,
-each running dnsmasq: ra (10.1.0.0/24), rb (10.2.0.0/24) and rc (10.1.0.0/24 again, another router).
-The daemon runs in the node; the demo moves the node twice, renews once, blips the carrier once,
-swaps to a router handing out the same addresses, and prints the daemon's verdict after each step.
-Everything is created in namespaces named after this process and removed at the end.
+Everything runs on this machine in network namespaces named after this process (tests/teredo_lab.py):
+a real miredo-server on two consecutive documentation addresses (198.51.100.1 and .2), two NAT
+routers ``na`` and ``nb`` with real dnsmasq on their LANs (10.1.0.0/24, 10.2.0.0/24), and the node
+with a real dhclient and a real miredo whose client hook is the one this project generates.
+
+The node moves na -> nb -> na -> nb twice: first with the daemon (``orchestrator run``, plugins
+routing + teredo) running in the node, then with miredo alone (daemon stopped).  Per move the demo
+prints the time from the new IPv4 default route to a *routed* Teredo address (a new 2001:0::/32
+address on ``teredo`` and an IPv6 default route through it), both read from ``ip monitor`` in the
+node (tests/teredo_watch.py), and the ratio.  miredo alone only notices at its next 30 s refresh,
+so the wait depends on where in that cycle a move falls: its moves are made 22, 12 and 3 s after
+miredo's last qualification (early, middle and late in the cycle), and a wait is cut off after
+``CUTOFF_S`` seconds.  The moves with the daemon are made ``PACE_S`` apart (above its default
+``min_requalify_interval_s``).  It takes about 100 s; everything is removed at the end.
 """
 
 from __future__ import annotations
@@ -12,98 +21,99 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from configs import write  # noqa: E402
-from harness import DaemonProcess  # noqa: E402
-from lab import AccessLab, requirements_problem, wait_for  # noqa: E402
+from harness import DaemonProcess, client_hook  # noqa: E402
+from teredo_lab import NATS, TeredoLab, teredo_client_ipv4, teredo_requirements_problem  # noqa: E402
+from teredo_watch import MoveTiming, TeredoWatch, ensure_qualified, write_config  # noqa: E402
 
-QUIET_S = 1.0  # how long a step that must not move is watched (the demo's config grace is 3 s)
+ROUTE = ("nb", "na", "nb")            # from na: na -> nb -> na -> nb
+CUTOFF_S = 25.0                       # how long a move waits for miredo alone
+PACE_S = 1.5                          # between two moves with the daemon
+PHASES_S = (22.0, 12.0, 3.0)          # miredo alone: each move this long after its last qualification
 
 
-def say(text: str) -> None:
+def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def move_lines(daemon: DaemonProcess, seen: int) -> list[str]:
-    lines = [line for line in daemon.log.read_text().splitlines() if " move " in line]
-    return lines[seen:]
+def shown(timing: MoveTiming) -> str:
+    seconds = timing.seconds
+    if seconds is None:
+        return f"> {CUTOFF_S:g} s (cut off)"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
-def step(daemon: DaemonProcess, title: str, action: Callable[[], object], expect_move: bool) -> None:
-    say(f"\n== {title}")
-    before = len(move_lines(daemon, 0))
-    started = time.monotonic()
-    action()
-    if expect_move:
-        wait_for(lambda: len(move_lines(daemon, before)) >= 2, 30, "the daemon to report the move")
-    else:
-        time.sleep(QUIET_S)
-    lines = move_lines(daemon, before)
-    for line in lines:
-        say("   daemon: " + line.split(" orchestrator: ", 1)[-1])
-    if not lines:
-        say(f"   daemon: no move (watched for {time.monotonic() - started:.1f} s) -- as expected")
+def move(lab: TeredoLab, watch: TeredoWatch, number: int, target: str) -> MoveTiming:
+    """One move to ``target``, timed by the watch; prints one line."""
+    origin = lab.attached
+    mark = watch.mark()
+    address = lab.move_to(target)
+    timing = watch.wait(mark, NATS[target].gateway, CUTOFF_S)
+    routed = (f"routed {timing.address} (maps {teredo_client_ipv4(timing.address)})"
+              if timing.address and not timing.cut_off else "still the old Teredo address")
+    say(f"   move {number}: {origin} -> {target}, lease {address} via {NATS[target].gateway}: "
+        f"{shown(timing)}, {routed}")
+    return timing
 
 
 def main() -> int:
     if os.geteuid() != 0:
-        print("make demo needs root (network namespaces)", file=sys.stderr)
+        print("make demo needs root: it builds network namespaces (run it as root, e.g. sudo make demo)",
+              file=sys.stderr)
         return 1
-    problem = requirements_problem("dnsmasq", "dhclient")
+    problem = teredo_requirements_problem()
     if problem:
-        print(problem, file=sys.stderr)
+        print(f"make demo: {problem}", file=sys.stderr)
         return 1
-    say("Building the lab: node <-> bridge <-> routers ra, rb, rc (each with dnsmasq) ...")
-    with AccessLab(renew_after=3) as lab:
-        config = write(lab.tmp, grace=3000, daemon='log_level = "info"')
-        daemon = DaemonProcess(lab.node, config, lab.tmp / "control.sock")
-        client = lab.dhclient()
-        say(f"Daemon running in {lab.node.name}; status: uplink {daemon.status()['uplink']}")
+    say("Building the lab: miredo-server on 198.51.100.1+.2, NAT routers na and nb (dnsmasq), the node "
+        "(dhclient, miredo with our client hook) ...")
+    with TeredoLab() as lab:
+        config = write_config(lab)
+        lab.start_miredo(client_hook(lab.tmp, config))
+        first = lab.wait_teredo_address()
+        say(f"Node on na, {lab.dhcp.address()}; Teredo address {first} (maps {teredo_client_ipv4(first)})")
+        watch = TeredoWatch(lab)
 
-        step(daemon, "1. first DHCP lease from ra", client.start, expect_move=True)
-        step(daemon, "2. DHCP renewal on ra (fresh lifetimes, same address)", client.renew,
-             expect_move=False)
-
-        def to_rb() -> None:
-            lab.attach("rb")
-            client.restart()
-
-        step(daemon, "3. move to rb (another subnet)", to_rb, expect_move=True)
-
-        def blip() -> None:
-            lab.carrier(False)
-            time.sleep(0.2)
-            lab.carrier(True)
-
-        step(daemon, "4. carrier blip of 0.2 s on rb (a Wi-Fi roam inside one network)", blip,
-             expect_move=False)
-
-        def to_ra() -> None:
-            lab.attach("ra")
-            client.restart()
-
-        step(daemon, "5. move back to ra", to_ra, expect_move=True)
-
-        def to_rc() -> None:
-            lab.carrier(False)
-            lab.attach("rc")
-            lab.carrier(True)
-
-        step(daemon, "6. same address and gateway behind another router (rc)", to_rc, expect_move=True)
-
-        status = daemon.status()
-        say("\n== daemon status")
-        say(f"   uplink:   {status['uplink']}")
-        say(f"   counters: {status['counters']}")
-        for move in status["moves"]:
-            phases = ", ".join(f"{k} {v * 1000:.2f} ms" for k, v in move["phases"].items())
-            say(f"   move {move['id']}: {move['outcome']} ({phases})")
+        say("\n== With the daemon (orchestrator run, plugins routing + teredo)")
+        daemon = DaemonProcess(lab.node, config, config.parent / "control.sock")
+        with_daemon = []
+        for number, target in enumerate(ROUTE, 1):
+            time.sleep(PACE_S)  # pacing by design: a kick per move, none coalesced
+            with_daemon.append(move(lab, watch, number, target))
+        kicks = daemon.status().get("counters", {}).get("teredo_kicks")
         daemon.stop()
+        if kicks is not None:
+            say(f"   the daemon sent miredo {kicks} SIGHUP(s): one per move, and no needless one")
+
+        say(f"\n== miredo alone (daemon stopped); each wait cut off after {CUTOFF_S:g} s")
+        lab.move_to("na")  # back to the start, not timed
+        ensure_qualified(lab)  # one SIGHUP: the tunnel follows, and miredo's 30 s cycle starts now
+        qualified = time.time()
+        alone = []
+        for number, (target, phase) in enumerate(zip(ROUTE, PHASES_S, strict=True), 1):
+            time.sleep(max(0.0, qualified + phase - time.time()))  # the chosen point of the cycle
+            say(f"   (move {number} comes {phase:g} s after miredo's last qualification)")
+            timing = move(lab, watch, number, target)
+            alone.append(timing)
+            qualified = timing.routed_at or time.time()
+
+        say("\n== New default route -> routed Teredo address")
+        say(f"   {'move':<12}{'with daemon':>14}{'miredo alone':>22}{'ratio':>10}")
+        for number, (target, ours, theirs) in enumerate(zip(ROUTE, with_daemon, alone, strict=True), 1):
+            if ours.seconds is None:
+                ratio = "n/a"
+            elif theirs.seconds is None:
+                ratio = f"> {CUTOFF_S / ours.seconds:.0f}x"
+            else:
+                ratio = f"{theirs.seconds / ours.seconds:.0f}x"
+            say(f"   {f'{number} (to {target})':<12}{shown(ours):>14}{shown(theirs):>22}{ratio:>10}")
+        say("\nWith the daemon the node has a routed Teredo address a fraction of a second after its new\n"
+            "default route: miredo is told to re-qualify the moment the move is complete.  Alone, miredo\n"
+            "keeps its dead address until its next 30 s refresh, and Mobile IPv6 keeps sending from it.")
     say("\nLab removed.")
     return 0
 
