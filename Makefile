@@ -1,5 +1,5 @@
 # netlink-orchestrator — the two commands a new user runs (as root, on Debian 12):
-#   make demo   install what is missing, then show the engine at work in a namespace lab
+#   make demo   install what is missing, then time Teredo moves with and without the daemon
 #   make test   install what is missing, then run the whole suite (lint, types, unit, real kernel)
 
 SHELL  := /bin/bash

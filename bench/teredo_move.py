@@ -36,10 +36,11 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from common import summary, table
+from configs import write_teredo
 from harness import DaemonProcess, client_hook
 from lab import MONITOR_MARK_DST, TrackedProcess, await_route_listener
-from teredo_lab import NATS, TeredoLab, teredo_requirements_problem
-from teredo_watch import MoveTiming, TeredoWatch, ensure_qualified, write_config
+from teredo_lab import NATS, SERVER_ADDRESS, TeredoLab, teredo_requirements_problem
+from teredo_watch import MoveTiming, TeredoWatch, ensure_qualified
 
 MOVES = 10
 CUTOFF_S = 40.0
@@ -121,7 +122,7 @@ def main() -> int:
     results: dict[str, list[MoveTiming]] = {}
     started = time.monotonic()
     with TeredoLab() as lab:
-        config = write_config(lab)  # the client hook's and the daemon's
+        config = write_teredo(lab.tmp, lab.miredo_pidfile, SERVER_ADDRESS)  # the hook's and the daemon's
         lab.start_miredo(client_hook(lab.tmp, config))
         lab.wait_teredo_address()
         watch = TeredoWatch(lab)

@@ -26,9 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+from configs import write_teredo  # noqa: E402
 from harness import DaemonProcess, client_hook  # noqa: E402
-from teredo_lab import NATS, TeredoLab, teredo_client_ipv4, teredo_requirements_problem  # noqa: E402
-from teredo_watch import MoveTiming, TeredoWatch, ensure_qualified, write_config  # noqa: E402
+from teredo_lab import NATS, SERVER_ADDRESS, TeredoLab, teredo_client_ipv4, teredo_requirements_problem  # noqa: E402
+from teredo_watch import MoveTiming, TeredoWatch, ensure_qualified  # noqa: E402
 
 ROUTE = ("nb", "na", "nb")            # from na: na -> nb -> na -> nb
 CUTOFF_S = 25.0                       # how long a move waits for miredo alone
@@ -72,7 +73,7 @@ def main() -> int:
     say("Building the lab: miredo-server on 198.51.100.1+.2, NAT routers na and nb (dnsmasq), the node "
         "(dhclient, miredo with our client hook) ...")
     with TeredoLab() as lab:
-        config = write_config(lab)
+        config = write_teredo(lab.tmp, lab.miredo_pidfile, SERVER_ADDRESS)
         lab.start_miredo(client_hook(lab.tmp, config))
         first = lab.wait_teredo_address()
         say(f"Node on na, {lab.dhcp.address()}; Teredo address {first} (maps {teredo_client_ipv4(first)})")

@@ -55,6 +55,15 @@ def write(directory: Path, *, enable: list[str] | None = None, grace: int = 2000
     return path
 
 
+def write_teredo(directory: Path, pidfile: Path, server: str, *, grace: int = 2000) -> Path:
+    """Plugins routing + teredo for a lab node: the user's routing profile (the defaults: address
+    /128, default route metric 1029, MTU 1400, no rules) and ``[teredo]`` naming the lab's miredo pid
+    file and server.  The same file feeds the client hook and the daemon."""
+    teredo = f'[teredo]\npidfile = "{pidfile}"\nserver = "{server}"\n'
+    return write(directory, enable=["routing", "teredo"], grace=grace, tunnel_profile="teredo",
+                 extra="[routing.profiles.teredo]\n" + teredo)
+
+
 def load(path: Path) -> config.Config:
     infos = plugins.discover()
     return config.load(path, plugins.sections(infos), {i.name for i in infos if i.loaded})

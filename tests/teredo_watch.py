@@ -37,14 +37,11 @@ API
     ``.seconds`` (b - a, None when cut off), ``.cut_off``
 ``ensure_qualified(lab, timeout=10) -> str``  the tunnel's address maps the current NAT's outside
     address (SIGHUP once if not): a clean start for a series of moves
-``write_config(lab) -> Path``      the project's configuration for the lab's node: routing + teredo
-    plugins, the user's routing profile (the defaults), ``[teredo]`` naming the lab's miredo pid
-    file and server; the same file feeds the client hook and the daemon
 
 Example::
 
     with TeredoLab() as lab:
-        config = write_config(lab)
+        config = write_teredo(lab.tmp, lab.miredo_pidfile, SERVER_ADDRESS)
         lab.start_miredo(client_hook(lab.tmp, config))
         lab.wait_teredo_address()
         watch = TeredoWatch(lab)
@@ -61,11 +58,9 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from configs import write
 from lab import Event, Monitor, wait_for_quiet
-from teredo_lab import NATS, SERVER_ADDRESS, TEREDO_IF, TeredoLab, is_teredo, teredo_client_ipv4
+from teredo_lab import NATS, TEREDO_IF, TeredoLab, is_teredo, teredo_client_ipv4
 
 MAIN_TABLES = ("main", "254")
 # Link and address lines: "7: teredo: <...>", "7: teredo    inet6 2001:0:.../128 scope global ..."
@@ -280,16 +275,6 @@ def ensure_qualified(lab: TeredoLab, timeout: float = 10.0) -> str:
     return address
 
 
-# The user's routing profile is the defaults (tests/test_routing.py USER): miredo's hook as the
-# UMIP set-up wants it, address /128, default route metric 1029, MTU 1400, no rules.
-USER_PROFILE = "[routing.profiles.teredo]\n"
-
-
-def write_config(lab: TeredoLab) -> Path:
-    """The configuration the bench and the demo give both the client hook and the daemon."""
-    teredo = f'[teredo]\npidfile = "{lab.miredo_pidfile}"\nserver = "{SERVER_ADDRESS}"\n'
-    return write(lab.tmp, enable=["routing", "teredo"], extra=USER_PROFILE + teredo,
-                 tunnel_profile="teredo")
 
 
 __all__ = [
@@ -299,5 +284,4 @@ __all__ = [
     "TunnelState",
     "ensure_qualified",
     "fold",
-    "write_config",
 ]

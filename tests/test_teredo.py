@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from configs import write
+from configs import write_teredo
 from harness import DaemonProcess, client_hook
 from lab import TrackedProcess, wait_for
+from orchestrator_teredo.plugin import SECTION
 from teredo_lab import NATS, SERVER_ADDRESS, TeredoLab, teredo_client_ipv4, teredo_requirements_problem
 
 pytestmark = pytest.mark.netns
 
 RELOADED = "Reloading configuration"
+INTERVAL_S = SECTION.keys["min_requalify_interval_s"].default  # what the tests' config keeps
 MARKER = "192.0.2.254/32"
 
 
@@ -78,23 +80,13 @@ class Rig:
         return self.lab.start_miredo(self.hook)
 
 
-def config_text(lab: TeredoLab, interval: float) -> str:
-    return (
-        "[routing.profiles.teredo]\n\n[teredo]\n"
-        f'pidfile = "{lab.miredo_pidfile}"\nserver = "{SERVER_ADDRESS}"\n'
-        f"min_requalify_interval_s = {interval}\n"
-    )
-
-
 def rig_for(request: pytest.FixtureRequest) -> Iterator[Rig]:
     problem = teredo_requirements_problem()
     if problem:
         pytest.skip(problem)
     options = getattr(request, "param", {})
     with TeredoLab(renew_after=options.get("renew_after")) as lab:
-        config = write(lab.tmp, enable=["routing", "teredo"], tunnel_profile="teredo",
-                       grace=options.get("grace", 2000),
-                       extra=config_text(lab, options.get("interval", 1.0)))
+        config = write_teredo(lab.tmp, lab.miredo_pidfile, SERVER_ADDRESS, grace=options.get("grace", 2000))
         hook = client_hook(lab.tmp, config)
         lab.start_miredo(hook)
         lab.wait_teredo_address()
@@ -197,7 +189,7 @@ def test_ten_moves_within_a_second_are_bounded_by_the_interval(rig: Rig) -> None
     kicks = rig.counter("teredo_kicks")
     # one kick at the first move, then at most one per interval while moves keep coming, and one
     # for the last move
-    assert 2 <= kicks <= 2 + int(span / 1.0), (kicks, span)
+    assert 2 <= kicks <= 2 + int(span / INTERVAL_S), (kicks, span)
     assert rig.reloads() == kicks
     assert rig.counter("teredo_kicks_coalesced") >= len(routers) - kicks
     assert lab.teredo_addresses() == [final]
