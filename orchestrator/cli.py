@@ -282,8 +282,9 @@ def human_status(status: dict[str, Any]) -> str:
     for plugin in status["plugins"]:
         error = f" ({plugin['error']})" if plugin["error"] else ""
         lines.append(f"plugin:  {plugin['name']} [{plugin['state']}] from {plugin['source']}{error}")
-        if plugin.get("status"):
-            lines.append("         " + ", ".join(f"{k}={v}" for k, v in plugin["status"].items()))
+        shown = {key: value for key, value in plugin.get("status", {}).items() if value not in ("", None)}
+        if shown:
+            lines.append("         " + ", ".join(f"{key}={value}" for key, value in shown.items()))
     for move in status["moves"][-5:]:
         phases = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in move["phases"].items())
         lines.append(f"move {move['id']}: {move['outcome'] or 'in progress'} ({phases})")
