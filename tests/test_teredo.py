@@ -11,11 +11,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from configs import write_teredo
-from harness import DaemonProcess, client_hook
+from harness import ORCHESTRATOR, DaemonProcess, client_hook
 from lab import TrackedProcess, wait_for
 from orchestrator_teredo.plugin import SECTION
 from teredo_lab import NATS, SERVER_ADDRESS, TeredoLab, teredo_client_ipv4, teredo_requirements_problem
@@ -31,7 +32,8 @@ MARKER = "192.0.2.254/32"
 class Rig:
     lab: TeredoLab
     daemon: DaemonProcess
-    hook: Any
+    hook: Path
+    config: Path
 
     # -- what the daemon says --------------------------------------------------------------------
     def teredo(self) -> dict[str, Any]:
@@ -90,7 +92,7 @@ def rig_for(request: pytest.FixtureRequest) -> Iterator[Rig]:
         hook = client_hook(lab.tmp, config)
         lab.start_miredo(hook)
         lab.wait_teredo_address()
-        rig = Rig(lab, DaemonProcess(lab.node, config, config.parent / "control.sock"), hook)
+        rig = Rig(lab, DaemonProcess(lab.node, config, config.parent / "control.sock"), hook, config)
         rig.wait_state("up", "miredo qualified before the daemon started")
         yield rig
         assert rig.daemon.stop() == 0
@@ -104,6 +106,9 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
 def test_start_up_with_an_address_sends_nothing(rig: Rig) -> None:
     rig.sync()
     assert rig.reloads() == 0 and rig.counter("teredo_kicks") == 0
+    address = rig.lab.teredo_addresses()[0]
+    shown = rig.lab.node.run(*ORCHESTRATOR, "status", "--config", str(rig.config)).stdout
+    assert f"state=up, address={address}" in shown and "teredo_kicks=0" in shown, shown
 
 
 def test_each_move_gets_a_routed_new_address_with_exactly_one_sighup(rig: Rig) -> None:
