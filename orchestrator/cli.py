@@ -135,6 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
         "does as well: compiling the cache, when the configuration changed, is left to this one",
     )
 
+    mip6d = sub.add_parser(
+        "mip6d-conf",
+        help="print mip6d.conf's Interface blocks for the [[interfaces]] policy",
+        description="Render the Interface blocks of mip6d.conf from the configuration's [[interfaces]] "
+        "table, the policy's one source of truth: mip6_preference becomes MnIfPreference, role tunnel "
+        '"Tunnel enabled"; role lan is never a care-of address and is left out.  Paste or include the '
+        "output in mip6d.conf; the daemon compares that file (mipv6.mip6d_conf) with this at start-up.  "
+        "Exit 0; exit 1 when an entry cannot be rendered (a pattern such as wlan*), named on stderr.",
+    )
+    _config_arg(mip6d)
+
     plugins = sub.add_parser(
         "plugins",
         help="list discovered plugins",
@@ -289,6 +300,25 @@ def human_status(status: dict[str, Any]) -> str:
         phases = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in move["phases"].items())
         lines.append(f"move {move['id']}: {move['outcome'] or 'in progress'} ({phases})")
     return "\n".join(lines)
+
+
+def cmd_mip6d_conf(args: argparse.Namespace) -> int:
+    import importlib
+
+    from .daemon import load
+
+    try:
+        mip6d_conf = importlib.import_module("orchestrator_mipv6.mip6d_conf")
+    except ImportError:
+        print("orchestrator: the mipv6 plugin is not installed", file=sys.stderr)
+        return EXIT_FAILURE
+
+    config, _ = load(args.config)
+    rendered = mip6d_conf.render(config)
+    print(rendered.text, end="")
+    for problem in rendered.problems:
+        print(f"{args.config}: {problem}", file=sys.stderr)
+    return EXIT_FAILURE if rendered.problems else EXIT_OK
 
 
 def cmd_hook(args: argparse.Namespace) -> int:

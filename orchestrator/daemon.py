@@ -35,7 +35,9 @@ from .moves import Move, MoveLog
 
 log = logging.getLogger("orchestrator")
 
-COUNTERS = ("events", "moves", "resyncs", "plugin_errors", "plugin_timeouts", "calls_superseded")
+COUNTERS = (
+    "events", "moves", "resyncs", "plugin_errors", "plugin_timeouts", "plugin_failures", "calls_superseded"
+)
 
 
 def load(path: Path) -> tuple[config_module.Config, list[plugin_module.PluginInfo]]:
@@ -73,18 +75,13 @@ class Daemon:
         tables = plugin_module.watched_tables(self.pm, config)
         self.engine = Engine(config, self._on_event, reference, self.counters, tables)
         self.moves = MoveLog(config.daemon.move_timeout_s, self._on_phase, self._on_finished)
-        self.contexts = {
-            name: PluginContext(
-                name,
-                config,
-                self.engine.state,
-                self.moves,
-                logging.getLogger(f"orchestrator.{name}"),
-                self.counters,
-            )
-            for name in config.enable
-        }
+        self.contexts: dict[str, PluginContext] = {}
         self.dispatcher = Dispatcher(self.pm, self.contexts, config.daemon.plugin_timeout_s, self.counters)
+        for name in config.enable:
+            logger = logging.getLogger(f"orchestrator.{name}")
+            self.contexts[name] = PluginContext(
+                name, config, self.engine.state, self.moves, logger, self.counters, services=self.dispatcher
+            )
         self._stop = asyncio.Event()
 
     async def run(self) -> None:

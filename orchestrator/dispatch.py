@@ -157,11 +157,35 @@ class Dispatcher:
             if call.move is not None:
                 call.move.problems.append(f"{plugin}: {call.hook}: {error}")
             if call.hook != "orchestrator_on_error":
-                self.submit(
-                    CONTROL_LANE,
-                    "orchestrator_on_error",
-                    {"plugin": plugin, "hook": call.hook, "error": error, "move": call.move},
-                )
+                self._tell_on_error(plugin, call.hook, error, call.move)
+
+    def _tell_on_error(self, plugin: str, hook: str, error: str, move: Move | None) -> None:
+        arguments = {"plugin": plugin, "hook": hook, "error": error, "move": move}
+        self.submit(CONTROL_LANE, "orchestrator_on_error", arguments)
+
+    # -- services offered to plugins through their context ------------------------------------------
+
+    def ask(self, hook: str, kwargs: dict[str, Any]) -> Any:
+        """A first-result question, answered at once on the loop (see ``PluginContext.ask``)."""
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+            arguments = {**kwargs, "context": self.contexts[impl.plugin_name]}
+            try:
+                answer = impl.function(**{name: arguments[name] for name in impl.argnames})
+            except Exception as error:
+                log.error("plugin %s failed in %s: %s", impl.plugin_name, hook, error)
+                self.counters["plugin_errors"] += 1
+                continue
+            if answer is not None:
+                return answer
+        return None
+
+    def report(self, plugin: str, problem: str, move: Move | None) -> None:
+        """A failure a plugin found itself (see ``PluginContext.report``)."""
+        log.error("%s: %s", plugin, problem)
+        self.counters["plugin_failures"] += 1
+        if move is not None and problem not in move.problems:
+            move.problems.append(problem)
+        self._tell_on_error(plugin, "report", problem, move)
 
     async def _call_one(self, impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> str | None:
         """Run one implementation; return None on success, else what went wrong."""

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .events import LinkChanged, RouteEvent, RuleEvent, TunnelAddressChanged, UplinkChanged
     from .moves import Move
     from .schema import Section
+    from .state import NetworkState
 
 PROJECT = "orchestrator"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -165,6 +166,29 @@ def orchestrator_policy_removed(context: PluginContext, event: RouteEvent | Rule
 def orchestrator_link_changed(context: PluginContext, event: LinkChanged) -> None:
     """An interface named in ``[[interfaces]]`` changed administrative state or carrier, appeared
     or vanished.  Lane ``interface:<name>``; carries state; bounded by ``plugin_timeout_s``.
+    """
+
+
+@hookspec(firstresult=True)
+def orchestrator_expected_coa(config: Config, state: NetworkState, exclude: frozenset[str]) -> str | None:
+    """The care-of address the mobility daemon should use now, predicted from the policy.
+
+    Used to know which Binding Update to wait for and what status shows; it never steers the
+    mobility daemon.  ``exclude``: addresses being purged (the kernel may not have reported their
+    removal yet).  Asked through ``context.ask`` and answered at once on the event loop: a plain
+    function that only computes.  First non-None answer wins in ``plugins.enable`` order; the
+    ``mipv6`` plugin answers last with UMIP's rule (lowest ``mip6_preference`` with a usable global
+    address), so a plugin for a differently configured mobility daemon can answer first.
+    """
+
+
+@hookspec(firstresult=True)
+def orchestrator_requalify_tunnel(interface: str, reason: str) -> bool | None:
+    """Another plugin needs tunnel ``interface`` re-qualified (a handover over it got no answer).
+
+    The tunnel's own plugin answers True when it took the request (it applies its own limits, and
+    never acts without an IPv4 uplink); None when the tunnel is not its.  Asked through
+    ``context.ask``: a plain function that returns at once (schedule the work, do not do it here).
     """
 
 

@@ -186,6 +186,13 @@ def exchange(
             return answers
 
 
+def ipv6_address_body(address: str, prefixlen: int, index: int) -> bytes:
+    """The body of an RTM_NEWADDR / RTM_DELADDR for one IPv6 address, named by value."""
+    raw = _socket.inet_pton(_socket.AF_INET6, address)
+    body = IFADDRMSG.pack(_socket.AF_INET6, prefixlen, 0, 0, index)
+    return body + attr(IFA_LOCAL, raw) + attr(IFA_ADDRESS, raw)
+
+
 def route_dump_body(family: int, table: int) -> bytes:
     """Strict checking lets the kernel filter a route dump by table: a storm of routes in a table
     nobody watches then costs nothing to re-dump."""

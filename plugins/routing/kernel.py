@@ -224,9 +224,7 @@ def apply(sock: _socket.socket, ops: list[Operation]) -> list[Operation]:
 
 
 def _address(kind: int, address: str, prefixlen: int, index: int, flags: int, interface: str) -> Operation:
-    raw = _ip(address)
-    body = wire.IFADDRMSG.pack(AF_INET6, prefixlen, 0, RT_SCOPE_UNIVERSE, index)
-    body += wire.attr(wire.IFA_LOCAL, raw) + wire.attr(wire.IFA_ADDRESS, raw)
+    body = wire.ipv6_address_body(address, prefixlen, index)
     verb = "add" if kind == wire.RTM_NEWADDR else "del"
     return Operation(f"address {verb} {address}/{prefixlen} dev {interface}", kind, body, flags)
 

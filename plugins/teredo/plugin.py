@@ -102,6 +102,15 @@ class TeredoPlugin:
             self.requalifier.request(f"new uplink {event.new.interface} {event.new.address}", move)
 
     @hookimpl
+    def orchestrator_requalify_tunnel(self, interface: str, reason: str) -> bool | None:
+        """Another plugin's request (a handover over the Teredo address got no answer): one kick,
+        under the same rules as a move's (minimum interval, never without an uplink)."""
+        if self.requalifier is None or interface != self.interface:
+            return None
+        self.requalifier.request(f"asked: {reason}", None)
+        return True
+
+    @hookimpl
     async def orchestrator_tunnel_address_changed(self, event: TunnelAddressChanged) -> None:
         if self.requalifier is not None and event.interface == self.interface:
             self.requalifier.address_changed(event.new)
