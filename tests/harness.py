@@ -107,3 +107,11 @@ def client_hook(directory: Path, config: Path, python: str = sys.executable) -> 
     path.write_text(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
     path.chmod(0o755)
     return path
+
+
+def spawn_named(argv: list[str], name: str) -> subprocess.Popen[bytes]:
+    """Start ``argv`` and return once the kernel names the process ``name``: Popen may return
+    before the exec shows in /proc (the child is still named after this Python until then)."""
+    proc = subprocess.Popen(argv)
+    wait_for(lambda: Path(f"/proc/{proc.pid}/comm").read_text().strip() == name, 10, f"{name} to start")
+    return proc

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from harness import spawn_named
 from orchestrator_mipv6.environment import kernel_problems, mip6d_pid
 from orchestrator_mipv6.mip6d_conf import InterfacePolicy, differences, parse, render
 
@@ -379,7 +379,7 @@ def test_a_real_process_called_mip6d_is_found(tmp_path: Path) -> None:
     assert sleep is not None
     stand_in = tmp_path / "mip6d"
     shutil.copy(sleep, stand_in)
-    process = subprocess.Popen([str(stand_in), "30"])
+    process = spawn_named([str(stand_in), "30"], "mip6d")
     try:
         assert mip6d_pid() == process.pid
     finally:

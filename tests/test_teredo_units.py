@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from configs import check_config, write
-from lab import wait_for
+from harness import spawn_named
 from orchestrator_teredo import miredo_conf
 from orchestrator_teredo.requalify import COALESCED, KICKS, MIREDO_ABSENT, TIMEOUTS, Requalifier
 from orchestrator_teredo.supervisor import Supervisor, SupervisorMissing
@@ -261,20 +261,12 @@ def test_a_link_vanishing_on_its_own_is_not_a_reason_to_kick(rig: Rig) -> None:
 FakeMiredo = tuple[subprocess.Popen[bytes], Path]
 
 
-def spawn(argv: list[str], name: str) -> subprocess.Popen[bytes]:
-    """Start ``argv`` and return once the kernel names the process ``name``: Popen may return
-    before the exec shows in /proc (the child is still named after this Python until then)."""
-    proc = subprocess.Popen(argv)
-    wait_for(lambda: Path(f"/proc/{proc.pid}/comm").read_text().strip() == name, 10, f"{name} to start")
-    return proc
-
-
 @pytest.fixture
 def fake_miredo(tmp_path: Path) -> Iterator[FakeMiredo]:
     """A process whose name is ``miredo`` (a copy of sleep) and its pid file."""
     binary = tmp_path / "miredo"
     shutil.copy(shutil.which("sleep") or "/bin/sleep", binary)
-    proc = spawn([str(binary), "600"], "miredo")
+    proc = spawn_named([str(binary), "600"], "miredo")
     pidfile = tmp_path / "miredo.pid"
     pidfile.write_text(f"{proc.pid}\n")
     try:
@@ -291,7 +283,7 @@ def test_reload_sends_sighup_to_the_pidfile_process(fake_miredo: FakeMiredo) -> 
 
 
 def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
-    stranger = spawn(["sleep", "600"], "sleep")
+    stranger = spawn_named(["sleep", "600"], "sleep")
     try:
         pidfile = tmp_path / "miredo.pid"
         pidfile.write_text(f"{stranger.pid}\n")
@@ -357,7 +349,7 @@ def test_check_config_warns_about_the_running_miredos_server_name(tmp_path: Path
     fake = tmp_path / "miredo"  # a script's process is named after the script
     fake.write_text("#!/bin/sh\nwhile :; do sleep 1; done\n")
     fake.chmod(0o755)
-    proc = spawn([str(fake), "-c", str(conf)], "miredo")
+    proc = spawn_named([str(fake), "-c", str(conf)], "miredo")
     try:
         pidfile = tmp_path / "miredo.pid"
         pidfile.write_text(f"{proc.pid}\n")
