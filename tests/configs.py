@@ -8,17 +8,7 @@ from pathlib import Path
 
 from orchestrator import config, plugins
 
-BASE = """\
-[daemon]
-control_socket = "{control}"
-{daemon}
-[plugins]
-enable = {enable}
-
-[uplinks]
-carrier_grace_ms = {grace}
-settle_ms = {settle}
-{uplinks}
+INTERFACES = """\
 [[interfaces]]
 match = "eth*"
 role = "uplink"
@@ -35,10 +25,25 @@ match = "lan*"
 role = "lan"
 """
 
+BASE = """\
+[daemon]
+control_socket = "{control}"
+{daemon}
+[plugins]
+enable = {enable}
+
+[uplinks]
+carrier_grace_ms = {grace}
+settle_ms = {settle}
+{uplinks}
+{interfaces}"""
+
 
 def write(directory: Path, *, enable: list[str] | None = None, grace: int = 2000, settle: int = 300,
           daemon: str = "", uplinks: str = "", extra: str = "", tunnel_profile: str | None = None,
-          name: str = "orchestrator.toml") -> Path:
+          name: str = "orchestrator.toml", interfaces: str = INTERFACES) -> Path:
+    """``interfaces``: the ``[[interfaces]]`` policy, with ``{tunnel}`` where the tunnel's
+    ``routing_profile`` line goes (default: eth* uplinks, the teredo tunnel, lan* LANs)."""
     path = directory / name
     path.write_text(
         BASE.format(
@@ -48,20 +53,24 @@ def write(directory: Path, *, enable: list[str] | None = None, grace: int = 2000
             settle=settle,
             daemon=daemon,
             uplinks=uplinks,
-            tunnel=f'routing_profile = "{tunnel_profile}"' if tunnel_profile else "",
+            interfaces=interfaces.format(
+                tunnel=f'routing_profile = "{tunnel_profile}"' if tunnel_profile else ""
+            ),
         )
         + extra
     )
     return path
 
 
-def write_teredo(directory: Path, pidfile: Path, server: str, *, grace: int = 2000) -> Path:
+def write_teredo(directory: Path, pidfile: Path, server: str, *, grace: int = 2000,
+                 enable: tuple[str, ...] = ("routing", "teredo"), extra: str = "",
+                 interfaces: str = INTERFACES) -> Path:
     """Plugins routing + teredo for a lab node: the user's routing profile (the defaults: address
     /128, default route metric 1029, MTU 1400, no rules) and ``[teredo]`` naming the lab's miredo pid
     file and server.  The same file feeds the client hook and the daemon."""
     teredo = f'[teredo]\npidfile = "{pidfile}"\nserver = "{server}"\n'
-    return write(directory, enable=["routing", "teredo"], grace=grace, tunnel_profile="teredo",
-                 extra="[routing.profiles.teredo]\n" + teredo)
+    return write(directory, enable=list(enable), grace=grace, tunnel_profile="teredo",
+                 extra="[routing.profiles.teredo]\n" + teredo + extra, interfaces=interfaces)
 
 
 def load(path: Path) -> config.Config:
