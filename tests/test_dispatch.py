@@ -278,3 +278,52 @@ def test_hold_keeps_the_move_open_until_released(tmp_path: Path) -> None:
 
     h = run(go())
     assert h.finished == ["ok"]
+
+
+class Predicts:
+    def __init__(self, answer: str | None) -> None:
+        self.answer = answer
+
+    @hookimpl
+    def orchestrator_expected_coa(self) -> str | None:
+        return self.answer
+
+
+class PredictsBadly:
+    @hookimpl
+    def orchestrator_expected_coa(self) -> str | None:
+        raise RuntimeError("no idea")
+
+
+def test_a_question_gets_the_first_answer_in_enable_order_past_failures(tmp_path: Path) -> None:
+    async def go() -> None:
+        named = {"bad": PredictsBadly(), "silent": Predicts(None), "a": Predicts("2001:db8::a"),
+                 "b": Predicts("2001:db8::b")}
+        h = Harness(tmp_path, named)
+        question = {"config": None, "state": None, "exclude": None}
+        answer = h.dispatcher.ask("orchestrator_expected_coa", question)
+        assert answer == "2001:db8::a" and h.counters["plugin_errors"] == 1
+        await h.dispatcher.close()
+
+    run(go())
+
+
+def test_a_reported_failure_reaches_on_error_and_the_move(tmp_path: Path) -> None:
+    heard: list[tuple[str, str, str]] = []
+
+    class Listens:
+        @hookimpl
+        def orchestrator_on_error(self, plugin: str, hook: str, error: str) -> None:
+            heard.append((plugin, hook, error))
+
+    async def go() -> None:
+        h = Harness(tmp_path, {"listens": Listens()})
+        event = UplinkChanged(A, B, 1)
+        move = h.moves.begin(event, time.monotonic())
+        h.dispatcher.report("mipv6", "no Binding Acknowledgement", move)
+        await h.settle()
+        assert heard == [("mipv6", "report", "no Binding Acknowledgement")]
+        assert move.problems == ["no Binding Acknowledgement"] and h.counters["plugin_failures"] == 1
+        await h.dispatcher.close()
+
+    run(go())
