@@ -66,6 +66,8 @@ API
     ``.stock_hook_copy() -> Path``  a private copy of the stock hook (for wrappers: inside
         miredo's mount namespace the stock path is the bind-mounted hook itself)
     ``.start_miredo(hook, config_extra="", timeout=10) -> TrackedProcess``
+    ``.launch_miredo(ns, conf, pidfile, log, hook) -> TrackedProcess`` (checkconf, start, no wait) and
+    ``.await_miredo(proc, pidfile, log, timeout=10)``: any miredo in any namespace (e.g. a relay)
     ``.miredo_conf``, ``.miredo_pidfile``, ``.miredo_log: Path`` (one log, appended across
     restarts); ``.miredo: TrackedProcess | None``; ``.server_log: Path`` (miredo-server's)
     ``.miredo_pid() -> int`` (from the pid file); ``.sighup_miredo() -> float`` (monotonic time sent)
@@ -129,6 +131,7 @@ from lab import (
     ACCESS_LAB_BINARIES,
     NODE_MAC,
     AccessLab,
+    Namespace,
     TrackedProcess,
     _tail,
     requirements_problem,
@@ -504,32 +507,51 @@ class TeredoLab(AccessLab):
         (:meth:`wait_teredo_address`)."""
         if self.miredo is not None and not self.miredo.exited():
             raise RuntimeError("miredo already running in this lab")
-        hook = Path(hook).resolve()
-        _check_hook(hook)
-        if not STOCK_HOOK.exists():
-            raise FileNotFoundError(f"{STOCK_HOOK} missing: nothing to bind the hook on")
         self.miredo_conf.write_text(miredo_client_config(config_extra))
-        # What the shipped unit does (ExecStartPre): miredo itself only warns about an unknown or
-        # repeated directive ("Superfluous directive") and carries on; checkconf refuses it.
-        self.node.run("miredo-checkconf", "-f", str(self.miredo_conf))
-        self.miredo_pidfile.unlink(missing_ok=True)
-        script = ('set -e; mount --bind "$1" ' + shlex.quote(str(STOCK_HOOK))
-                  + '; exec miredo -f -c "$2" -p "$3"')
-        proc = self.node.spawn(["sh", "-c", script, "sh", str(hook), str(self.miredo_conf),
-                                str(self.miredo_pidfile)], log=self.miredo_log)
+        proc = self.launch_miredo(self.node, self.miredo_conf, self.miredo_pidfile, self.miredo_log, hook)
         self.miredo = proc
+        self.await_miredo(proc, self.miredo_pidfile, self.miredo_log, timeout)
+        return proc
+
+    def launch_miredo(self, ns: Namespace, conf: Path, pidfile: Path, log: Path,
+                      hook: Path | None) -> TrackedProcess:
+        """Check ``conf`` with ``miredo-checkconf`` (as the shipped unit's ExecStartPre does: miredo
+        itself only warns about an unknown or repeated directive) and start ``miredo -f -c CONF -p
+        PIDFILE`` in ``ns`` as a tracked process logging to ``log``.  With ``hook``, it is first
+        bind-mounted on /etc/miredo/client-hook inside miredo's own mount namespace (a client runs
+        it; a relay runs no hook).  Returns at once: see :meth:`await_miredo`."""
+        argv: list[str]
+        if hook is not None:
+            hook = Path(hook).resolve()
+            _check_hook(hook)
+            if not STOCK_HOOK.exists():
+                raise FileNotFoundError(f"{STOCK_HOOK} missing: nothing to bind the hook on")
+        ns.run("miredo-checkconf", "-f", str(conf))
+        pidfile.unlink(missing_ok=True)
+        if hook is not None:
+            script = ('set -e; mount --bind "$1" ' + shlex.quote(str(STOCK_HOOK))
+                      + '; exec miredo -f -c "$2" -p "$3"')
+            argv = ["sh", "-c", script, "sh", str(hook), str(conf), str(pidfile)]
+        else:
+            argv = ["miredo", "-f", "-c", str(conf), "-p", str(pidfile)]
+        return ns.spawn(argv, log=log)
+
+    @staticmethod
+    def await_miredo(proc: TrackedProcess, pidfile: Path, log: Path, timeout: float = 10.0) -> None:
+        """Return once ``pidfile`` names ``proc`` (miredo's root supervisor) and its worker is
+        forked; fail at once (with the log) if it died."""
+        where = proc.ns.name if proc.ns is not None else "?"
 
         def running() -> bool:
-            proc.check_alive(f"miredo in {self.node.name}")
+            proc.check_alive(f"miredo in {where}")
             try:
-                pid = int(self.miredo_pidfile.read_text().split()[0])
+                pid = int(pidfile.read_text().split()[0])
             except (FileNotFoundError, IndexError, ValueError):
                 return False
             return pid == proc.pid and bool(_children(proc.pid))
 
-        wait_for(running, timeout, f"miredo in {self.node.name} to write {self.miredo_pidfile} "
-                 f"and fork its worker (log {self.miredo_log})", interval=0.002)
-        return proc
+        wait_for(running, timeout, f"miredo in {where} to write {pidfile} and fork its worker (log {log})",
+                 interval=0.002)
 
     def miredo_pid(self) -> int:
         """PID in the private pid file (the root supervisor)."""
