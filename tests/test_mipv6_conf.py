@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from configs import write
 from harness import spawn_named
 from orchestrator_mipv6.environment import kernel_problems, mip6d_pid
 from orchestrator_mipv6.mip6d_conf import InterfacePolicy, differences, parse, render
@@ -386,3 +389,14 @@ def test_a_real_process_called_mip6d_is_found(tmp_path: Path) -> None:
         process.kill()
         process.wait()
     assert mip6d_pid() is None
+
+
+def test_the_command_renders_the_shipped_policy_and_names_what_it_cannot(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "orchestrator.cli", "mip6d-conf", "--config"]
+    shipped_path = Path(__file__).resolve().parent.parent / "etc" / "orchestrator.toml"
+    shipped = subprocess.run([*command, str(shipped_path)], capture_output=True, text=True)
+    assert shipped.returncode == 0, shipped.stderr
+    assert 'Interface "teredo" {\n\tMnIfPreference 3;\n\tTunnel enabled;\n}' in shipped.stdout
+    patterns = write(tmp_path, enable=["mipv6"])  # eth* and lan*: a pattern is no mip6d name
+    result = subprocess.run([*command, str(patterns)], capture_output=True, text=True)
+    assert result.returncode == 1 and "eth*" in result.stderr and 'Interface "teredo"' in result.stdout
