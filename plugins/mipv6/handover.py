@@ -10,10 +10,9 @@ after the address appears, often before the daemon hears of the address itself).
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.moves import Move, Part
@@ -33,7 +32,6 @@ class Pending:
     timer: Any  # asyncio.TimerHandle (or a test's handle)
     bu_sequence: int | None = None  # the BU seen on the wire
     kernel_bu: bool = False  # mip6d's kernel state moved to the care-of address (IPsec case)
-    started: float = field(default_factory=time.monotonic)
 
 
 class Handovers:
