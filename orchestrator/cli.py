@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -100,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(status)
     status.add_argument("--json", action="store_true", help="the full answer as JSON")
 
+    reload = sub.add_parser(
+        "reload",
+        help="make the running daemon re-read its configuration",
+        description="Ask the running daemon (root only) to re-read and validate its configuration, "
+        "as SIGHUP does.  A file with problems changes nothing: they are printed and the exit status is "
+        "2.  A good file is applied as a difference: plugins enabled or disabled, plugins whose section "
+        "(or the [[interfaces]] policy) changed restarted; the network state and moves in flight stay.  "
+        "daemon.control_socket and daemon.netlink_rcvbuf_mib apply after a restart.",
+    )
+    _config_arg(reload)
+
     hook = sub.add_parser(
         "hook",
         help="miredo's client hook: apply the tunnel's routing profile",
@@ -173,12 +187,37 @@ def main(argv: list[str] | None = None) -> int:
     return result
 
 
+# syslog priorities by logging level: journald reads a "<N>" prefix as the line's priority.
+JOURNAL_PRIORITY = {
+    logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2
+}
+
+
+class JournalFormatter(logging.Formatter):
+    """For stderr connected to the journal: no timestamp (the journal has its own), a ``<N>``
+    priority prefix instead of a level name, one line per record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record).replace("\n", " | ")
+        return f"<{JOURNAL_PRIORITY.get(record.levelno, 6)}>{text}"
+
+
+def stderr_is_journal() -> bool:
+    """systemd sets JOURNAL_STREAM to stderr's device:inode when stderr goes to the journal."""
+    try:
+        stat = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return os.environ.get("JOURNAL_STREAM", "") == f"{stat.st_dev}:{stat.st_ino}"
+
+
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if stderr_is_journal():
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -197,6 +236,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         asyncio.run(main_task())
     except OSError as error:
         logging.getLogger("orchestrator").error("fatal: %s", error)
+        from .notify import Notifier
+
+        with contextlib.suppress(OSError):
+            Notifier().failed(error.errno or errno.EIO, f"fatal: {error}")
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -264,21 +307,42 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def ask_daemon(config: Path, command: str) -> dict[str, Any] | None:
+    """The running daemon's answer to ``command`` (None, said on stderr, when there is none)."""
     from .config import read_toml
 
     path = Path(DAEMON.keys["control_socket"].default)
-    if args.config.exists():
-        path = Path(read_toml(args.config).get("daemon", {}).get("control_socket", path))
+    if config.exists():
+        path = Path(read_toml(config).get("daemon", {}).get("control_socket", path))
     try:
-        answer = control.request(path, "status")
+        answer = control.request(path, command)
     except (OSError, ValueError) as error:
         print(f"orchestrator: cannot reach the daemon at {path}: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+        return None
     if "error" in answer:
         print(f"orchestrator: {answer['error']}", file=sys.stderr)
+        return None
+    return answer
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    answer = ask_daemon(args.config, "status")
+    if answer is None:
         return EXIT_FAILURE
     print(json.dumps(answer, indent=2) if args.json else human_status(answer))
+    return EXIT_OK
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    answer = ask_daemon(args.config, "reload")
+    if answer is None:
+        return EXIT_FAILURE
+    if not answer.get("ok"):
+        for problem in answer.get("problems", []):
+            print(f"{args.config}: {problem}", file=sys.stderr)
+        print("orchestrator: reload refused; the daemon keeps its running policy", file=sys.stderr)
+        return EXIT_USAGE
+    print("reloaded: " + ("; ".join(answer.get("changes", [])) or "nothing changed"))
     return EXIT_OK
 
 

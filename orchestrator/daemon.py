@@ -13,6 +13,7 @@ import signal
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from .events import (
     UplinkChanged,
 )
 from .moves import Move, MoveLog
+from .notify import Notifier
+from .watchdog import Watchdog
 
 log = logging.getLogger("orchestrator")
 
@@ -43,13 +46,18 @@ COUNTERS = (
 def load(path: Path) -> tuple[config_module.Config, list[plugin_module.PluginInfo]]:
     """Discover plugins, then validate the config against the core's and their schemas."""
     infos = plugin_module.discover()
+    return validate(path, infos), infos
+
+
+def validate(path: Path, infos: list[plugin_module.PluginInfo]) -> config_module.Config:
+    """The configuration at ``path``, checked by the core and the plugins (``ConfigError`` else)."""
     loaded = {info.name for info in infos if info.loaded}
     broken = {info.name: info.error for info in infos if info.error and info.name not in loaded}
     config = config_module.load(path, plugin_module.sections(infos), loaded, broken)
     problems = plugin_module.check_config(plugin_module.activate(infos, config.enable), config)
     if problems:
         raise config_module.ConfigError(path, problems)
-    return config, infos
+    return config
 
 
 def describe_uplink(event: UplinkChanged) -> str:
@@ -78,10 +86,14 @@ class Daemon:
         self.contexts: dict[str, PluginContext] = {}
         self.dispatcher = Dispatcher(self.pm, self.contexts, config.daemon.plugin_timeout_s, self.counters)
         for name in config.enable:
-            logger = logging.getLogger(f"orchestrator.{name}")
-            self.contexts[name] = PluginContext(
-                name, config, self.engine.state, self.moves, logger, self.counters, services=self.dispatcher
-            )
+            self.contexts[name] = self._context(name, config)
+        self.notifier = Notifier()
+        interval = self.notifier.watchdog_interval_s
+        self.watchdog = (
+            Watchdog(self.notifier, interval, self.dispatcher.wedged, self.counters, self._status_changed)
+            if interval is not None else None
+        )
+        self.reload_problem: str | None = None
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
@@ -90,13 +102,12 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
-        loop.add_signal_handler(
-            signal.SIGHUP, log.warning, "SIGHUP: reloading is not supported yet; restart to apply changes"
-        )
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         for warning in plugin_module.config_warnings(self.pm, self.config):
             log.warning("%s: %s", self.config.path, warning)
         self.engine.load()
-        control = ControlServer(self.config.daemon.control_socket, {"status": lambda _: self.status()})
+        commands = {"status": lambda _: self.status(), "reload": lambda _: self.reload()}
+        control = ControlServer(self.config.daemon.control_socket, commands, read_only=frozenset({"status"}))
         await control.start()
         # Plugins reach their start-up state before the first event (which waits in the socket).
         self.dispatcher.submit(CONTROL_LANE, "orchestrator_startup", {})
@@ -107,10 +118,16 @@ class Daemon:
             ", ".join(self.config.enable) or "none",
             self._uplink_text(),
         )
+        self.notifier.ready(self.summary())
+        if self.watchdog is not None:
+            self.watchdog.start()
         try:
             await self._stop.wait()
         finally:
             log.info("stopping")
+            self._notify(self.notifier.stopping)
+            if self.watchdog is not None:
+                self.watchdog.stop()
             self.dispatcher.submit(CONTROL_LANE, "orchestrator_shutdown", {})
             # The shutdown hooks get their bounded time before the lanes are cancelled.
             await self.dispatcher.drain(CONTROL_LANE, self.config.daemon.plugin_timeout_s + 0.5)
@@ -118,6 +135,101 @@ class Daemon:
             await self.engine.close()
             self.moves.close()
             await self.dispatcher.close()
+
+    # -- reload ---------------------------------------------------------------------------------------
+
+    def reload(self) -> dict[str, Any]:
+        """Re-read and validate the configuration; a bad file changes nothing, a good one is
+        applied as a difference (SIGHUP, and ``orchestrator reload``)."""
+        self._notify(self.notifier.reloading)
+        try:
+            new = validate(self.config.path, self.infos)
+        except config_module.ConfigError as error:
+            more = f" (and {len(error.problems) - 1} more)" if len(error.problems) > 1 else ""
+            self.reload_problem = f"reload refused: {error.path}: {error.problems[0]}{more}"
+            log.error("%s; the running policy stays", self.reload_problem)
+            self._notify(self.notifier.ready, self.summary())
+            return {"ok": False, "problems": error.problems}
+        changes = self._apply(new)
+        self.reload_problem = None
+        log.info("reloaded %s: %s", new.path, "; ".join(changes) or "nothing changed")
+        self._notify(self.notifier.ready, self.summary())
+        return {"ok": True, "changes": changes}
+
+    def _apply(self, new: config_module.Config) -> list[str]:
+        """Plugins whose section or the ``[[interfaces]]`` policy changed are stopped and started
+        again with the new configuration; the others, the network state and moves in flight stay."""
+        old = self.config
+        changes = [
+            f"daemon.{key} changed: it applies after a restart"
+            for key in ("control_socket", "netlink_rcvbuf_bytes")
+            if getattr(old.daemon, key) != getattr(new.daemon, key)
+        ]
+        policy_changed = old.interfaces != new.interfaces
+        restarted = {
+            name for name in set(old.enable) & set(new.enable)
+            if policy_changed or old.section(name) != new.section(name)
+        }
+        stop = frozenset(set(old.enable) - set(new.enable) | restarted)
+        start = frozenset(set(new.enable) - set(old.enable) | restarted)
+        if stop:
+            self.dispatcher.submit(CONTROL_LANE, "orchestrator_shutdown", {}, plugins=stop)
+        self.config = new
+        self.pm = plugin_module.activate(self.infos, new.enable)
+        # Queued calls keep the plugin objects they were made for: swapping the manager is safe.
+        self.dispatcher.pm = self.pm
+        self.dispatcher.timeout_s = new.daemon.plugin_timeout_s
+        self.moves.timeout_s = new.daemon.move_timeout_s
+        self.engine.state.reconfigure(new, plugin_module.uplink_reference(self.pm, new))
+        for name in list(self.contexts):
+            if name not in new.enable or name in start:
+                del self.contexts[name]
+        for name in new.enable:
+            if name not in self.contexts:
+                self.contexts[name] = self._context(name, new)
+        if start:
+            self.dispatcher.submit(CONTROL_LANE, "orchestrator_startup", {}, plugins=start)
+        changes += [f"plugin {name} stopped" for name in sorted(stop - start)]
+        changes += [f"plugin {name} started" for name in sorted(start - stop)]
+        changes += [f"plugin {name} restarted with the new values" for name in sorted(start & stop)]
+        if old.uplinks != new.uplinks or old.daemon != new.daemon:
+            changes.append("core values updated")
+        return changes
+
+    # -- telling the init system ----------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """One line for STATUS=: the uplink, the tunnels, the expected care-of address, the last move."""
+        parts = [f"uplink {self._uplink_text()}"]
+        state = self.engine.state
+        for link in state.view.links.values():
+            if self.config.role(link.name) == "tunnel":
+                parts.append(f"{link.name} {state.tunnel_address(link.name) or 'no address'}")
+        for context in self.contexts.values():
+            if context.status.get("expected_coa"):
+                parts.append(f"CoA {context.status['expected_coa']}")
+        last = self.moves.recent[-1] if self.moves.recent else None
+        if last is not None and last.finished:
+            took = f"{last.phases.get('finished', 0) * 1000:.0f} ms"
+            problem = f": {last.problems[0]}" if last.problems else ""
+            parts.append(f"move {last.id} {last.outcome} after {took}{problem}")
+        if self.watchdog is not None and self.watchdog.problem:
+            parts.append(f"watchdog withheld: {self.watchdog.problem}")
+        if self.reload_problem:
+            parts.append(self.reload_problem)
+        return "; ".join(parts)
+
+    def _notify(self, send: Callable[..., None], *args: Any) -> None:
+        try:
+            send(*args)
+        except OSError as error:
+            log.error("cannot notify the init system: %s", error)
+
+    def _context(self, name: str, config: config_module.Config) -> PluginContext:
+        logger = logging.getLogger(f"orchestrator.{name}")
+        return PluginContext(
+            name, config, self.engine.state, self.moves, logger, self.counters, services=self.dispatcher
+        )
 
     def _uplink_text(self) -> str:
         uplink = self.engine.state.tracker.current
@@ -147,6 +259,7 @@ class Daemon:
             )
             # Logged after the hooks started: a handover should not wait for a log line.
             log.info("tunnel %s address %s -> %s", event.interface, event.old, event.new)
+            self._status_changed()
         elif isinstance(event, LinkChanged):
             log.debug("link %s up=%s carrier=%s", event.interface, event.up, event.carrier)
             self.dispatcher.submit(
@@ -169,6 +282,10 @@ class Daemon:
         problems = f": {'; '.join(move.problems)}" if move.problems else ""
         log.info("move %d %s after %.3f s%s", move.id, move.outcome, move.phases.get("finished", 0), problems)
         self.dispatcher.submit(CONTROL_LANE, "orchestrator_move_finished", {"move": move})
+        self._status_changed()
+
+    def _status_changed(self, _reason: str | None = None) -> None:
+        self._notify(self.notifier.status, self.summary())
 
     # -- status -----------------------------------------------------------------------------------
 
@@ -201,5 +318,11 @@ class Daemon:
             "lanes": self.dispatcher.lanes_status(),
             "state": state.view.snapshot(),
             "config": str(self.config.path),
+            "reload_problem": self.reload_problem,
+            "watchdog": None if self.watchdog is None else {
+                "interval_s": self.watchdog.interval_s,
+                "withheld": self.watchdog.problem,
+                "wedge_bound_s": self.dispatcher.wedge_bound_s,
+            },
             "started": self.started,
         }

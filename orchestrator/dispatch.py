@@ -42,6 +42,7 @@ class Call:
     kwargs: dict[str, Any]
     move: Move | None = None
     on_done: Callable[[], None] | None = None
+    plugins: frozenset[str] | None = None  # only these plugins' implementations (None: all)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Dispatcher:
         self.lanes: dict[str, Lane] = {}
         self._threads = WorkerThreads()
         self._closing = False
+        self._abandoned: dict[asyncio.Future[Any], float] = {}  # tasks that outlived their timeout
 
     def submit(
         self,
@@ -81,8 +83,10 @@ class Dispatcher:
         kwargs: dict[str, Any],
         move: Move | None = None,
         on_done: Callable[[], None] | None = None,
+        plugins: frozenset[str] | None = None,
     ) -> None:
-        """Queue a hook call.  A state-carrying call supersedes queued calls of the same hook.
+        """Queue a hook call (for ``plugins`` only, when given: a reload starts and stops some).
+        A state-carrying call supersedes queued calls of the same hook.
 
         An idle lane starts at once, in this call: a hook that does not wait has run before submit()
         returns.  The control lane (phases, completions, errors) starts on the next loop turn
@@ -98,7 +102,7 @@ class Dispatcher:
                     on_done()
                 return
             kwargs = merged
-        lane.queue.append(Call(hook, kwargs, move, on_done))
+        lane.queue.append(Call(hook, kwargs, move, on_done, plugins))
         if not lane.draining:
             lane.draining = True
             lane.idle.clear()
@@ -148,6 +152,8 @@ class Dispatcher:
     async def _call_all(self, call: Call) -> None:
         caller = getattr(self.pm.hook, call.hook)
         for impl in reversed(caller.get_hookimpls()):
+            if call.plugins is not None and impl.plugin_name not in call.plugins:
+                continue
             error = await self._call_one(impl, call.kwargs)
             if error is None:
                 continue
@@ -226,8 +232,30 @@ class Dispatcher:
         if future.done():
             return True
         future.cancel()
+        if isinstance(future, asyncio.Task):  # it may swallow the cancellation and run on
+            self._abandoned[future] = time.monotonic()
         self.counters["plugin_timeouts"] += 1
         return False
+
+    @property
+    def wedge_bound_s(self) -> float:
+        """A call older than this is stuck: twice the plugin timeout, plus a second of slack."""
+        return 2 * self.timeout_s + 1.0
+
+    def wedged(self) -> str | None:
+        """Why the engine is not making progress, or None (the watchdog's question)."""
+        now, bound = time.monotonic(), self.wedge_bound_s
+        for lane in self.lanes.values():
+            if lane.busy_since is not None and now - lane.busy_since > bound:
+                return f"lane {lane.name} has been running one call for more than {bound:g} s"
+        if self._threads.oldest_call_s(now) > bound:
+            return f"a plugin function has not returned for more than {bound:g} s"
+        for task, abandoned in list(self._abandoned.items()):
+            if task.done():
+                del self._abandoned[task]
+            elif now - abandoned > bound - self.timeout_s:
+                return f"a plugin coroutine has ignored its cancellation for {now - abandoned:.0f} s"
+        return None
 
     async def drain(self, lane_name: str, timeout_s: float) -> bool:
         """Wait until a lane has nothing queued or running; False when ``timeout_s`` ran out."""

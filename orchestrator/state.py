@@ -68,6 +68,15 @@ class NetworkState:
         self._uplink_dirty = False
         self.primed = False
 
+    def reconfigure(self, config: Config, reference: str | None) -> None:
+        """A reloaded policy: roles, reference and timings change; what the kernel said stays.
+        The uplink is judged again at the next batch."""
+        self.config = config
+        self.reference = reference
+        self.tracker.carrier_grace_s = config.uplinks.carrier_grace_ms / 1000
+        self.tracker.settle_s = config.uplinks.settle_ms / 1000
+        self._uplink_dirty = True
+
     # -- raw events -------------------------------------------------------------------------
 
     def apply(self, event: RawEvent) -> list[DerivedEvent]:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,13 @@ class WorkerThreads:
         self._idle = 0
         self._lock = threading.Lock()
         self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self._running: dict[str, float] = {}  # thread name -> when its current call began
+
+    def oldest_call_s(self, now: float) -> float:
+        """How long the longest-running call has been running (0 when none runs): a call
+        abandoned after its timeout keeps its thread, and one that never returns shows here."""
+        with self._lock:
+            return max((now - began for began in self._running.values()), default=0.0)
 
     def run(self, function: Callable[[], Any]) -> asyncio.Future[Any]:
         """Run ``function`` on a worker thread; the returned future resolves on the calling loop."""
@@ -53,10 +61,15 @@ class WorkerThreads:
             loop, future, function = self._jobs.get()
             result: Any = None
             error: BaseException | None = None
+            name = threading.current_thread().name
+            with self._lock:
+                self._running[name] = time.monotonic()
             try:
                 result = function()
             except BaseException as caught:
                 error = caught
+            with self._lock:
+                del self._running[name]
             # A closed loop (RuntimeError) means nobody waits for this answer any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, future, result, error)

@@ -35,6 +35,18 @@ MISBEHAVING = {
         async def orchestrator_uplink_changed(event):
             await asyncio.Event().wait()  # a coroutine that never finishes
     """,
+    "orch_test_wedged": """
+        import asyncio
+        from orchestrator import hookimpl
+
+        @hookimpl
+        async def orchestrator_uplink_changed(event):
+            while True:  # a coroutine that refuses to be cancelled: wedged for good
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    pass
+    """,
     "orch_test_witness": """
         import json, os
         from orchestrator import hookimpl
@@ -79,7 +91,8 @@ def build(site: Path) -> Path:
         (site / f"{module}.py").write_text(textwrap.dedent(source))
     distribution(site, "orchestrator-test-plugins", {
         "raises": "orch_test_raises", "blocks": "orch_test_blocks",
-        "hangs": "orch_test_hangs", "witness": "orch_test_witness", "holder": "orch_test_holder",
+        "hangs": "orch_test_hangs", "wedged": "orch_test_wedged", "witness": "orch_test_witness",
+        "holder": "orch_test_holder",
     })
     distribution(site, "orchestrator-broken", {"broken": "orch_test_broken"})
     return site
