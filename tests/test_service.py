@@ -19,7 +19,7 @@ from typing import Any
 import plugin_site
 import pytest
 from configs import write
-from harness import DaemonProcess
+from harness import ORCHESTRATOR, DaemonProcess, answers
 from lab import Lab, Namespace, wait_for
 from test_daemon import finished_moves, move_to_second_network, node_with_uplink
 
@@ -184,3 +184,27 @@ def witnessed(lab: Lab, count: int) -> list[dict[str, Any]] | None:
     records = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
     moves = [r for r in records if r["hook"] == "uplink_changed"]
     return moves if len(moves) >= count else None
+
+
+def test_logs_for_the_journal_carry_priorities_and_no_timestamps(lab: Lab) -> None:
+    """stderr is the journal when JOURNAL_STREAM names it: each line starts with <priority>."""
+    node = node_with_uplink(lab)
+    log = lab.tmp / "journal.log"
+    log.touch()
+    stat = log.stat()
+    config = write(lab.tmp, enable=["witness"])
+    site = plugin_site.build(lab.tmp / "site")
+    env = plugin_site.environment(site, JOURNAL_STREAM=f"{stat.st_dev}:{stat.st_ino}",
+                                  WITNESS_FILE=str(lab.tmp / "witness.jsonl"))
+    with log.open("ab") as stderr:
+        argv = [*ORCHESTRATOR, "run", "--config", str(config)]
+        daemon = node.spawn(argv, stdout=stderr, stderr=stderr, env=env)
+    wait_for(lambda: answers(lab.tmp / "control.sock"), 30, "the daemon")
+    move_to_second_network(node)
+    wait_for(lambda: "move 1 ok" in log.read_text(), 15, "the move's line")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
+    lines = log.read_text().splitlines()
+    assert "<6>orchestrator: running: plugins witness, uplink eth0 10.1.0.100/24" in lines
+    assert any(line.startswith("<4>orchestrator: plugin broken skipped") for line in lines)
+    assert all(line[:1] == "<" and line[2:3] == ">" for line in lines), lines
