@@ -42,7 +42,9 @@ class Call:
     kwargs: dict[str, Any]
     move: Move | None = None
     on_done: Callable[[], None] | None = None
-    plugins: frozenset[str] | None = None  # only these plugins' implementations (None: all)
+    # The implementations to call and their contexts, fixed when the call is queued: a reload that
+    # swaps plugins meanwhile does not change who a queued call is for.
+    impls: list[tuple[pluggy.HookImpl, PluginContext]] = field(default_factory=list)
 
 
 @dataclass
@@ -102,7 +104,12 @@ class Dispatcher:
                     on_done()
                 return
             kwargs = merged
-        lane.queue.append(Call(hook, kwargs, move, on_done, plugins))
+        impls = [
+            (impl, self.contexts[impl.plugin_name])
+            for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls())
+            if plugins is None or impl.plugin_name in plugins
+        ]
+        lane.queue.append(Call(hook, kwargs, move, on_done, impls))
         if not lane.draining:
             lane.draining = True
             lane.idle.clear()
@@ -150,11 +157,8 @@ class Dispatcher:
             lane.idle.set()
 
     async def _call_all(self, call: Call) -> None:
-        caller = getattr(self.pm.hook, call.hook)
-        for impl in reversed(caller.get_hookimpls()):
-            if call.plugins is not None and impl.plugin_name not in call.plugins:
-                continue
-            error = await self._call_one(impl, call.kwargs)
+        for impl, context in call.impls:
+            error = await self._call_one(impl, context, call.kwargs)
             if error is None:
                 continue
             plugin = impl.plugin_name
@@ -193,9 +197,11 @@ class Dispatcher:
             move.problems.append(problem)
         self._tell_on_error(plugin, "report", problem, move)
 
-    async def _call_one(self, impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> str | None:
+    async def _call_one(
+        self, impl: pluggy.HookImpl, context: PluginContext, kwargs: Mapping[str, Any]
+    ) -> str | None:
         """Run one implementation; return None on success, else what went wrong."""
-        arguments = {**kwargs, "context": self.contexts[impl.plugin_name]}
+        arguments = {**kwargs, "context": context}
         chosen = {name: arguments[name] for name in impl.argnames}
         function = impl.function
         loop = asyncio.get_running_loop()

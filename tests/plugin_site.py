@@ -62,6 +62,10 @@ MISBEHAVING = {
         @hookimpl
         def orchestrator_on_error(plugin, hook, error):
             record(hook="on_error", plugin=plugin, failed=hook, error=error)
+
+        @hookimpl
+        def orchestrator_shutdown(context):
+            record(hook="shutdown", plugin=context.name)
     """,
     "orch_test_holder": """
         from orchestrator import hookimpl

@@ -134,6 +134,7 @@ def test_a_broken_file_keeps_the_running_policy_and_says_why_in_utf8(lab: Lab, n
     answer = daemon_request(daemon, "reload")
     assert answer == {"ok": True, "changes": ["plugin witness stopped"]}, answer
     assert daemon.status()["reload_problem"] is None
+    wait_for(lambda: any(r["hook"] == "shutdown" for r in records(lab)), 10, "the witness's shutdown")
     node.ip("addr", "add", "10.1.0.100/24", "dev", "eth0")
     node.ip("addr", "del", "10.2.0.100/24", "dev", "eth0")
     node.ip("route", "replace", "default", "via", "10.1.0.1")
@@ -179,10 +180,13 @@ def daemon_request(daemon: DaemonProcess, command: str) -> dict[str, Any]:
     return control.request(daemon.socket, command)
 
 
-def witnessed(lab: Lab, count: int) -> list[dict[str, Any]] | None:
+def records(lab: Lab) -> list[dict[str, Any]]:
     path = lab.tmp / "witness.jsonl"
-    records = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-    moves = [r for r in records if r["hook"] == "uplink_changed"]
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def witnessed(lab: Lab, count: int) -> list[dict[str, Any]] | None:
+    moves = [r for r in records(lab) if r["hook"] == "uplink_changed"]
     return moves if len(moves) >= count else None
 
 
