@@ -352,6 +352,12 @@ def human_status(status: dict[str, Any]) -> str:
     lines = ["uplink:  " + (f"{uplink['interface']} {uplink['address']}{via}" if uplink else "none")]
     for name, address in status["tunnels"].items():
         lines.append(f"tunnel:  {name} {address or '(no address)'}")
+    if status.get("reload_problem"):
+        lines.append(f"config:  {status['reload_problem']} (the running policy stays)")
+    watchdog = status.get("watchdog")
+    if watchdog:
+        state = f"withheld: {watchdog['withheld']}" if watchdog["withheld"] else "pinging"
+        lines.append(f"watchdog: every {watchdog['interval_s']:g} s, {state}")
     counters = status["counters"]
     lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
     for plugin in status["plugins"]:
