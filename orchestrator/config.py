@@ -8,6 +8,7 @@ comes back, or ``ConfigError`` lists every problem, each naming the file and the
 from __future__ import annotations
 
 import fnmatch
+import grp
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,27 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 DEFAULT_PATH = Path("/etc/orchestrator/orchestrator.toml")
 ROLES = ("uplink", "tunnel", "lan")
+MAX_GID = 2**32 - 2  # (gid_t)-1 means "no change" to chown and friends
+
+
+def resolve_group(value: str | int) -> int:
+    """The gid ``daemon.control_group`` names: a group name, or a gid as an integer or digits.
+
+    Both are looked up in the group database (``LookupError`` when absent), so a typo is a
+    configuration error instead of a socket no one can use.
+    """
+    if isinstance(value, int) or (value.isascii() and value.isdigit()):
+        return grp.getgrgid(int(value)).gr_gid
+    return grp.getgrnam(value).gr_gid
+
+
+def _group_problem(value: str | int) -> str | None:
+    try:
+        resolve_group(value)
+    except (LookupError, OverflowError):  # OverflowError: digits beyond any gid
+        return f"no group {value!r} in the group database"
+    return None
+
 
 DAEMON = Section(
     {
@@ -31,6 +53,10 @@ DAEMON = Section(
         "move_timeout_s": Key("float", "a move not finished by then ends as timeout", 10.0, 0.1, 3600),
         "control_socket": Key("str", "path of the control socket", "/run/orchestrator/control.sock"),
         "netlink_rcvbuf_mib": Key("float", "netlink receive buffer, MiB", 32, 0.0625, 1024),
+        "control_group": Key(
+            "str|int", "group whose members may ask read-only commands", None, 0, MAX_GID,
+            check=_group_problem,
+        ),
     }
 )
 PLUGINS = Section({"enable": Key("list[str]", "plugins to run, in call order", [])})
@@ -68,6 +94,7 @@ class DaemonSettings:
     move_timeout_s: float
     control_socket: Path
     netlink_rcvbuf_mib: float
+    control_group: int | None  # the gid, resolved when the file is loaded
 
     @property
     def netlink_rcvbuf_bytes(self) -> int:
@@ -187,6 +214,7 @@ def load(
             move_timeout_s=float(daemon["move_timeout_s"]),
             control_socket=Path(daemon["control_socket"]),
             netlink_rcvbuf_mib=float(daemon["netlink_rcvbuf_mib"]),
+            control_group=None if "control_group" not in daemon else resolve_group(daemon["control_group"]),
         ),
         enable=tuple(enable),
         uplinks=UplinkSettings(
