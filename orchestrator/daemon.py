@@ -107,7 +107,10 @@ class Daemon:
             log.warning("%s: %s", self.config.path, warning)
         self.engine.load()
         commands = {"status": lambda _: self.status(), "reload": lambda _: self.reload()}
-        control = ControlServer(self.config.daemon.control_socket, commands, read_only=frozenset({"status"}))
+        control = ControlServer(
+            self.config.daemon.control_socket, commands, read_only=frozenset({"status"}),
+            group=self.config.daemon.control_group,
+        )
         await control.start()
         # Plugins reach their start-up state before the first event (which waits in the socket).
         self.dispatcher.submit(CONTROL_LANE, "orchestrator_startup", {})
@@ -162,7 +165,7 @@ class Daemon:
         old = self.config
         changes = [
             f"daemon.{key} changed: it applies after a restart"
-            for key in ("control_socket", "netlink_rcvbuf_bytes")
+            for key in ("control_socket", "control_group", "netlink_rcvbuf_bytes")
             if getattr(old.daemon, key) != getattr(new.daemon, key)
         ]
         policy_changed = old.interfaces != new.interfaces
