@@ -66,15 +66,14 @@ class Rig:
         return dict(next(p for p in self.status()["plugins"] if p["name"] == name)["status"])
 
     def last_move(self, outcome: str | None = None) -> dict[str, Any]:
+        """The last move, once it ended (with ``outcome``, else the test fails showing it)."""
         def finished() -> dict[str, Any] | None:
             moves = self.status()["moves"]
-            move = moves[-1] if moves else None
-            if move is None or not move["outcome"]:
-                return None
-            return move if outcome is None or move["outcome"] == outcome else None
+            return moves[-1] if moves and moves[-1]["outcome"] else None
 
-        found: dict[str, Any] = wait_for(finished, 30, f"the move to end {outcome or ''}")
-        return found
+        move: dict[str, Any] = wait_for(finished, 30, "the move to end")
+        assert outcome is None or move["outcome"] == outcome, (move, self.plugin("mipv6"), self.mn.events())
+        return move
 
 
 def config_for(lab: MipLab, enable: tuple[str, ...], timeout: float = 5.0) -> Path:

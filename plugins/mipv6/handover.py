@@ -46,7 +46,7 @@ class Handovers:
         self.recent: deque[Signal] = deque(maxlen=RECENT_SIGNALS)
 
     def begin(self, pending: Pending) -> None:
-        self.recent.clear()
+        """Judge what is heard from now on, and what was heard since listening began."""
         self.pending = pending
 
     def expect(self, coa: str, tunnel: str | None) -> None:

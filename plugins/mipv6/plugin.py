@@ -98,8 +98,14 @@ class MobilityPlugin:
             return
         self.handovers.abandon()  # superseded with its move
         previous = self.expected
-        if event.new is None:
+        if event.new is None and self.handovers.home_agent is not None:
+            # Listening first: mip6d answers the purge within a millisecond over a native path.
+            self._listen()
             self._purge(move)  # a handover to what remains, if anything does
+            if self.handovers.pending is None:
+                self._stop_listening()
+        elif event.new is None:
+            self._purge(move)
         elif previous is not None and previous.tunnel:
             self._begin(move, previous, None)  # the tunnel's next address will be the care-of address
 
@@ -205,6 +211,7 @@ class MobilityPlugin:
             return
         assert self.handovers is not None and self.handovers.home_agent is not None
         loop = asyncio.get_running_loop()
+        self.handovers.recent.clear()  # only what is heard from now on can belong to this handover
         capture = open_capture()
         loop.add_reader(capture.fileno(), self._read_capture, capture)
         self.listeners.append(capture)
