@@ -130,7 +130,7 @@ class ControlServer:
         writer.transport.set_write_buffer_limits(high=0)
         try:
             answer = await self._answer(reader, writer)
-            writer.write(json.dumps(answer).encode() + b"\n")
+            writer.write(json.dumps(answer, default=str).encode() + b"\n")
             await asyncio.wait_for(writer.drain(), self.client_timeout_s)
         except (OSError, asyncio.TimeoutError):
             writer.transport.abort()

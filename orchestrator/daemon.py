@@ -94,6 +94,7 @@ class Daemon:
             if interval is not None else None
         )
         self.reload_problem: str | None = None
+        self.running = False  # between READY and stopping: the only time a reload is taken
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
@@ -105,6 +106,8 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         for warning in plugin_module.config_warnings(self.pm, self.config):
             log.warning("%s: %s", self.config.path, warning)
+        if self.notifier.problem:
+            log.error("no notifications to the init system: %s", self.notifier.problem)
         self.engine.load()
         commands = {"status": lambda _: self.status(), "reload": lambda _: self.reload()}
         control = ControlServer(
@@ -121,12 +124,14 @@ class Daemon:
             ", ".join(self.config.enable) or "none",
             self._uplink_text(),
         )
-        self.notifier.ready(self.summary())
+        self._notify(self.notifier.ready, self.summary())
+        self.running = True
         if self.watchdog is not None:
             self.watchdog.start()
         try:
             await self._stop.wait()
         finally:
+            self.running = False
             log.info("stopping")
             self._notify(self.notifier.stopping)
             if self.watchdog is not None:
@@ -144,6 +149,9 @@ class Daemon:
     def reload(self) -> dict[str, Any]:
         """Re-read and validate the configuration; a bad file changes nothing, a good one is
         applied as a difference (SIGHUP, and ``orchestrator reload``)."""
+        if not self.running:
+            log.warning("reload ignored: the daemon is starting or stopping")
+            return {"ok": False, "problems": ["the daemon is starting or stopping"]}
         self._notify(self.notifier.reloading)
         try:
             new = validate(self.config.path, self.infos)
@@ -165,7 +173,7 @@ class Daemon:
         old = self.config
         changes = [
             f"daemon.{key} changed: it applies after a restart"
-            for key in ("control_socket", "control_group", "netlink_rcvbuf_bytes")
+            for key in ("control_socket", "control_group", "netlink_rcvbuf_mib", "log_level")
             if getattr(old.daemon, key) != getattr(new.daemon, key)
         ]
         policy_changed = old.interfaces != new.interfaces
@@ -179,6 +187,8 @@ class Daemon:
             self.dispatcher.submit(CONTROL_LANE, "orchestrator_shutdown", {}, plugins=stop)
         self.config = new
         self.pm = plugin_module.activate(self.infos, new.enable)
+        if plugin_module.watched_tables(self.pm, new) != self.engine.tables:
+            changes.append("the routing tables watched change: that applies after a restart")
         # Queued calls keep the plugin objects they were made for: swapping the manager is safe.
         self.dispatcher.pm = self.pm
         self.dispatcher.timeout_s = new.daemon.plugin_timeout_s

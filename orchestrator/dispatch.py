@@ -144,9 +144,8 @@ class Dispatcher:
         try:
             while lane.queue:
                 call = lane.queue.popleft()
-                lane.busy_since = time.monotonic()
                 try:
-                    await self._call_all(call)
+                    await self._call_all(call, lane)
                 finally:
                     lane.busy_since = None
                     if call.on_done:
@@ -156,8 +155,9 @@ class Dispatcher:
             lane.drain = None
             lane.idle.set()
 
-    async def _call_all(self, call: Call) -> None:
+    async def _call_all(self, call: Call, lane: Lane) -> None:
         for impl, context in call.impls:
+            lane.busy_since = time.monotonic()  # per implementation: each has its own bound
             error = await self._call_one(impl, context, call.kwargs)
             if error is None:
                 continue
@@ -240,6 +240,7 @@ class Dispatcher:
         future.cancel()
         if isinstance(future, asyncio.Task):  # it may swallow the cancellation and run on
             self._abandoned[future] = time.monotonic()
+            future.add_done_callback(lambda task: self._abandoned.pop(task, None))
         self.counters["plugin_timeouts"] += 1
         return False
 

@@ -22,9 +22,14 @@ class Notifier:
 
     def __init__(self) -> None:
         self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
-        self._notifier = sdnotify.SystemdNotifier(debug=True) if self.enabled else None
-        if self._notifier is not None:  # the event loop must never wait for the init system
-            self._notifier.socket.setblocking(False)
+        self.problem: str | None = None  # why notifications are off although NOTIFY_SOCKET is set
+        self._notifier: sdnotify.SystemdNotifier | None = None
+        if self.enabled:
+            try:
+                self._notifier = sdnotify.SystemdNotifier(debug=True)
+                self._notifier.socket.setblocking(False)  # the loop must never wait for the init system
+            except OSError as error:  # a stale NOTIFY_SOCKET inherited from elsewhere
+                self.problem = f"NOTIFY_SOCKET {os.environ['NOTIFY_SOCKET']}: {error.strerror or error}"
         self.watchdog_interval_s = watchdog_interval(os.environ)
 
     def send(self, *fields: str) -> None:

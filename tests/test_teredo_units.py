@@ -297,7 +297,8 @@ def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "no pid file"), ("", "no usable pid"), ("1\n", "no usable pid"), ("99999999\n", "which is gone")],
+    [(None, "no pid file"), ("", "no usable pid"), ("1\n", "no usable pid"), ("99999999\n", "which is gone"),
+     ("9" * 30 + "\n", "which is gone")],
 )
 def test_a_pidfile_without_miredo_is_said_plainly(tmp_path: Path, content: str | None, message: str) -> None:
     pidfile = tmp_path / "miredo.pid"

@@ -46,7 +46,8 @@ class Handovers:
         self.recent: deque[Signal] = deque(maxlen=RECENT_SIGNALS)
 
     def begin(self, pending: Pending) -> None:
-        """Judge what is heard from now on, and what was heard since listening began."""
+        """From now on, signals are judged against ``pending`` (``expect`` also judges the ones
+        heard since listening began)."""
         self.pending = pending
 
     def expect(self, coa: str, tunnel: str | None) -> None:

@@ -21,7 +21,7 @@ import socket
 from . import xfrm
 from .mobility import Signal
 
-RTNLGRP_LINK = 1
+RTMGRP_LINK = 1  # the bind() bitmask of the link notification group
 
 
 def from_xfrm(change: xfrm.XfrmSignal, home_agent: str) -> list[Signal]:
@@ -52,7 +52,7 @@ def open_link_socket() -> socket.socket:
     """rtnetlink link notifications (the ip6tnl endpoint change), non-blocking."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, 0)
     try:
-        sock.bind((0, RTNLGRP_LINK))
+        sock.bind((0, RTMGRP_LINK))
     except OSError:
         sock.close()
         raise

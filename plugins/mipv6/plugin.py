@@ -89,6 +89,8 @@ class MobilityPlugin:
         if self.handovers is not None:
             self.handovers.abandon()
         self._stop_listening()
+        self.context = self.handovers = self.expected = None  # a late call finds a stopped plugin
+        self.purged = frozenset()
 
     # -- events ---------------------------------------------------------------------------------------
 
@@ -97,20 +99,21 @@ class MobilityPlugin:
         if self.context is None or self.handovers is None:
             return
         self.handovers.abandon()  # superseded with its move
+        self._stop_listening()
         previous = self.expected
-        if event.new is None and self.handovers.home_agent is not None:
+        if event.new is None:
             # Listening first: mip6d answers the purge within a millisecond over a native path.
             self._listen()
             self._purge(move)  # a handover to what remains, if anything does
             if self.handovers.pending is None:
                 self._stop_listening()
-        elif event.new is None:
-            self._purge(move)
         elif previous is not None and previous.tunnel:
             self._begin(move, previous, None)  # the tunnel's next address will be the care-of address
 
     @hookimpl
     async def orchestrator_tunnel_address_changed(self, event: TunnelAddressChanged) -> None:
+        if self.context is None:
+            return
         if event.new is not None:
             self.purged -= {event.new}
         self._update_expected()
@@ -206,19 +209,24 @@ class MobilityPlugin:
     # -- listening while a handover is pending -----------------------------------------------------
 
     def _listen(self) -> None:
-        """The BU/BA capture, and mip6d's kernel changes for IPsec-protected signalling."""
-        if self.listeners:
+        """The BU/BA capture, and mip6d's kernel changes for IPsec-protected signalling.  A socket
+        that cannot be opened is reported: the handover then goes unconfirmed, the purge still runs."""
+        assert self.context is not None and self.handovers is not None
+        if self.listeners or self.handovers.home_agent is None:
             return
-        assert self.handovers is not None and self.handovers.home_agent is not None
         loop = asyncio.get_running_loop()
         self.handovers.recent.clear()  # only what is heard from now on can belong to this handover
-        capture = open_capture()
-        loop.add_reader(capture.fileno(), self._read_capture, capture)
-        self.listeners.append(capture)
-        for opener, link in ((xfrm.open_socket, False), (kernel_signals.open_link_socket, True)):
-            sock = opener()
-            loop.add_reader(sock.fileno(), self._read_kernel, sock, link)
-            self.listeners.append(sock)
+        try:
+            capture = open_capture()
+            loop.add_reader(capture.fileno(), self._read_capture, capture)
+            self.listeners.append(capture)
+            for opener, link in ((xfrm.open_socket, False), (kernel_signals.open_link_socket, True)):
+                sock = opener()
+                loop.add_reader(sock.fileno(), self._read_kernel, sock, link)
+                self.listeners.append(sock)
+        except OSError as error:
+            problem = f"cannot listen for the handover's signals: {error}"
+            self.context.report(problem, self.context.current_move)
 
     def _stop_listening(self) -> None:
         loop = asyncio.get_running_loop()

@@ -103,7 +103,8 @@ class Keeper:
         move = self.context.current_move if self.context else None
         if verb == "begin":
             self.busy[interface] = time.monotonic()
-            if state == "up" and move is not None and interface not in self.parts:
+            held = self.parts.get(interface)
+            if state == "up" and move is not None and (held is None or held.move.finished):
                 self.parts[interface] = move.hold()  # the move is not over before its routes are
             return
         self.busy.pop(interface, None)

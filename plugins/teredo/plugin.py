@@ -91,6 +91,7 @@ class TeredoPlugin:
             self.requalifier.stop()
         if self.supervisor is not None:
             self.supervisor.close()
+        self.requalifier = self.supervisor = None  # a late call finds a stopped plugin
 
     @hookimpl
     async def orchestrator_uplink_changed(self, event: UplinkChanged, move: Move) -> None:

@@ -45,6 +45,9 @@ class Supervisor:
         except ProcessLookupError:
             os.close(fd)
             raise SupervisorMissing(f"miredo (pid {pid} in {self.pidfile}) exited just now") from None
+        except OSError as error:
+            os.close(fd)
+            raise SupervisorMissing(f"cannot signal miredo (pid {pid}): {error.strerror}") from None
         self._keep(fd, pid)
         return pid
 
@@ -99,9 +102,11 @@ class Supervisor:
         pid = int(words[0])
         try:
             fd = os.pidfd_open(pid)
-        except ProcessLookupError:
+        except (ProcessLookupError, OverflowError):
             gone = f"miredo is not running: {self.pidfile} names pid {pid}, which is gone"
             raise SupervisorMissing(gone) from None
+        except OSError as error:
+            raise SupervisorMissing(f"cannot watch miredo (pid {pid}): {error.strerror}") from None
         try:
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
         except OSError:
