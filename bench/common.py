@@ -6,6 +6,8 @@ namespace, so a noisy machine shows up in both columns and the ratio stays meani
 
 from __future__ import annotations
 
+import argparse
+import math
 import statistics
 import subprocess
 import sys
@@ -73,3 +75,43 @@ def main_in_namespace(script: str, short: str, inside: Callable[[Path], None]) -
         result = ns.run(sys.executable, script, "--inside", str(lab.tmp), timeout=600)
         print(result.stdout, end="")
     return 0
+
+
+def series_arguments(doc: str, moves: int, cutoff_s: float) -> argparse.Namespace:
+    """``--moves``, ``--cutoff`` and ``--seed`` of the benches that time a series of moves."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--moves", type=int, default=moves, help=f"moves per set-up (default {moves})")
+    parser.add_argument("--cutoff", type=float, default=cutoff_s,
+                        help=f"seconds after the new default route a move is cut off (default {cutoff_s:g})")
+    parser.add_argument("--seed", type=int, default=1, help="seed of miredo alone's random dwell")
+    args = parser.parse_args()
+    if args.moves < 1 or args.cutoff <= 0:
+        parser.error("--moves must be >= 1 and --cutoff > 0")
+    return args
+
+
+def duration_text(seconds: float, cutoff_s: float) -> str:
+    """A time for a table; ``math.inf`` is a move cut off."""
+    if math.isinf(seconds):
+        return f"> {cutoff_s:g} s"
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def series_rows(series: dict[str, list[float]], cutoff_s: float) -> list[tuple[str, ...]]:
+    """Median, p95, moves and cut-offs (``math.inf``) of each set-up, side by side."""
+    figures = {name: summary(values) for name, values in series.items()}
+    rows: list[tuple[str, ...]] = [("figure", *series)]
+    for key, label in (("p50", "median"), ("p95", "p95")):
+        rows.append((label, *(duration_text(figures[name][key], cutoff_s) for name in series)))
+    rows.append(("moves", *(str(len(values)) for values in series.values())))
+    rows.append((f"cut off (> {cutoff_s:g} s)", *(str(sum(map(math.isinf, v))) for v in series.values())))
+    return rows
+
+
+def ratio_text(slow: float, fast: float, cutoff_s: float) -> str:
+    """``slow / fast`` at the median, honest about cut-offs on either side."""
+    if math.isinf(fast):
+        return "n/a (the faster set-up's median is cut off)"
+    if math.isinf(slow):
+        return f"> {cutoff_s / fast:.0f}x (the slower set-up cut off)"
+    return f"{slow / fast:.0f}x"

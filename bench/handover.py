@@ -20,14 +20,13 @@ assert nothing.  Run as root: `make bench` or `.venv/bin/python bench/handover.p
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import sys
 import time
 from collections.abc import Callable
 
-from common import summary, table
+from common import duration_text, ratio_text, series_arguments, series_rows, summary, table
 from configs import write_teredo
 from harness import DaemonProcess, client_hook
 from lab import wait_for_quiet
@@ -57,8 +56,8 @@ def handover_seconds(lab: MipLab, watch: TeredoWatch, mn: MobileNodeStandIn, cut
                 return float(event["time"])
         return None
 
-    wait_for_quiet(accepted, cutoff + 1)
-    done = accepted()
+    done = accepted() if wait_for_quiet(accepted, cutoff + 1) else None
+    watch.monitor.sync()  # the default route's line printed before it is read
     route_at = watch.timing(mark, NATS[target].gateway, cutoff).route_at
     if done is None or route_at is None or done - route_at > cutoff:
         return math.inf
@@ -76,19 +75,8 @@ def series(lab: MipLab, watch: TeredoWatch, mn: MobileNodeStandIn, moves: int, c
     return results
 
 
-def shown(value: float, cutoff: float) -> str:
-    if math.isinf(value):
-        return f"> {cutoff:g} s"
-    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--moves", type=int, default=MOVES, help=f"moves per set-up (default {MOVES})")
-    parser.add_argument("--cutoff", type=float, default=CUTOFF_S,
-                        help=f"cut-off in seconds (default {CUTOFF_S:g})")
-    parser.add_argument("--seed", type=int, default=1, help="seed of miredo alone's random dwell")
-    args = parser.parse_args()
+    args = series_arguments(__doc__ or "", MOVES, CUTOFF_S)
     problem = mip6_requirements_problem()
     if problem:
         print(f"bench/handover.py: {problem}", file=sys.stderr)
@@ -112,20 +100,13 @@ def main() -> int:
         ensure_qualified(lab)
         print(f"miredo alone: {args.moves} moves ", end="", flush=True)
         alone = series(lab, watch, mn, args.moves, args.cutoff, lambda: rng.uniform(0, REFRESH_S))
-    figures = {"daemon": summary(ours), "miredo alone": summary(alone)}
-    rows = [("figure", "daemon", "miredo alone")]
-    for key, label in (("p50", "median"), ("p95", "p95")):
-        rows.append((label, *(shown(figures[n][key], args.cutoff) for n in ("daemon", "miredo alone"))))
-    cut = (str(sum(map(math.isinf, values))) for values in (ours, alone))
-    rows.append((f"cut off (> {args.cutoff:g} s)", *cut))
+    measured = {"daemon": ours, "miredo alone": alone}
     table(f"New default route -> handover confirmed (BA to the new Teredo CoA), {args.moves} moves each "
-          f"({time.monotonic() - started:.0f} s in all)", rows)
-    median, baseline = figures["daemon"]["p50"], figures["miredo alone"]["p50"]
-    ratio = "n/a" if math.isinf(median) else (
-        f"> {args.cutoff / median:.0f}x" if math.isinf(baseline) else f"{baseline / median:.0f}x")
+          f"({time.monotonic() - started:.0f} s in all)", series_rows(measured, args.cutoff))
+    median, baseline = summary(ours)["p50"], summary(alone)["p50"]
     table("At the median", [("figure", "measured", "goal"),
-                            ("daemon", shown(median, args.cutoff), f"<= {GOAL_MEDIAN_MS:g} ms"),
-                            ("miredo alone / daemon", ratio, "")])
+                            ("daemon", duration_text(median, args.cutoff), f"<= {GOAL_MEDIAN_MS:g} ms"),
+                            ("miredo alone / daemon", ratio_text(baseline, median, args.cutoff), "")])
     return 0
 
 

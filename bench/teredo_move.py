@@ -26,7 +26,6 @@ Run as root: `make bench` or `.venv/bin/python bench/teredo_move.py [--moves N] 
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import sys
@@ -35,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
-from common import summary, table
+from common import ratio_text, series_arguments, series_rows, summary, table
 from configs import write_teredo
 from harness import DaemonProcess, client_hook
 from lab import MONITOR_MARK_DST, TrackedProcess, await_route_listener
@@ -99,21 +98,8 @@ def run_moves(lab: TeredoLab, watch: TeredoWatch, moves: int, cutoff: float,
     return results
 
 
-def seconds_text(value: float, cutoff: float) -> str:
-    if math.isinf(value):
-        return f"> {cutoff:g} s"
-    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--moves", type=int, default=MOVES, help=f"moves per set-up (default {MOVES})")
-    parser.add_argument("--cutoff", type=float, default=CUTOFF_S,
-                        help=f"seconds after the new default route a move is cut off (default {CUTOFF_S:g})")
-    parser.add_argument("--seed", type=int, default=1, help="seed of miredo alone's random dwell")
-    args = parser.parse_args()
-    if args.moves < 1 or args.cutoff <= 0:
-        parser.error("--moves must be >= 1 and --cutoff > 0")
+    args = series_arguments(__doc__ or "", MOVES, CUTOFF_S)
     problem = teredo_requirements_problem()
     if problem:
         print(f"bench/teredo_move.py: {problem}", file=sys.stderr)
@@ -138,24 +124,15 @@ def main() -> int:
                 results[name] = run_moves(lab, watch, args.moves, args.cutoff, dwell)
             print()
 
-    figures: dict[str, dict[str, float]] = {}
-    for name, timings in results.items():
-        values = [t.seconds if t.seconds is not None else math.inf for t in timings]
-        figures[name] = summary(values)
     names = ["miredo alone", "bare floor", "daemon"]
-    rows = [("figure", *names)]
-    for key, label in (("p50", "median"), ("p95", "p95")):
-        rows.append((label, *(seconds_text(figures[n][key], args.cutoff) for n in names)))
-    rows.append(("moves", *(str(len(results[n])) for n in names)))
-    rows.append((f"cut off (> {args.cutoff:g} s)", *(str(sum(t.cut_off for t in results[n])) for n in names)))
+    series = {n: [t.seconds if t.seconds is not None else math.inf for t in results[n]] for n in names}
     table(f"New default route -> routed Teredo address, {args.moves} moves na <-> nb each "
-          f"(ip monitor in the node; {time.monotonic() - started:.0f} s in all)", rows)
+          f"(ip monitor in the node; {time.monotonic() - started:.0f} s in all)",
+          series_rows(series, args.cutoff))
 
-    alone, bare, ours = (figures[n]["p50"] for n in names)
+    alone, bare, ours = (summary(series[n])["p50"] for n in names)
     difference = "n/a" if math.isinf(ours) or math.isinf(bare) else f"{(ours - bare) * 1000:+.1f} ms"
-    ratio = ("n/a (the daemon's median is cut off)" if math.isinf(ours)
-             else f"> {args.cutoff / ours:.0f}x (miredo alone cut off)" if math.isinf(alone)
-             else f"{alone / ours:.0f}x")
+    ratio = ratio_text(alone, ours, args.cutoff)
     table("At the median", [
         ("figure", "measured", "goal"),
         ("daemon - bare floor", difference, f"<= {GOAL_DIFF_MS:g} ms"),

@@ -372,17 +372,24 @@ def human_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cmd_mip6d_conf(args: argparse.Namespace) -> int:
+def plugin_module(plugin: str, module: str) -> Any:
+    """A built-in plugin's module for a command of its own, or None (said on stderr) when that
+    plugin is not installed: the core does not depend on any plugin."""
     import importlib
 
+    try:
+        return importlib.import_module(f"orchestrator_{plugin}.{module}")
+    except ImportError:
+        print(f"orchestrator: the {plugin} plugin is not installed", file=sys.stderr)
+        return None
+
+
+def cmd_mip6d_conf(args: argparse.Namespace) -> int:
     from .daemon import load
 
-    try:
-        mip6d_conf = importlib.import_module("orchestrator_mipv6.mip6d_conf")
-    except ImportError:
-        print("orchestrator: the mipv6 plugin is not installed", file=sys.stderr)
+    mip6d_conf = plugin_module("mipv6", "mip6d_conf")
+    if mip6d_conf is None:
         return EXIT_FAILURE
-
     config, _ = load(args.config)
     rendered = mip6d_conf.render(config)
     print(rendered.text, end="")
@@ -392,12 +399,8 @@ def cmd_mip6d_conf(args: argparse.Namespace) -> int:
 
 
 def cmd_hook(args: argparse.Namespace) -> int:
-    import importlib
-
-    try:
-        hook = importlib.import_module("orchestrator_routing.hook")
-    except ImportError:
-        print("orchestrator: the routing plugin is not installed", file=sys.stderr)
+    hook = plugin_module("routing", "hook")
+    if hook is None:
         return EXIT_FAILURE
     if args.print_client_hook:
         print(hook.client_hook_script(args.python, str(args.config), args.cache_dir), end="")

@@ -110,10 +110,8 @@ class Daemon:
             log.error("no notifications to the init system: %s", self.notifier.problem)
         self.engine.load()
         commands = {"status": lambda _: self.status(), "reload": lambda _: self.reload()}
-        control = ControlServer(
-            self.config.daemon.control_socket, commands, read_only=frozenset({"status"}),
-            group=self.config.daemon.control_group,
-        )
+        daemon = self.config.daemon
+        control = ControlServer(daemon.control_socket, commands, group=daemon.control_group)
         await control.start()
         # Plugins reach their start-up state before the first event (which waits in the socket).
         self.dispatcher.submit(CONTROL_LANE, "orchestrator_startup", {})

@@ -23,6 +23,7 @@ from . import eager
 from .context import PluginContext
 from .hookspecs import CARRIES_STATE
 from .moves import Move
+from .plugins import call_each
 from .workers import WorkerThreads
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,15 @@ class Dispatcher:
         returns.  The control lane (phases, completions, errors) starts on the next loop turn
         instead, so it never delays the event that caused it.
         """
+        impls = [
+            (impl, self.contexts[impl.plugin_name])
+            for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls())
+            if plugins is None or impl.plugin_name in plugins
+        ]
+        if not impls:  # nobody to call: no lane work (route churn without a routing plugin, say)
+            if on_done:
+                on_done()
+            return
         lane = self.lanes.get(lane_name)
         if lane is None:
             lane = self.lanes[lane_name] = Lane(lane_name)
@@ -104,11 +114,6 @@ class Dispatcher:
                     on_done()
                 return
             kwargs = merged
-        impls = [
-            (impl, self.contexts[impl.plugin_name])
-            for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls())
-            if plugins is None or impl.plugin_name in plugins
-        ]
         lane.queue.append(Call(hook, kwargs, move, on_done, impls))
         if not lane.draining:
             lane.draining = True
@@ -177,15 +182,14 @@ class Dispatcher:
 
     def ask(self, hook: str, kwargs: dict[str, Any]) -> Any:
         """A first-result question, answered at once on the loop (see ``PluginContext.ask``)."""
-        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
-            arguments = {**kwargs, "context": self.contexts[impl.plugin_name]}
-            try:
-                answer = impl.function(**{name: arguments[name] for name in impl.argnames})
-            except Exception as error:
-                log.error("plugin %s failed in %s: %s", impl.plugin_name, hook, error)
+        def context(plugin: str) -> dict[str, Any]:
+            return {"context": self.contexts[plugin]}
+
+        for plugin, answer, error in call_each(getattr(self.pm.hook, hook), kwargs, context):
+            if error is not None:
+                log.error("plugin %s failed in %s: %s", plugin, hook, error)
                 self.counters["plugin_errors"] += 1
-                continue
-            if answer is not None:
+            elif answer is not None:
                 return answer
         return None
 

@@ -246,19 +246,19 @@ class NetworkState:
         return ABSENT if link is None else LinkStatus(True, link.up, link.carrier)
 
     def tunnel_address(self, name: str) -> str | None:
-        """The newest usable global IPv6 address on the interface called ``name`` (None: none).
-
-        Tentative and deprecated addresses do not count: a tentative one is not usable yet.
-        """
+        """The newest usable global IPv6 address on the interface called ``name`` (None: none)."""
         link = self.view.link_named(name)
-        if link is None:
-            return None
-        usable = [
-            a.address
-            for a in self.view.addresses_of(link.index, socket.AF_INET6)
-            if not a.tentative and not a.deprecated and a.scope == RT_SCOPE_UNIVERSE
+        usable = self.global_ipv6(link.index) if link is not None else []
+        return usable[-1].address if usable else None
+
+    def global_ipv6(self, index: int, usable: bool = True) -> list[AddressEvent]:
+        """The global IPv6 addresses of interface ``index``, oldest first; with ``usable``, not
+        tentative (not usable yet) and not deprecated."""
+        return [
+            a
+            for a in self.view.addresses_of(index, socket.AF_INET6)
+            if a.scope == RT_SCOPE_UNIVERSE and not (usable and (a.tentative or a.deprecated))
         ]
-        return usable[-1] if usable else None
 
 
 def _ipv4_int(address: str) -> int:

@@ -89,9 +89,20 @@ class DaemonProcess:
         self.proc.check_alive(f"orchestrator run (log: {self.log.read_text()[-2000:]})")
         return answers(self.socket)
 
-    def status(self) -> dict[str, Any]:
+    def request(self, command: str) -> dict[str, Any]:
+        """The daemon's answer to a control command (as root)."""
         self.proc.check_alive("orchestrator run")
-        return control.request(self.socket, "status")
+        return control.request(self.socket, command)
+
+    def status(self) -> dict[str, Any]:
+        return self.request("status")
+
+    def wait_idle(self, timeout: float = 15) -> None:
+        """Every lane has nothing queued or running: what was handed to the plugins has run."""
+        def idle() -> bool:
+            return all(lane["queued"] == 0 and lane["busy_s"] is None for lane in self.status()["lanes"])
+
+        wait_for(idle, timeout, "idle lanes")
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)

@@ -234,7 +234,7 @@ class TeredoWatch:
 
     def timing(self, mark: Mark, gateway: str, cutoff: float) -> MoveTiming:
         """(a) and (b) for the move that began at ``mark`` towards ``gateway``, from the log as
-        it is now."""
+        it is now (``monitor.sync()`` first for everything the kernel has said)."""
         return fold(mark.state, self._read()[mark.index:], gateway, cutoff)
 
     def wait(self, mark: Mark, gateway: str, cutoff: float) -> MoveTiming:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from configs import INTERFACES as SEED_INTERFACES
 from configs import write_teredo
 from harness import DaemonProcess, client_hook
 from lab import wait_for
@@ -24,29 +25,17 @@ from teredo_lab import NATS, SERVER_ADDRESS, TEREDO_IF, teredo_client_ipv4
 
 pytestmark = pytest.mark.netns
 
-# The seed's policy: the Ethernet uplink first (it carries no IPv6 here), Teredo, then a native
-# IPv6 interface that is worse than Teredo (a metered one, say) but survives an IPv4 loss.
+# The seed's policy (configs.INTERFACES: Ethernet first, it carries no IPv6 here, then Teredo),
+# behind a native IPv6 interface that is worse than Teredo (a metered one, say) but survives an
+# IPv4 loss.  It comes first so that "eth*" does not claim it.
 INTERFACES = f"""\
 [[interfaces]]
 match = "{NATIVE_IF}"
 role = "uplink"
 mip6_preference = 5
 
-[[interfaces]]
-match = "eth0"
-role = "uplink"
-mip6_preference = 1
+""" + SEED_INTERFACES
 
-[[interfaces]]
-match = "teredo"
-role = "tunnel"
-mip6_preference = 3
-{{tunnel}}
-
-[[interfaces]]
-match = "lan*"
-role = "lan"
-"""
 MN_INTERFACES = ("eth0:1", f"{TEREDO_IF}:3:tunnel", f"{NATIVE_IF}:5")
 
 
@@ -152,11 +141,12 @@ def test_without_the_plugin_mip6d_stays_on_the_dead_teredo_address(rig: Rig) -> 
     """The same loss without the mipv6 plugin: the stand-in (lifetime 4 s, so it refreshes
     often) keeps refreshing its binding from the dead Teredo address after the loss."""
     teredo = rig.mn.coa()
+    before = rig.mn.mark()
     rig.lab.carrier(False)
     wait_for(lambda: rig.status()["uplink"] is None, 15, "the daemon to see the loss")
-    mark = rig.mn.mark()
-    rig.mn.wait_event("bu-sent", 15, since=mark, coa=teredo)
-    assert rig.mn.events("coa-selected", since=mark) == []
+    after_loss = rig.mn.mark()
+    rig.mn.wait_event("bu-sent", 15, since=after_loss, coa=teredo)
+    assert rig.mn.events("coa-selected", since=before) == []
     assert rig.lab.teredo_addresses() == [teredo]
 
 
@@ -178,6 +168,7 @@ def test_a_silent_home_agent_fails_and_asks_one_requalification(rig: Rig) -> Non
     assert any("no Binding Acknowledgement" in problem for problem in move["problems"]), move
     wait_for(lambda: rig.status()["counters"]["mipv6_requalify_asked"] == 1, 10, "the re-qualification asked")
     wait_for(lambda: rig.status()["counters"]["teredo_kicks"] == 2, 10, "the teredo plugin to kick again")
+    assert rig.status()["counters"]["mipv6_requalify_asked"] == 1
 
 
 def test_a_lan_interface_with_a_global_address_is_never_the_expected_coa(rig: Rig) -> None:

@@ -58,8 +58,7 @@ class Rig:
                      "the daemon to see the marker")
         finally:
             node.ip("addr", "del", MARKER, "dev", "lo")
-        wait_for(lambda: all(lane["queued"] == 0 and lane["busy_s"] is None
-                             for lane in self.daemon.status()["lanes"]), 15, "idle lanes")
+        self.daemon.wait_idle()
 
     # -- what miredo and the kernel say -----------------------------------------------------------
     def reloads(self) -> int:

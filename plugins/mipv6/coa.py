@@ -13,10 +13,9 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
+from orchestrator import wire
 from orchestrator.config import Config
 from orchestrator.state import NetworkState
-
-RT_SCOPE_UNIVERSE = 0
 
 
 @dataclass(frozen=True, order=True)
@@ -34,7 +33,7 @@ def candidates(config: Config, state: NetworkState, exclude: frozenset[str] = fr
     routed = {
         route.oif
         for route in view.routes.values()
-        if route.family == socket.AF_INET6 and route.dst_len == 0 and route.table == 254
+        if route.family == socket.AF_INET6 and route.dst_len == 0 and route.table == wire.RT_TABLE_MAIN
     }
     found: list[Candidate] = []
     for link in view.links.values():
@@ -46,11 +45,8 @@ def candidates(config: Config, state: NetworkState, exclude: frozenset[str] = fr
             continue  # no router: mip6d would not use it
         found += [
             Candidate(spec.mip6_preference, link.index, link.name, address.address, tunnel)
-            for address in view.addresses_of(link.index, socket.AF_INET6)
-            if address.scope == RT_SCOPE_UNIVERSE
-            and not address.tentative
-            and not address.deprecated
-            and address.address not in exclude
+            for address in state.global_ipv6(link.index)
+            if address.address not in exclude
         ]
     return sorted(found)
 

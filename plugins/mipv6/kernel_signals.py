@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import socket
 
+from orchestrator import wire
+
 from . import xfrm
 from .mobility import Signal
-
-RTMGRP_LINK = 1  # the bind() bitmask of the link notification group
 
 
 def from_xfrm(change: xfrm.XfrmSignal, home_agent: str) -> list[Signal]:
@@ -52,7 +52,7 @@ def open_link_socket() -> socket.socket:
     """rtnetlink link notifications (the ip6tnl endpoint change), non-blocking."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, 0)
     try:
-        sock.bind((0, RTMGRP_LINK))
+        sock.bind((0, wire.RTMGRP_LINK))
     except OSError:
         sock.close()
         raise

@@ -122,10 +122,8 @@ class MobilityPlugin:
 
     def _purge(self, move: Move) -> None:
         assert self.context is not None
-        tunnels = [
-            link.name for link in self.context.state.view.links.values()
-            if self.context.config.role(link.name) == "tunnel"
-        ]
+        view, config = self.context.state.view, self.context.config
+        tunnels = [link for link in view.links.values() if config.role(link.name) == "tunnel"]
         recorded = purge.record(self.context.state, tunnels)
         if not recorded:
             return

@@ -11,13 +11,12 @@ address, never an address that appeared after the loss.
 from __future__ import annotations
 
 import errno
-import socket
 from dataclasses import dataclass
 
 from orchestrator import wire
+from orchestrator.events import LinkEvent
 from orchestrator.state import NetworkState
 
-RT_SCOPE_UNIVERSE = 0
 ALREADY_GONE = (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT)
 
 
@@ -29,19 +28,13 @@ class Recorded:
     prefixlen: int
 
 
-def record(state: NetworkState, interfaces: list[str]) -> list[Recorded]:
-    """The global IPv6 addresses on ``interfaces`` now (tentative ones included: they are dead too)."""
-    found: list[Recorded] = []
-    for name in interfaces:
-        link = state.view.link_named(name)
-        if link is None:
-            continue
-        found += [
-            Recorded(name, link.index, a.address, a.prefixlen)
-            for a in state.view.addresses_of(link.index, socket.AF_INET6)
-            if a.scope == RT_SCOPE_UNIVERSE
-        ]
-    return found
+def record(state: NetworkState, links: list[LinkEvent]) -> list[Recorded]:
+    """The global IPv6 addresses on ``links`` now (tentative ones included: they are dead too)."""
+    return [
+        Recorded(link.name, link.index, a.address, a.prefixlen)
+        for link in links
+        for a in state.global_ipv6(link.index, usable=False)
+    ]
 
 
 def delete(recorded: list[Recorded]) -> list[str]:

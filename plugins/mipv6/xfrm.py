@@ -302,26 +302,20 @@ def _address(family: int, raw: bytes) -> str | None:
 
 def _tunnel(body: memoryview) -> TunnelEndpoint | None:
     _family, _type, index, _flags, _change = wire.IFINFOMSG.unpack_from(body)
-    attrs = _attributes(body, wire.IFINFOMSG.size)
-    linkinfo = _first(attrs, IFLA_LINKINFO)
-    name = _first(attrs, wire.IFLA_IFNAME)
+    attrs = wire.attributes(body, wire.IFINFOMSG.size, len(body))
+    linkinfo, name = attrs.get(IFLA_LINKINFO), attrs.get(wire.IFLA_IFNAME)
     if linkinfo is None or name is None:
         return None
-    info = _attributes(linkinfo, 0)
-    kind = _first(info, IFLA_INFO_KIND)
-    data = _first(info, IFLA_INFO_DATA)
+    info = wire.attributes(linkinfo, 0, len(linkinfo))
+    kind, data = info.get(IFLA_INFO_KIND), info.get(IFLA_INFO_DATA)
     if kind is None or bytes(kind).rstrip(b"\0") != b"ip6tnl" or data is None:
         return None
-    tunnel = _attributes(data, 0)
-    local, remote = _first(tunnel, IFLA_IPTUN_LOCAL), _first(tunnel, IFLA_IPTUN_REMOTE)
+    tunnel = wire.attributes(data, 0, len(data))
+    local = wire.ip_text(socket.AF_INET6, tunnel.get(IFLA_IPTUN_LOCAL))
+    remote = wire.ip_text(socket.AF_INET6, tunnel.get(IFLA_IPTUN_REMOTE))
     if local is None or remote is None:
         return None
-    return TunnelEndpoint(
-        index,
-        bytes(name).rstrip(b"\0").decode(),
-        socket.inet_ntop(socket.AF_INET6, bytes(local)),
-        socket.inet_ntop(socket.AF_INET6, bytes(remote)),
-    )
+    return TunnelEndpoint(index, bytes(name).rstrip(b"\0").decode(), local, remote)
 
 
 def _attributes(body: memoryview, start: int) -> list[tuple[int, memoryview]]:

@@ -20,7 +20,6 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from orchestrator.config import Config
@@ -31,7 +30,7 @@ from orchestrator.wire import RT_TABLE_MAIN
 
 from . import kernel
 from .endstate import Step, end_state
-from .hook import NOTIFY_NAME
+from .hook import notify_path
 from .profile import Profile, from_section, resolve_table, rt_tables
 
 MAX_MESSAGE = 512
@@ -45,6 +44,7 @@ class Keeper:
     def __init__(self) -> None:
         self.steps: dict[str, Step] = {}
         self.busy: dict[str, float] = {}  # interface -> monotonic time of the hook's "begin"
+        self.pending: set[str] = set()  # tunnels whose policy was removed, restored once per burst
         self.parts: dict[str, Part] = {}  # interface -> the move's hold while its hook brings it up
         self.stale: set[str] = set()
         self.profiles: dict[str, Profile] = {}  # by profile name
@@ -123,18 +123,31 @@ class Keeper:
     # -- re-asserting -------------------------------------------------------------------------------
 
     def policy_removed(self, event: RouteEvent | RuleEvent) -> None:
+        """Note which tunnels the removal concerns; they are brought back once the burst it came
+        in has been read (``call_soon``), so a flush of N routes costs one read of the kernel per
+        tunnel, not N."""
         self.read_notifications()
         assert self.context is not None
-        now = time.monotonic()
-        for interface, step in self.steps.items():
+        concerned = set()
+        for interface in self.steps:
             profile = self.profile_for(interface)
-            started = self.busy.get(interface)
+            if profile is not None and self._concerns(event, interface, profile):
+                concerned.add(interface)
+        if concerned and not self.pending:
+            asyncio.get_running_loop().call_soon(self._restore)
+        self.pending |= concerned
+
+    def _restore(self) -> None:
+        assert self.context is not None
+        self.read_notifications()
+        pending, self.pending = self.pending, set()
+        now = time.monotonic()
+        for interface in sorted(pending):
+            profile, started = self.profile_for(interface), self.busy.get(interface)
             if profile is None or interface in self.stale or (started and now - started < HOOK_BUSY_MAX_S):
                 continue
-            if not self._concerns(event, interface, profile):
-                continue
             try:
-                applied = kernel.converge(interface, profile, end_state(profile, step))
+                applied = kernel.converge(interface, profile, end_state(profile, self.steps[interface]))
             except (OSError, kernel.InterfaceMissing, kernel.ApplyError) as error:
                 self.context.log.warning("cannot restore %s's routing: %s", interface, error)
                 continue
@@ -167,10 +180,6 @@ def _up_step(interface: str, words: list[str]) -> Step | None:
         return None
     mtu = int(words[5]) if words[5].isascii() and words[5].isdigit() else None
     return Step("up", interface, address, lladdress, mtu)
-
-
-def notify_path(config: Config) -> Path:
-    return config.daemon.control_socket.parent / NOTIFY_NAME
 
 
 def watched_tables(config: Config) -> list[int]:

@@ -23,12 +23,22 @@ from .profile import Profile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
+
+    from orchestrator.config import Config
 
 DEFAULT_CONFIG = "/etc/orchestrator/orchestrator.toml"
 DEFAULT_CACHE_DIR = "/run/orchestrator"
 CACHE_NAME = "client-hook.cache"
 NOTIFY_NAME = "hook.sock"
+
+
+def notify_path(config: Config) -> Path:
+    """Where the daemon listens for the hook's "begin"/"end" datagrams: beside its control socket."""
+    return config.daemon.control_socket.parent / NOTIFY_NAME
+
+
 TEREDO_PREFIX = bytes.fromhex("20010000")
 USAGE = "usage: orchestrator hook [--config PATH] [--cache-dir DIR] [--hook-file PATH] [--full-python PATH]"
 
@@ -169,7 +179,7 @@ def compile_config(config_path: str) -> dict[str, Any]:
         "interfaces": [(spec.match, spec.role, spec.routing_profile) for spec in config.interfaces],
         "profiles": profiles,
         "teredo": config.section("teredo").get("interface") if "teredo" in config.enable else None,
-        "notify": str(config.daemon.control_socket.parent / NOTIFY_NAME),
+        "notify": str(notify_path(config)),
     }
 
 

@@ -178,6 +178,8 @@ class Requalifier:
         self._set("qualifying", f"miredo (pid {pid}) is back")
 
     def miredo_exited(self, reason: str) -> None:
+        if self.state == "failed" and self._kick_timer is None:
+            return  # already reported: the tunnel vanished with a miredo found gone
         self._absent(reason)
 
     # -- kicks ---------------------------------------------------------------------------------------
