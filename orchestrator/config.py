@@ -10,12 +10,12 @@ from __future__ import annotations
 import fnmatch
 import grp
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .schema import REQUIRED, Key, Section, validate
+from .schema import REQUIRED, Key, Section, validate, validate_section
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -73,6 +73,7 @@ INTERFACE = Section(
         "role": Key("str", "what the interface is for", REQUIRED, choices=ROLES),
         "mip6_preference": Key("int", "MnIfPreference for Mobile IPv6", None, 1, 1000),
         "routing_profile": Key("str", "routing profile applied to this tunnel"),
+        "ipv6_tunnel": Key("bool", "an uplink whose own IPv6 is handled like a tunnel's", False),
     }
 )
 CORE_SECTIONS: Mapping[str, Section] = {"daemon": DAEMON, "plugins": PLUGINS, "uplinks": UPLINKS}
@@ -114,9 +115,24 @@ class InterfaceSpec:
     role: str
     mip6_preference: int | None
     routing_profile: str | None
+    ipv6_tunnel: bool = False
+    #: Where the entry comes from, as a user finds it: ``interfaces[2]`` (of the file) or
+    #: ``plugin 'ppp' interfaces[0]`` (declared by a plugin).
+    origin: str = field(default="", compare=False)
+
+    @property
+    def declared_by_plugin(self) -> bool:
+        return not self.origin.startswith("interfaces")
 
     def matches(self, name: str) -> bool:
         return fnmatch.fnmatchcase(name, self.match)
+
+    @property
+    def is_tunnel(self) -> bool:
+        """Whether the interface's IPv6 side is a tunnel's: its global address is reported to the
+        plugins, it may have a routing profile, and mip6d treats it as "Tunnel enabled".  True for
+        role ``tunnel`` and for an uplink with ``ipv6_tunnel`` (PPP carrying IPv6 over IPV6CP)."""
+        return self.role == "tunnel" or self.ipv6_tunnel
 
 
 @dataclass(frozen=True)
@@ -129,28 +145,37 @@ class Config:
     uplinks: UplinkSettings
     interfaces: tuple[InterfaceSpec, ...]
     sections: Mapping[str, Mapping[str, Any]]
-    _roles: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
+    _specs: dict[str, InterfaceSpec | None] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def interface(self, name: str) -> InterfaceSpec | None:
-        """The first ``[[interfaces]]`` entry matching ``name`` (entries are tried in file order)."""
-        for spec in self.interfaces:
-            if spec.matches(name):
-                return spec
-        return None
+        """The first ``[[interfaces]]`` entry matching ``name`` (the file's entries in order, then
+        those plugins declare); memoised, since it is asked for every netlink event."""
+        try:
+            return self._specs[name]
+        except KeyError:
+            if len(self._specs) > 4096:  # interface names come and go (ppp*, veth*): stay bounded
+                self._specs.clear()
+            spec = self._specs[name] = next((s for s in self.interfaces if s.matches(name)), None)
+            return spec
 
     def role(self, name: str) -> str | None:
-        """The role of interface ``name`` (memoised: asked for every netlink event)."""
-        try:
-            return self._roles[name]
-        except KeyError:
-            if len(self._roles) > 4096:  # interface names come and go (ppp*, veth*): stay bounded
-                self._roles.clear()
-            spec = self.interface(name)
-            role = self._roles[name] = spec.role if spec else None
-            return role
+        """The role of interface ``name``, None when no entry matches it."""
+        spec = self.interface(name)
+        return spec.role if spec else None
+
+    def is_tunnel(self, name: str) -> bool:
+        """Whether interface ``name``'s IPv6 side is a tunnel's (see ``InterfaceSpec.is_tunnel``)."""
+        spec = self.interface(name)
+        return spec is not None and spec.is_tunnel
 
     def section(self, name: str) -> Mapping[str, Any]:
         return self.sections.get(name, {})
+
+    def with_interfaces(self, declared: Iterable[InterfaceSpec]) -> Config:
+        """This configuration with ``declared`` entries after the file's own (which therefore win)."""
+        return replace(self, interfaces=(*self.interfaces, *declared))
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -186,8 +211,8 @@ def load(
     problems: list[str] = []
     values: dict[str, dict[str, Any]] = {}
     for name, section in {**CORE_SECTIONS, **plugin_sections}.items():
-        values[name] = validate(section, data.get(name, {}), name, problems)
-    interfaces = _interfaces(data.get("interfaces", []), problems)
+        values[name] = validate_section(section, data.get(name), name, problems)
+    interfaces = interface_specs(data.get("interfaces", []), "interfaces", problems)
     for name in data:
         if name not in values and name != "interfaces":
             known = ", ".join(sorted([*values, "interfaces"]))
@@ -227,25 +252,31 @@ def load(
     )
 
 
-def _interfaces(entries: Any, problems: list[str]) -> tuple[InterfaceSpec, ...]:
+def interface_specs(entries: Any, path: str, problems: list[str]) -> tuple[InterfaceSpec, ...]:
+    """Validate ``[[interfaces]]`` entries (the file's, or a plugin's declared ones at ``path``)."""
     if not isinstance(entries, list):
-        problems.append("interfaces: expected an array of tables ([[interfaces]])")
+        problems.append(f"{path}: expected an array of tables ([[interfaces]])")
         return ()
     specs: list[InterfaceSpec] = []
     for index, entry in enumerate(entries):
-        where = f"interfaces[{index}]"
+        where = f"{path}[{index}]"
         before = len(problems)
         value = validate(INTERFACE, entry, where, problems)
         if len(problems) != before:
             continue
-        if value.get("routing_profile") and value["role"] != "tunnel":
-            problems.append(f"{where}.routing_profile: only an interface with role 'tunnel' has one")
-        specs.append(
-            InterfaceSpec(
-                match=value["match"],
-                role=value["role"],
-                mip6_preference=value.get("mip6_preference"),
-                routing_profile=value.get("routing_profile"),
-            )
+        spec = InterfaceSpec(
+            match=value["match"],
+            role=value["role"],
+            mip6_preference=value.get("mip6_preference"),
+            routing_profile=value.get("routing_profile"),
+            ipv6_tunnel=value["ipv6_tunnel"],
+            origin=where,
         )
+        if spec.ipv6_tunnel and spec.role != "uplink":
+            problems.append(f"{where}.ipv6_tunnel: only an interface with role 'uplink' has one")
+        elif spec.routing_profile and not spec.is_tunnel:
+            problems.append(
+                f"{where}.routing_profile: only a tunnel (role tunnel, or an uplink with ipv6_tunnel) has one"
+            )
+        specs.append(spec)
     return tuple(specs)

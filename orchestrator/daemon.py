@@ -54,7 +54,9 @@ def validate(path: Path, infos: list[plugin_module.PluginInfo]) -> config_module
     loaded = {info.name for info in infos if info.loaded}
     broken = {info.name: info.error for info in infos if info.error and info.name not in loaded}
     config = config_module.load(path, plugin_module.sections(infos), loaded, broken)
-    problems = plugin_module.check_config(plugin_module.activate(infos, config.enable), config)
+    enabled = plugin_module.activate(infos, config.enable)
+    config = plugin_module.declare_interfaces(enabled, config)
+    problems = plugin_module.check_config(enabled, config)
     if problems:
         raise config_module.ConfigError(path, problems)
     return config
@@ -214,7 +216,7 @@ class Daemon:
         parts = [f"uplink {self._uplink_text()}"]
         state = self.engine.state
         for link in state.view.links.values():
-            if self.config.role(link.name) == "tunnel":
+            if self.config.is_tunnel(link.name):
                 parts.append(f"{link.name} {state.tunnel_address(link.name) or 'no address'}")
         for context in self.contexts.values():
             if context.status.get("expected_coa"):
@@ -306,7 +308,7 @@ class Daemon:
         tunnels = {
             spec_name: state.tunnel_address(spec_name)
             for spec_name in sorted(
-                link.name for link in state.view.links.values() if self.config.role(link.name) == "tunnel"
+                link.name for link in state.view.links.values() if self.config.is_tunnel(link.name)
             )
         }
         return {

@@ -28,7 +28,8 @@ class LinkEvent:
 
 @dataclass(frozen=True, slots=True)
 class AddressEvent:
-    """RTM_NEWADDR / RTM_DELADDR.  ``address`` is ours (IFA_LOCAL when present, else IFA_ADDRESS)."""
+    """RTM_NEWADDR / RTM_DELADDR.  ``address`` is ours (IFA_LOCAL when present, else IFA_ADDRESS);
+    ``peer`` is the other end of a point-to-point link (IFA_ADDRESS when it differs from IFA_LOCAL)."""
 
     index: int
     family: int
@@ -39,6 +40,7 @@ class AddressEvent:
     valid_lft: int | None = field(compare=False)  # ticks down every second: never a difference
     deleted: bool = False
     scope: int = 0  # the kernel's own classification: 0 global, 253 link, 254 host
+    peer: str | None = None
     kind = "address"
 
     @property

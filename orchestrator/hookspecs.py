@@ -35,7 +35,7 @@ oldest unseen value and whose ``new`` is the latest.  Errors, phases and complet
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -90,6 +90,19 @@ def orchestrator_config_warnings(config: Config) -> list[str]:
     One line each, starting with the key path.  ``check-config`` prints them and still succeeds;
     the daemon logs them at start-up.  Called for enabled plugins after ``check_config`` passed;
     not called in a lane.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def orchestrator_interfaces(config: Config) -> list[Mapping[str, Any]]:
+    """Declare interface roles: entries like the file's ``[[interfaces]]`` (``match``, ``role``,
+    ``mip6_preference``, ``routing_profile``, ``ipv6_tunnel``), usually derived from your section.
+
+    They are validated like the file's and appended after them, so a user's own entry for the same
+    interface wins.  Called for enabled plugins whenever the configuration is loaded (start-up,
+    reload, ``check-config``), before ``orchestrator_check_config``, which then sees them.  Not
+    called in a lane; must not block.
     """
     raise NotImplementedError
 

@@ -17,7 +17,7 @@ from typing import Any, cast
 import pluggy
 
 from . import hookspecs
-from .config import CORE_SECTIONS, Config
+from .config import CORE_SECTIONS, Config, ConfigError, InterfaceSpec, interface_specs
 from .schema import Section
 from .wire import RT_TABLE_MAIN
 
@@ -183,6 +183,21 @@ def watched_tables(pm: pluggy.PluginManager, config: Config) -> set[int]:
         if error is not None:
             log.error("plugin %s failed in orchestrator_watched_tables: %s", plugin, error)
     return tables
+
+
+def declare_interfaces(pm: pluggy.PluginManager, config: Config) -> Config:
+    """``config`` with the interface entries the enabled plugins declare after the file's own;
+    every problem is collected and raised together, naming the plugin."""
+    problems: list[str] = []
+    declared: list[InterfaceSpec] = []
+    for plugin, entries, error in call_each(pm.hook.orchestrator_interfaces, {"config": config}):
+        if error is not None:
+            problems.append(f"{plugin}: interface declaration failed: {error}")
+        else:
+            declared += interface_specs(entries, f"plugin {plugin!r} interfaces", problems)
+    if problems:
+        raise ConfigError(config.path, problems)
+    return config.with_interfaces(declared)
 
 
 def check_config(pm: pluggy.PluginManager, config: Config) -> list[str]:

@@ -105,7 +105,8 @@ def decode_address(data: memoryview, offset: int, length: int, kind: int) -> Add
         return None
     attrs = attributes(data, offset + 16 + IFADDRMSG.size, offset + length)
     # On point-to-point links IFA_ADDRESS is the peer and IFA_LOCAL is ours.
-    address = ip_text(family, attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS))
+    local, remote = ip_text(family, attrs.get(IFA_LOCAL)), ip_text(family, attrs.get(IFA_ADDRESS))
+    address = local or remote
     if address is None:
         return None
     flags = u32(attrs.get(IFA_FLAGS), flags)
@@ -124,6 +125,7 @@ def decode_address(data: memoryview, offset: int, length: int, kind: int) -> Add
         valid_lft=valid,
         deleted=kind == RTM_DELADDR,
         scope=scope,
+        peer=remote if local is not None and remote != local else None,
     )
 
 

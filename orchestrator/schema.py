@@ -43,11 +43,16 @@ class Key:
 
 @dataclass(frozen=True)
 class Section:
-    """A table with a fixed set of keys; ``tables`` names sub-tables keyed by user-chosen names."""
+    """A table with a fixed set of keys; ``tables`` names sub-tables keyed by user-chosen names.
+
+    ``array``: the section is an array of such tables (``[[name]]``, one per script, say); its
+    validated value is ``{"entries": [table, ...]}`` in file order.
+    """
 
     keys: Mapping[str, Key]
     tables: Mapping[str, Section] = field(default_factory=dict)
     doc: str = ""
+    array: bool = False
 
 
 _KIND_NAMES = {
@@ -140,6 +145,18 @@ def validate(section: Section, table: Any, path: str, problems: list[str]) -> di
         elif key.default is not None:
             result[name] = key.default
     return result
+
+
+def validate_section(section: Section, value: Any, path: str, problems: list[str]) -> dict[str, Any]:
+    """Validate a whole top-level section: one table, or each entry of an array of tables."""
+    if not section.array:
+        return validate(section, value if value is not None else {}, path, problems)
+    if value is None:
+        value = []
+    if not isinstance(value, list):
+        problems.append(f"{path}: expected an array of tables ([[{path}]]), got {_describe(value)}")
+        return {"entries": []}
+    return {"entries": [validate(section, entry, f"{path}[{i}]", problems) for i, entry in enumerate(value)]}
 
 
 def _validate_named_tables(

@@ -123,7 +123,7 @@ class NetworkState:
         for link in self.view.links.values():
             if self.config.role(link.name) is not None:
                 self._link_status[link.name] = self._status(link.name)
-            if self.config.role(link.name) == "tunnel":
+            if self.config.is_tunnel(link.name):
                 self._tunnel_address[link.name] = self.tunnel_address(link.name)
         self.tracker.observe(self.observe_uplink(), 0.0)
 
@@ -233,7 +233,7 @@ class NetworkState:
         if self._link_status.get(name, ABSENT) != status:
             self._link_status[name] = status
             derived.append(LinkChanged(name, status.up, status.carrier, status.present))
-        if role == "tunnel":
+        if self.config.is_tunnel(name):
             address = self.tunnel_address(name)
             old = self._tunnel_address.get(name)
             if address != old:

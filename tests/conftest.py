@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from lab import Lab
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 @pytest.fixture
@@ -16,3 +21,15 @@ def lab() -> Iterator[Lab]:
         pytest.skip("needs root for network namespaces")
     with Lab() as the_lab:
         yield the_lab
+
+
+@pytest.fixture(scope="session")
+def examples_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example plugin distributions (``examples/*``), installed by pip into a private
+    directory exactly as a third party installs a plugin: built from their own pyproject.toml,
+    found only through their entry points.  Put it on PYTHONPATH with ``plugin_site.environment``."""
+    site = tmp_path_factory.mktemp("examples-site")
+    projects = sorted(str(p.parent) for p in EXAMPLES.glob("*/pyproject.toml"))
+    command = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps"]
+    subprocess.run([*command, "--target", str(site), *projects], check=True)
+    return site

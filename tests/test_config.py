@@ -84,4 +84,5 @@ def test_plugins_check_what_a_schema_cannot(tmp_path: Path) -> None:
 def test_routing_profile_only_on_a_tunnel(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[[interfaces]]\nmatch = "eth0"\nrole = "uplink"\nrouting_profile = "teredo"\n')
-    assert "interfaces[0].routing_profile: only an interface with role 'tunnel'" in check(path).stderr
+    expected = "interfaces[0].routing_profile: only a tunnel (role tunnel, or an uplink with ipv6_tunnel)"
+    assert expected in check(path).stderr

@@ -242,9 +242,10 @@ def test_each_difference_is_one_line(seed: config.Config, tmp_path: Path) -> Non
     assert differences(seed, conf) == [
         f"{conf}: no Interface \"wlan0\"; {toml} interfaces[1] (match 'wlan0') gives MnIfPreference 2",
         f"{conf}: Interface \"eth0\" has MnIfPreference 2, {toml} interfaces[0] (match 'eth0') says 1; "
-        f"has \"Tunnel enabled;\", {toml} interfaces[0] (match 'eth0') gives it role uplink",
+        f"has \"Tunnel enabled;\", {toml} interfaces[0] (match 'eth0') gives it role uplink "
+        "without ipv6_tunnel",
         f'{conf}: Interface "teredo" lacks "Tunnel enabled;", {toml} interfaces[2] (match \'teredo\') '
-        "gives it role tunnel",
+        "makes it a tunnel",
         f'{conf}: Interface "eth9" is not in the TOML (no [[interfaces]] entry of {toml} matches it): add '
         "one, or remove the block",
         f"{conf}: Interface \"lan0\" makes a care-of interface of what {toml} interfaces[3] (match 'lan0') "

@@ -40,7 +40,7 @@ def candidates(config: Config, state: NetworkState, exclude: frozenset[str] = fr
         spec = config.interface(link.name)
         if spec is None or spec.mip6_preference is None or spec.role == "lan" or not link.up:
             continue
-        tunnel = spec.role == "tunnel"
+        tunnel = spec.is_tunnel
         if not tunnel and link.index not in routed:
             continue  # no router: mip6d would not use it
         found += [

@@ -125,7 +125,7 @@ def _policy(spec: InterfaceSpec) -> InterfacePolicy | None:
     """What an entry asks of mip6d: nothing for a LAN side or an interface without preference."""
     if spec.role == "lan" or spec.mip6_preference is None:
         return None
-    return InterfacePolicy(spec.mip6_preference, spec.role == "tunnel")
+    return InterfacePolicy(spec.mip6_preference, spec.is_tunnel)
 
 
 def _unwritable(config: Config, spec: InterfaceSpec, policy: InterfacePolicy) -> str | None:
@@ -138,7 +138,7 @@ def _unwritable(config: Config, spec: InterfaceSpec, policy: InterfacePolicy) ->
         return f"mip6_preference {policy.preference}: mip6d accepts 0..{MAX_PREFERENCE} and will not start"
     first = config.interface(spec.match)
     if first is not None and first is not spec:
-        return f"interfaces[{_index(config, first)}] (match {first.match!r}) comes first and decides"
+        return f"{first.origin} (match {first.match!r}) comes first and decides"
     return None
 
 
@@ -152,16 +152,13 @@ def _valid_name(name: str) -> bool:
     )
 
 
-def _index(config: Config, spec: InterfaceSpec) -> int:
-    return next(i for i, s in enumerate(config.interfaces) if s is spec)
-
-
 def _where(config: Config, name: str) -> str:
     """Which TOML entry decides for ``name``, as a user finds it in the file."""
     spec = config.interface(name)
     if spec is None:
         return f"no [[interfaces]] entry of {config.path}"
-    return f"{config.path} interfaces[{_index(config, spec)}] (match {spec.match!r})"
+    file = "" if spec.declared_by_plugin else f"{config.path} "
+    return f"{file}{spec.origin} (match {spec.match!r})"
 
 
 def _difference(config: Config, name: str, found: InterfacePolicy) -> str | None:
@@ -179,9 +176,9 @@ def _difference(config: Config, name: str, found: InterfacePolicy) -> str | None
     if found.effective_preference != wanted.effective_preference:
         parts.append(f"has MnIfPreference {found.effective_preference}, {where} says {wanted.preference}")
     if wanted.tunnel and not found.tunnel:
-        parts.append(f'lacks "Tunnel enabled;", {where} gives it role tunnel')
+        parts.append(f'lacks "Tunnel enabled;", {where} makes it a tunnel')
     if found.tunnel and not wanted.tunnel:
-        parts.append(f'has "Tunnel enabled;", {where} gives it role {spec.role}')
+        parts.append(f'has "Tunnel enabled;", {where} gives it role {spec.role} without ipv6_tunnel')
     return "; ".join(parts) or None
 
 

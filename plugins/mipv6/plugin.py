@@ -123,6 +123,8 @@ class MobilityPlugin:
     def _purge(self, move: Move) -> None:
         assert self.context is not None
         view, config = self.context.state.view, self.context.config
+        # Only role tunnel: their addresses derive from the uplink (Teredo, 6to4) and die with it; an
+        # uplink's own IPv6 (ipv6_tunnel) belongs to its link and is the kernel's to remove.
         tunnels = [link for link in view.links.values() if config.role(link.name) == "tunnel"]
         recorded = purge.record(self.context.state, tunnels)
         if not recorded:

@@ -79,7 +79,7 @@ class Keeper:
     def profile_for(self, interface: str) -> Profile | None:
         assert self.context is not None
         spec = self.context.config.interface(interface)
-        if spec is None or spec.role != "tunnel" or not spec.routing_profile:
+        if spec is None or not spec.is_tunnel or not spec.routing_profile:
             return None
         return self.profiles.get(spec.routing_profile)
 

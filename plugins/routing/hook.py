@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = "/etc/orchestrator/orchestrator.toml"
 DEFAULT_CACHE_DIR = "/run/orchestrator"
 CACHE_NAME = "client-hook.cache"
+CACHE_FORMAT = 2  # part of the stamp: a cache written by another version is compiled anew
 NOTIFY_NAME = "hook.sock"
 
 
@@ -119,7 +120,7 @@ def _compiled(options: dict[str, str], argv: list[str]) -> dict[str, Any]:
         info = os.stat(config_path)
     except OSError as error:
         raise BadInput(f"{config_path}: {error.strerror}") from None
-    stamp = (os.path.abspath(config_path), info.st_mtime_ns, info.st_size, info.st_ino)
+    stamp = (CACHE_FORMAT, os.path.abspath(config_path), info.st_mtime_ns, info.st_size, info.st_ino)
     cache = os.path.join(cache_dir, CACHE_NAME)
     compiled = _read_cache(cache_dir, cache)
     if compiled is not None and compiled.get("stamp") == stamp:
@@ -176,7 +177,7 @@ def compile_config(config_path: str) -> dict[str, Any]:
     except KeyError as error:
         raise BadInput(f"{config_path}: routing table {error} is not in rt_tables") from None
     return {
-        "interfaces": [(spec.match, spec.role, spec.routing_profile) for spec in config.interfaces],
+        "interfaces": [(spec.match, spec.is_tunnel, spec.routing_profile) for spec in config.interfaces],
         "profiles": profiles,
         "teredo": config.section("teredo").get("interface") if "teredo" in config.enable else None,
         "notify": str(notify_path(config)),
@@ -250,9 +251,9 @@ def _profile_of(interface: str, compiled: dict[str, Any]) -> Profile:
         or any(c in interface for c in "/: ")
     ):
         raise BadInput(f"IFACE: not an interface name: {interface!r}")
-    for match, role, profile_name in compiled["interfaces"]:
+    for match, tunnel, profile_name in compiled["interfaces"]:
         if _pattern_matches(interface, match):
-            if role != "tunnel" or not profile_name:
+            if not tunnel or not profile_name:
                 break
             try:
                 _socket.if_nametoindex(interface)
