@@ -37,5 +37,11 @@ class UnknownHook:
         """Misspelt: pluggy's check_pending rejects it."""
 
 
+class WrongSignature:
+    @hookimpl
+    def orchestrator_uplink_changed(self, event: Any, moov: Any) -> None:
+        """``moov`` is no argument of the hook: pluggy refuses the plugin when it is registered."""
+
+
 core_thief, clash_a, clash_b = CoreThief(), ClashA(), ClashB()
-wrapper, unknown_hook = Wrapper(), UnknownHook()
+wrapper, unknown_hook, wrong_signature = Wrapper(), UnknownHook(), WrongSignature()

@@ -77,6 +77,20 @@ MISBEHAVING = {
     "orch_test_broken": """
         import a_module_that_does_not_exist
     """,
+    "orch_test_typo": """
+        from orchestrator import hookimpl
+
+        @hookimpl
+        def orchestrator_uplink_changd(event):  # misspelt: no such hook
+            pass
+    """,
+    "orch_test_signature": """
+        from orchestrator import hookimpl
+
+        @hookimpl
+        def orchestrator_uplink_changed(event, moov):  # an argument the hook does not have
+            pass
+    """,
 }
 
 
@@ -89,7 +103,8 @@ def distribution(site: Path, name: str, entry_points: dict[str, str]) -> None:
 
 
 def build(site: Path) -> Path:
-    """Write the modules and two distributions: the test plugins, and one that cannot import."""
+    """Write the modules and three distributions: the test plugins, one that cannot import, and
+    one whose plugins implement a hook that does not exist or with the wrong arguments."""
     site.mkdir(parents=True, exist_ok=True)
     for module, source in MISBEHAVING.items():
         (site / f"{module}.py").write_text(textwrap.dedent(source))
@@ -99,6 +114,7 @@ def build(site: Path) -> Path:
         "holder": "orch_test_holder",
     })
     distribution(site, "orchestrator-broken", {"broken": "orch_test_broken"})
+    distribution(site, "orchestrator-misfits", {"typo": "orch_test_typo", "signature": "orch_test_signature"})
     return site
 
 

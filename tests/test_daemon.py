@@ -30,9 +30,16 @@ def node_with_uplink(lab: Lab) -> Namespace:
 
 
 def move_to_second_network(node: Namespace) -> None:
+    """What dhclient-script does on a move: the new address, the old one gone, the new route."""
     node.ip("addr", "add", "10.2.0.100/24", "dev", "eth0")
     node.ip("addr", "del", "10.1.0.100/24", "dev", "eth0")
     node.ip("route", "replace", "default", "via", "10.2.0.1")
+
+
+def move_to_first_network(node: Namespace) -> None:
+    node.ip("addr", "add", "10.1.0.100/24", "dev", "eth0")
+    node.ip("addr", "del", "10.2.0.100/24", "dev", "eth0")
+    node.ip("route", "replace", "default", "via", "10.1.0.1")
 
 
 def finished_moves(daemon: DaemonProcess) -> list[dict[str, Any]]:
@@ -72,9 +79,7 @@ def test_misbehaving_plugins_are_isolated_and_the_daemon_survives(lab: Lab) -> N
     assert counters["plugin_errors"] == 3 and counters["plugin_timeouts"] == 2
 
     # Still alive and still working: the next move is handled the same way.
-    node.ip("addr", "add", "10.1.0.100/24", "dev", "eth0")
-    node.ip("addr", "del", "10.2.0.100/24", "dev", "eth0")
-    node.ip("route", "replace", "default", "via", "10.1.0.1")
+    move_to_first_network(node)
     wait_for(lambda: len(finished_moves(daemon)) == 2, 30, "the second move")
     assert daemon.stop() == 0
 

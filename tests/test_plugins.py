@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
+import plugin_site
 from configs import load, write
+from harness import ORCHESTRATOR
 
 from orchestrator import plugins
 
@@ -48,3 +52,37 @@ def test_the_teredo_server_is_the_uplink_reference_unless_one_is_set(tmp_path: P
     assert plugins.uplink_reference(plugins.activate(infos, config.enable), config) == "203.0.113.7"
     config = load(write(tmp_path, enable=[], extra=teredo))
     assert plugins.uplink_reference(plugins.activate(infos, config.enable), config) is None
+
+
+def test_a_wrong_signature_is_reported_with_the_argument() -> None:
+    found = discover(signature="fake_plugins:wrong_signature")
+    assert "orchestrator_uplink_changed" in (found["signature"].error or "")
+    assert "moov" in (found["signature"].error or "")
+
+
+def orchestrator_plugins(site: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ORCHESTRATOR, "plugins", *arguments], capture_output=True, text=True, timeout=60,
+                          env=plugin_site.environment(site), check=True)
+
+
+def test_the_plugins_command_lists_every_plugin_and_why_broken_ones_are_not_loaded(tmp_path: Path) -> None:
+    site = plugin_site.build(tmp_path / "site")
+    config = write(tmp_path, enable=["routing", "witness"])
+    answer = orchestrator_plugins(site, "--json", "--config", str(config))
+    listed = {p["name"]: p for p in json.loads(answer.stdout)}
+    witness = listed["witness"]
+    assert (witness["distribution"], witness["version"], witness["enabled"], witness["error"]) == (
+        "orchestrator-test-plugins", "1.0", True, None)
+    hooks = ["orchestrator_on_error", "orchestrator_shutdown", "orchestrator_uplink_changed"]
+    assert witness["hooks"] == hooks
+    assert listed["routing"]["enabled"] and listed["routing"]["error"] is None
+    assert not listed["teredo"]["enabled"] and listed["teredo"]["error"] is None
+    assert "cannot import orch_test_broken" in listed["broken"]["error"]
+    assert "orchestrator_uplink_changd" in listed["typo"]["error"]
+    assert "moov" in listed["signature"]["error"]
+    assert listed["typo"]["distribution"] == "orchestrator-misfits" and listed["typo"]["hooks"] == []
+
+    text = orchestrator_plugins(site, "--config", str(config)).stdout
+    assert "witness (orchestrator-test-plugins 1.0) [enabled]\n" in text
+    assert "teredo (netlink-orchestrator 0.1.0) [disabled]\n" in text
+    assert "typo (orchestrator-misfits 1.0) [error]\n    error: invalid plugin: " in text
