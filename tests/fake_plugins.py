@@ -43,5 +43,18 @@ class WrongSignature:
         """``moov`` is no argument of the hook: pluggy refuses the plugin when it is registered."""
 
 
-core_thief, clash_a, clash_b = CoreThief(), ClashA(), ClashB()
+class Declares:
+    """Declares interfaces from its section: ``entries`` is the list it returns (a test sets it)."""
+
+    def __init__(self) -> None:
+        self.entries: Any = []
+
+    @hookimpl
+    def orchestrator_interfaces(self) -> Any:
+        if isinstance(self.entries, Exception):
+            raise self.entries
+        return self.entries
+
+
+core_thief, clash_a, clash_b, declares = CoreThief(), ClashA(), ClashB(), Declares()
 wrapper, unknown_hook, wrong_signature = Wrapper(), UnknownHook(), WrongSignature()
