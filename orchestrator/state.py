@@ -192,12 +192,17 @@ class NetworkState:
 
     def _uplink_address(self, index: int, route: rtnl.RouteLookup) -> AddressEvent | None:
         """Our address on the uplink: the kernel's source for the route, else the one whose subnet
-        holds the gateway.  A gateway outside every subnet (and not declared on-link) is a dead
-        leftover of the previous network: no uplink until the new default route comes."""
+        holds the gateway, or whose point-to-point peer it is (``default via PEER dev ppp0``).  A
+        gateway outside every subnet (and not declared on-link) is a dead leftover of the previous
+        network: no uplink until the new default route comes."""
         addresses = list(self.view.addresses_of(index, socket.AF_INET))
         if route.gateway is not None and not route.onlink:
             gateway = _ipv4_int(route.gateway)
-            addresses = [a for a in addresses if (_ipv4_int(a.address) ^ gateway) >> (32 - a.prefixlen) == 0]
+            addresses = [
+                a
+                for a in addresses
+                if a.peer == route.gateway or (_ipv4_int(a.address) ^ gateway) >> (32 - a.prefixlen) == 0
+            ]
         for address in addresses:
             if address.address == route.source:
                 return address

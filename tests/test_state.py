@@ -201,3 +201,45 @@ def test_a_gateway_left_over_from_the_previous_network_is_no_uplink(tmp_path: Pa
         s, r.route("0.0.0.0/0", ETH, "10.1.0.1", deleted=True), r.route("0.0.0.0/0", ETH, "10.2.0.1")
     )
     assert uplink_changes(events) == [(A, B)]
+
+
+PPP_INTERFACES = '[[interfaces]]\nmatch = "ppp0"\nrole = "uplink"\n'
+PPP, PPP_REDIALLED = 9, 10
+
+
+def ppp_state(tmp_path: Path, gateway: str | None) -> NetworkState:
+    """pppd's unit dialled: ``198.51.100.7 peer 203.0.113.1/32`` (IFA_LOCAL ours, IFA_ADDRESS the
+    peer) and a default route into it, with no gateway or via the peer (which no subnet holds: the
+    kernel reaches it through the peer's host route)."""
+    s = NetworkState(load(write(tmp_path, interfaces=PPP_INTERFACES)), lookup=lambda _dst: None)
+    s._reread = unchanged_routes(s)
+    for event in r.decode(
+        r.link(PPP, "ppp0"),
+        r.address(PPP, "198.51.100.7/32", peer="203.0.113.1"),
+        r.route("0.0.0.0/0", PPP, gateway),
+    ):
+        s.apply(event)
+    s.prime()
+    return s
+
+
+def test_point_to_point_uplink_is_our_address_never_the_peer(tmp_path: Path) -> None:
+    for gateway in (None, "203.0.113.1"):
+        s = ppp_state(tmp_path, gateway)
+        assert s.tracker.current == Uplink("ppp0", "198.51.100.7/32", gateway)
+
+
+def test_point_to_point_redial_with_a_new_address_is_one_move(tmp_path: Path) -> None:
+    s = ppp_state(tmp_path, None)
+    assert uplink_changes(feed(s, r.link(PPP, "ppp0", deleted=True), now=1.0)) == []
+    assert s.tracker.loss_deadline == 1.0 + 0.3  # settle_ms: the address and route went with the unit
+    events = feed(
+        s,
+        r.link(PPP_REDIALLED, "ppp0"),
+        r.address(PPP_REDIALLED, "198.51.100.9/32", peer="203.0.113.2"),
+        r.route("0.0.0.0/0", PPP_REDIALLED),
+        now=1.1,
+    )
+    old, new = Uplink("ppp0", "198.51.100.7/32", None), Uplink("ppp0", "198.51.100.9/32", None)
+    assert uplink_changes(events) == [(old, new)]
+    assert s.tracker.loss_deadline is None and not s.tracker.probe_wanted
