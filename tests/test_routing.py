@@ -409,3 +409,81 @@ def test_a_failure_midway_says_what_was_applied_and_a_rerun_converges(lab: Lab) 
     tunnel.ns.ip("-6", "route", "del", "default", "dev", "other", "metric", "1029")
     tunnel.up(A1)
     assert tunnel.state() == user_up(A1)
+
+
+RELAY = "::192.88.99.1"  # 6to4's anycast relay, as the kernel spells it
+GATEWAY = UPSTREAM + 'gateway = "::c058:6301"\n'  # the same relay, spelt otherwise by the user
+
+
+def default_routes(ns: Namespace, *table: str) -> list[str]:
+    """The tunnel's default routes, with their next hop and whether it is flagged on-link."""
+    found = []
+    for r in ns.ip_json("-6", "route", "show", "default", "dev", "teredo", *table):
+        via = f" via {r['gateway']}" if "gateway" in r else ""
+        onlink = " onlink" if "onlink" in r["flags"] else ""
+        found.append(f"default{via} metric {r.get('metric', 0)}{onlink}")
+    return sorted(found)
+
+
+def test_a_gateway_profile_routes_through_the_relay_on_link(lab: Lab) -> None:
+    tunnel = Tunnel(lab, GATEWAY)
+    tunnel.up(A1)
+    assert default_routes(tunnel.ns) == [f"default via {RELAY} metric 1029 onlink"]
+    assert default_routes(tunnel.ns, "table", str(TABLE)) == [f"default via {RELAY} metric 1024 onlink"]
+
+    monitor = lab.monitor(tunnel.ns, ("route",))
+    mark = monitor.mark()
+    tunnel.up(A1)  # the same step again: the relay's route is recognised as already there
+    monitor.sync()
+    assert monitor.since(mark) == []
+
+    # A default route at the profile's metric through another next hop is not the profile's route.
+    tunnel.ns.ip("-6", "route", "del", "default", "dev", "teredo", "metric", "1029")
+    tunnel.ns.ip("-6", "route", "add", "default", "via", "::192.0.2.9", "dev", "teredo", "metric", "1029",
+                 "onlink")
+    tunnel.up(A1)
+    assert default_routes(tunnel.ns) == [f"default via {RELAY} metric 1029 onlink"]
+
+
+FOLLOWED = UPSTREAM + f'follow_address = true\ngateway = "{RELAY}"\n'  # as a 6to4 plugin's tunnel
+
+
+def test_a_followed_profile_is_applied_to_each_address_and_defended(lab: Lab) -> None:
+    """No client hook: the daemon applies the profile when the tunnel's address changes, and
+    leaves the addresses and the link alone (they are the tunnel plugin's, here the test's)."""
+    ns = lab.namespace("tun")
+    ns.ip("tuntap", "add", "dev", "teredo", "mode", "tun")
+    ns.ip("link", "set", "teredo", "up")
+    config = write(lab.tmp, enable=["routing"], extra=FOLLOWED, tunnel_profile="teredo")
+    daemon = DaemonProcess(ns, config, lab.tmp / "control.sock")
+
+    def policy() -> dict[str, Any]:
+        state = tunnel_state(ns)
+        return {
+            "up": state["up"],
+            "addresses": state["addresses"],
+            "main": default_routes(ns),
+            "table": default_routes(ns, "table", str(TABLE)),
+            "rules": state["rules"],
+        }
+
+    def followed(address: str) -> dict[str, Any]:
+        return {
+            "up": True,
+            "addresses": [f"{address}/64"],  # as added, not the profile's /32
+            "main": [f"default via {RELAY} metric 1029 onlink"],
+            "table": [f"default via {RELAY} metric 1024 onlink"],
+            "rules": [f"from {address} table {TABLE}"],
+        }
+
+    ns.ip("-6", "addr", "add", f"{A1}/64", "dev", "teredo")
+    wait_for(lambda: policy() == followed(A1), 15, "the profile applied for the first address")
+    ns.ip("-6", "addr", "add", f"{A2}/64", "dev", "teredo")
+    ns.ip("-6", "addr", "del", f"{A1}/64", "dev", "teredo")
+    wait_for(lambda: policy() == followed(A2), 15, "the profile moved to the second address")
+    ns.ip("-6", "route", "del", "default", "dev", "teredo", "metric", "1029")
+    wait_for(lambda: policy() == followed(A2), 15, "the removed route restored")
+    assert daemon.status()["counters"]["routing_reasserts"] == 1
+    ns.ip("-6", "addr", "del", f"{A2}/64", "dev", "teredo")
+    gone = {"up": True, "addresses": [], "main": [], "table": [], "rules": []}
+    wait_for(lambda: policy() == gone, 15, "the routes and the rule withdrawn with the address")

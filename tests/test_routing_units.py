@@ -8,7 +8,8 @@ import pytest
 from configs import check_config
 from orchestrator_routing.endstate import EndState, Step, end_state
 from orchestrator_routing.hook import BadInput, _step, client_hook_script
-from orchestrator_routing.profile import Profile, resolve_table, rt_tables
+from orchestrator_routing.kernel import Current, plan
+from orchestrator_routing.profile import Profile, from_section, resolve_table, rt_tables
 
 REPO = Path(__file__).resolve().parent.parent
 USER = Profile("teredo", None, 32765, 1029, 1400, 128, False)
@@ -80,6 +81,9 @@ def test_table_names_come_from_the_rt_tables_files(tmp_path: Path) -> None:
         ("table = 4294967296", "table: expected a table from 1 to 4294967295"),
         ("metric = 0", "metric: expected a value >= 1, got 0"),
         ("rule_priority = 32766", "rule_priority: 32766 is the priority of one of the kernel's own rules"),
+        ('gateway = "ff02::2"', "gateway: 'ff02::2' cannot be a next hop"),
+        ('gateway = "::"', "gateway: '::' cannot be a next hop"),
+        ('gateway = "192.88.99.1"', "gateway: expected an IPv6 address literal"),
     ],
 )
 def test_dangerous_profile_values_are_config_errors(tmp_path: Path, setting: str, problem: str) -> None:
@@ -96,3 +100,54 @@ def test_an_address_a_tunnel_cannot_own_is_bad_input(address: str) -> None:
     environ = {"STATE": "up", "IFACE": "lo", "ADDRESS": address, "LLADDRESS": LL, "MTU": "1400"}
     with pytest.raises(BadInput, match=r"ADDRESS: .* is not a global unicast address"):
         _step(environ, compiled)
+
+
+RELAY = "::192.88.99.1"
+
+
+def test_a_gateway_is_kept_as_the_kernel_spells_it_and_carried_to_the_end_state() -> None:
+    section = {"rule_priority": 32765, "metric": 1029, "mtu": 1400, "address_prefixlen": 16,
+               "source_rule": False, "gateway": "::c058:6301"}
+    profile = from_section("6to4", section)
+    assert profile.gateway == RELAY
+    assert Profile.from_plain(profile.to_plain()).gateway == RELAY  # through the hook's cache
+    assert end_state(profile, Step("up", "tun6to4", "2002:c633:6401::1", LL, None)).gateway == RELAY
+    assert end_state(USER, Step("up", "teredo", A, LL, 1280)).gateway is None
+
+
+def current_with(*routes: tuple[str, int, int, str]) -> Current:
+    current = Current(index=7, link_up=True, mtu=1400)
+    current.addresses = {(A, 128), (LL, 64)}
+    current.routes = set(routes)
+    return current
+
+
+def test_a_route_through_another_next_hop_is_replaced_by_the_gateways() -> None:
+    profile = Profile("t", None, 32765, 1029, 1400, 128, False, gateway=RELAY)
+    end = end_state(profile, Step("up", "teredo", A, LL, 1280))
+    direct = current_with(("::", 0, 1029, ""))
+    assert [repr(op) for op in plan(direct, end, profile, "teredo")] == [
+        "route del default dev teredo table 254 metric 1029",
+        f"route add default via {RELAY} onlink dev teredo table 254 metric 1029",
+    ]
+    assert plan(current_with(("::", 0, 1029, RELAY)), end, profile, "teredo") == []
+    assert [repr(op) for op in plan(current_with(("::", 0, 1029, RELAY)), end_state(USER, Step(
+        "up", "teredo", A, LL, 1280)), USER, "teredo")] == [
+        f"route del default via {RELAY} onlink dev teredo table 254 metric 1029",
+        "route add default dev teredo table 254 metric 1029",
+    ]
+
+
+
+def test_a_followed_profile_leaves_the_addresses_and_the_link_alone() -> None:
+    profile = Profile("6to4", None, 32765, 1029, 1480, 128, False, gateway=RELAY, follow_address=True)
+    up = end_state(profile, Step("up", "tun6to4", "2002:c633:6401::1"))  # no link-local needed
+    assert up == EndState(None, 1480, None, frozenset({("::", 0, 1029)}), gateway=RELAY)
+    gone = end_state(profile, Step("destroy", "tun6to4"))
+    assert (gone.addresses, gone.link_up, gone.routes) == (None, None, frozenset())
+    current = current_with(("::", 0, 1029, RELAY))
+    current.link_up, current.mtu = False, 1480  # down by the tunnel's plugin: not the profile's business
+    assert plan(current, up, profile, "tun6to4") == []
+    assert [repr(op) for op in plan(current, gone, profile, "tun6to4")] == [
+        f"route del default via {RELAY} onlink dev tun6to4 table 254 metric 1029"
+    ]

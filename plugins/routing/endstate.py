@@ -39,25 +39,29 @@ class Step:
 
 
 class EndState:
-    """Exactly these, on the interface; ``None`` for link state or MTU means "leave as it is".
+    """Exactly these, on the interface; ``None`` for link state, MTU or addresses means "leave as
+    it is".
 
     addresses:    {(address, prefixlen)} — every IPv6 address of the interface
     routes:       {(dst, dst_len, metric)} — the main table's IPv6 routes through the interface,
                   besides those the kernel makes for the addresses themselves
     table_routes: {(dst, dst_len, metric)} — every IPv6 route of the profile's table
     rules:        {(source, prefixlen)} — the rules at ``rule_priority`` into the profile's table
+    gateway:      the next hop of every route above, on-link through the interface (6to4's relay
+                  ``::192.88.99.1``); None: the routes point straight into the interface
     """
 
-    __slots__ = ("addresses", "link_up", "mtu", "routes", "rules", "table_routes")
+    __slots__ = ("addresses", "gateway", "link_up", "mtu", "routes", "rules", "table_routes")
 
     def __init__(
         self,
         link_up: bool | None,
         mtu: int | None,
-        addresses: frozenset[tuple[str, int]] = frozenset(),
+        addresses: frozenset[tuple[str, int]] | None = frozenset(),
         routes: frozenset[tuple[str, int, int]] = frozenset(),
         table_routes: frozenset[tuple[str, int, int]] = frozenset(),
         rules: frozenset[tuple[str, int]] = frozenset(),
+        gateway: str | None = None,
     ) -> None:
         self.link_up = link_up
         self.mtu = mtu
@@ -65,6 +69,7 @@ class EndState:
         self.routes = routes
         self.table_routes = table_routes
         self.rules = rules
+        self.gateway = gateway
 
     def __eq__(self, other: Any) -> bool:
         return isinstance(other, EndState) and all(
@@ -76,19 +81,30 @@ class EndState:
 
 
 def end_state(profile: Profile, step: Step) -> EndState:
-    """``up``: the addresses, the default route, the MTU, and (with ``source_rule`` and a table) a
-    default route in the table plus a ``from ADDRESS`` rule.  ``down``: flushed and down.
-    ``destroy``: flushed, link state left alone (miredo deletes the interface next)."""
+    """``up``: the addresses, the default route (via the profile's gateway, if any), the MTU, and
+    (with ``source_rule`` and a table) a default route in the table plus a ``from ADDRESS`` rule.
+    ``down``: flushed and down.
+    ``destroy``: flushed, link state left alone (miredo deletes the interface next).
+    A profile that follows the address (``follow_address``: no client hook drives the tunnel, its
+    own plugin owns the addresses and the link) leaves both alone: only the routes, the rule and
+    the MTU are its own, and ``step.lladdress`` is not needed."""
+    follows = profile.follow_address
     if step.state != "up":
-        return EndState(link_up=False if step.state == "down" else None, mtu=None)
-    assert step.address is not None and step.lladdress is not None
+        link_up = False if step.state == "down" and not follows else None
+        return EndState(link_up=link_up, mtu=None, addresses=None if follows else frozenset())
+    assert step.address is not None
+    addresses = None
+    if not follows:
+        assert step.lladdress is not None
+        addresses = frozenset({(step.lladdress, 64), (step.address, profile.address_prefixlen)})
     mtu = step.mtu if profile.mtu == "tunnel" else int(profile.mtu)
     use_table = profile.source_rule and profile.table is not None
     return EndState(
-        link_up=True,
+        link_up=None if follows else True,
         mtu=mtu,
-        addresses=frozenset({(step.lladdress, 64), (step.address, profile.address_prefixlen)}),
+        addresses=addresses,
         routes=frozenset({(DEFAULT, 0, profile.metric)}),
         table_routes=frozenset({(DEFAULT, 0, KERNEL_DEFAULT_METRIC)}) if use_table else frozenset(),
         rules=frozenset({(step.address, 128)}) if use_table else frozenset(),
+        gateway=profile.gateway,
     )

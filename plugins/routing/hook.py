@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = "/etc/orchestrator/orchestrator.toml"
 DEFAULT_CACHE_DIR = "/run/orchestrator"
 CACHE_NAME = "client-hook.cache"
-CACHE_FORMAT = 2  # part of the stamp: a cache written by another version is compiled anew
+CACHE_FORMAT = 3  # part of the stamp: a cache written by another version is compiled anew
 NOTIFY_NAME = "hook.sock"
 
 

@@ -24,6 +24,7 @@ RT_SCOPE_UNIVERSE = 0
 FR_ACT_TO_TBL = 1
 IFLA_MTU = 4
 CREATE = wire.NLM_F_ACK | 0x400 | 0x200  # NLM_F_CREATE | NLM_F_EXCL
+DIRECT = ""  # the gateway of a route straight into the interface (sorts with the addresses)
 
 
 class InterfaceMissing(LookupError):
@@ -50,8 +51,9 @@ class Current:
         self.mtu = mtu
         self.addresses: set[tuple[str, int]] = set()
         self.kernel_addresses: set[tuple[str, int]] = set()  # the kernel's own link-local address
-        self.routes: set[tuple[str, int, int]] = set()  # not counting the kernel's prefix routes
-        self.table_routes: set[tuple[str, int, int, int]] = set()  # with the outgoing interface
+        # (dst, dst_len, metric, gateway or DIRECT), not counting the kernel's prefix routes
+        self.routes: set[tuple[str, int, int, str]] = set()
+        self.table_routes: set[tuple[str, int, int, str, int]] = set()  # with the outgoing interface
         self.rules: set[tuple[str, int]] = set()
 
 
@@ -114,19 +116,19 @@ def read(sock: _socket.socket, interface: str, profile: Profile) -> Current:
         made_by_kernel = proto is not None and len(proto) > 0 and proto[0] == IFAPROT_KERNEL_LL
         (current.kernel_addresses if made_by_kernel else current.addresses).add((address, prefixlen))
 
-    for dst, dst_len, metric, oif, protocol in _routes(sock, wire.RT_TABLE_MAIN):
+    for dst, dst_len, metric, gateway, oif, protocol in _routes(sock, wire.RT_TABLE_MAIN):
         if oif == index and protocol != RTPROT_KERNEL:  # the kernel's routes follow the addresses
-            current.routes.add((dst, dst_len, metric))
+            current.routes.add((dst, dst_len, metric, gateway))
     if profile.table is not None:
-        for dst, dst_len, metric, oif, _protocol in _routes(sock, profile.table):
-            current.table_routes.add((dst, dst_len, metric, oif))
+        for dst, dst_len, metric, gateway, oif, _protocol in _routes(sock, profile.table):
+            current.table_routes.add((dst, dst_len, metric, gateway, oif))
         current.rules = _rules(sock, profile)
     return current
 
 
-def _routes(sock: _socket.socket, table: int) -> list[tuple[str, int, int, int, int]]:
-    """(dst, dst_len, metric, oif, protocol) of the table's unicast IPv6 routes."""
-    found: list[tuple[str, int, int, int, int]] = []
+def _routes(sock: _socket.socket, table: int) -> list[tuple[str, int, int, str, int, int]]:
+    """(dst, dst_len, metric, gateway or DIRECT, oif, protocol) of the table's unicast IPv6 routes."""
+    found: list[tuple[str, int, int, str, int, int]] = []
     try:
         answers = wire.exchange(
             sock, wire.RTM_GETROUTE, wire.route_dump_body(AF_INET6, table), wire.NLM_F_DUMP
@@ -142,7 +144,8 @@ def _routes(sock: _socket.socket, table: int) -> list[tuple[str, int, int, int, 
         attrs = wire.attributes(buf, offset + 16 + wire.RTMSG.size, offset + length)
         dst = wire.ip_text(AF_INET6, attrs.get(wire.RTA_DST)) or "::"
         metric, oif = wire.u32(attrs.get(wire.RTA_PRIORITY)), wire.u32(attrs.get(wire.RTA_OIF))
-        found.append((dst, dst_len, metric, oif, protocol))
+        gateway = wire.ip_text(AF_INET6, attrs.get(wire.RTA_GATEWAY)) or DIRECT
+        found.append((dst, dst_len, metric, gateway, oif, protocol))
     return found
 
 
@@ -168,25 +171,31 @@ def _rules(sock: _socket.socket, profile: Profile) -> set[tuple[str, int]]:
 
 def plan(current: Current, end: EndState, profile: Profile, interface: str) -> list[Operation]:
     """The writes that turn ``current`` into ``end``: removals first, link state and MTU, then
-    additions (an IPv6 route needs its link up)."""
+    additions (an IPv6 route needs its link up).  A route through another gateway than the end
+    state's is a different route: it is removed and the wanted one added."""
     index = current.index
+    routes, table_routes = _via(end.routes, end.gateway), _via(end.table_routes, end.gateway)
     ops: list[Operation] = []
     if profile.table is not None:
         table = profile.table
         for source, prefixlen in sorted(current.rules - end.rules):
             ops.append(_rule(wire.RTM_DELRULE, source, prefixlen, profile, wire.NLM_F_ACK))
-        wanted = {(dst, dst_len, metric, index) for dst, dst_len, metric in end.table_routes}
-        for dst, dst_len, metric, oif in sorted(current.table_routes - wanted):
+        wanted = {(*route, index) for route in table_routes}
+        for dst, dst_len, metric, via, oif in sorted(current.table_routes - wanted):
             device = interface if oif == index else f"index {oif}"
-            ops.append(_route(wire.RTM_DELROUTE, dst, dst_len, metric, oif, table, wire.NLM_F_ACK, device))
-    for dst, dst_len, metric in sorted(current.routes - end.routes):
+            ops.append(
+                _route(wire.RTM_DELROUTE, dst, dst_len, metric, via, oif, table, wire.NLM_F_ACK, device)
+            )
+    for dst, dst_len, metric, via in sorted(current.routes - routes):
         ops.append(
             _route(
-                wire.RTM_DELROUTE, dst, dst_len, metric, index, wire.RT_TABLE_MAIN, wire.NLM_F_ACK, interface
+                wire.RTM_DELROUTE, dst, dst_len, metric, via, index, wire.RT_TABLE_MAIN, wire.NLM_F_ACK,
+                interface,
             )
         )
-    stale = current.addresses - end.addresses
-    if not end.link_up:  # down and destroy flush everything, the kernel's link-local too
+    wanted_addresses = current.addresses if end.addresses is None else end.addresses  # None: leave them
+    stale = current.addresses - wanted_addresses
+    if not end.link_up and end.addresses is not None:  # down and destroy flush the kernel's link-local too
         stale |= current.kernel_addresses
     for address, prefixlen in sorted(stale):
         ops.append(_address(wire.RTM_DELADDR, address, prefixlen, index, wire.NLM_F_ACK, interface))
@@ -194,23 +203,30 @@ def plan(current: Current, end: EndState, profile: Profile, interface: str) -> l
         ops.append(_link(index, interface, up=end.link_up, mtu=None))
     if end.mtu is not None and end.mtu != current.mtu:
         ops.append(_link(index, interface, up=None, mtu=end.mtu))
-    for address, prefixlen in sorted(end.addresses - current.addresses):
+    for address, prefixlen in sorted(wanted_addresses - current.addresses):
         ops.append(_address(wire.RTM_NEWADDR, address, prefixlen, index, CREATE, interface))
-    for dst, dst_len, metric in sorted(end.routes - current.routes):
+    for dst, dst_len, metric, via in sorted(routes - current.routes):
         ops.append(
-            _route(wire.RTM_NEWROUTE, dst, dst_len, metric, index, wire.RT_TABLE_MAIN, CREATE, interface)
+            _route(
+                wire.RTM_NEWROUTE, dst, dst_len, metric, via, index, wire.RT_TABLE_MAIN, CREATE, interface
+            )
         )
     if profile.table is not None:
-        present = {
-            (dst, dst_len, metric) for dst, dst_len, metric, oif in current.table_routes if oif == index
-        }
-        for dst, dst_len, metric in sorted(end.table_routes - present):
+        present = {route[:4] for route in current.table_routes if route[4] == index}
+        for dst, dst_len, metric, via in sorted(table_routes - present):
             ops.append(
-                _route(wire.RTM_NEWROUTE, dst, dst_len, metric, index, profile.table, CREATE, interface)
+                _route(
+                    wire.RTM_NEWROUTE, dst, dst_len, metric, via, index, profile.table, CREATE, interface
+                )
             )
         for source, prefixlen in sorted(end.rules - current.rules):
             ops.append(_rule(wire.RTM_NEWRULE, source, prefixlen, profile, CREATE))
     return ops
+
+
+def _via(routes: frozenset[tuple[str, int, int]], gateway: str | None) -> set[tuple[str, int, int, str]]:
+    """An end state's routes in the shape ``read`` reports them, with their gateway."""
+    return {(dst, dst_len, metric, gateway or DIRECT) for dst, dst_len, metric in routes}
 
 
 def apply(sock: _socket.socket, ops: list[Operation]) -> list[Operation]:
@@ -230,20 +246,36 @@ def _address(kind: int, address: str, prefixlen: int, index: int, flags: int, in
 
 
 def _route(
-    kind: int, dst: str, dst_len: int, metric: int, oif: int, table: int, flags: int, interface: str
+    kind: int,
+    dst: str,
+    dst_len: int,
+    metric: int,
+    gateway: str,
+    oif: int,
+    table: int,
+    flags: int,
+    interface: str,
 ) -> Operation:
+    """A route straight into the interface, or via ``gateway`` flagged on-link: the next hop of a
+    tunnel (6to4's ``::192.88.99.1``) is in no prefix of the interface, and needs none."""
     header_table = table if table < 256 else wire.RT_TABLE_COMPAT
     protocol = RTPROT_BOOT if kind == wire.RTM_NEWROUTE else 0
+    route_flags = wire.RTNH_F_ONLINK if gateway else 0
     body = wire.RTMSG.pack(
-        AF_INET6, dst_len, 0, 0, header_table, protocol, RT_SCOPE_UNIVERSE, wire.RTN_UNICAST, 0
+        AF_INET6, dst_len, 0, 0, header_table, protocol, RT_SCOPE_UNIVERSE, wire.RTN_UNICAST, route_flags
     )
     if dst_len:
         body += wire.attr(wire.RTA_DST, _ip(dst))
+    if gateway:
+        body += wire.attr(wire.RTA_GATEWAY, _ip(gateway))
     body += wire.attr(wire.RTA_OIF, wire.U32.pack(oif)) + wire.attr(wire.RTA_PRIORITY, wire.U32.pack(metric))
     body += wire.attr(wire.RTA_TABLE, wire.U32.pack(table))
     verb = "add" if kind == wire.RTM_NEWROUTE else "del"
     name = "default" if dst_len == 0 else f"{dst}/{dst_len}"
-    return Operation(f"route {verb} {name} dev {interface} table {table} metric {metric}", kind, body, flags)
+    via = f" via {gateway} onlink" if gateway else ""
+    return Operation(
+        f"route {verb} {name}{via} dev {interface} table {table} metric {metric}", kind, body, flags
+    )
 
 
 def _rule(kind: int, source: str, prefixlen: int, profile: Profile, flags: int) -> Operation:

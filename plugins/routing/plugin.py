@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 
 from orchestrator import Key, Section, hookimpl
 from orchestrator.config import Config
 from orchestrator.context import PluginContext
-from orchestrator.events import LinkChanged, RouteEvent, RuleEvent, UplinkChanged
+from orchestrator.events import LinkChanged, RouteEvent, RuleEvent, TunnelAddressChanged, UplinkChanged
+from orchestrator.moves import Move
 
 from .daemon import Keeper, watched_tables
+from .follow import address_changed, apply_present
 from .profile import resolve_table, rt_tables
 
 
@@ -26,6 +29,13 @@ RESERVED_PRIORITIES = (0, 32766, 32767)  # the kernel's own local, main and defa
 def _priority_problem(value: int) -> str | None:
     if value in RESERVED_PRIORITIES:
         return f"{value} is the priority of one of the kernel's own rules (0, 32766, 32767)"
+    return None
+
+
+def _gateway_problem(value: str) -> str | None:
+    address = ipaddress.IPv6Address(value)
+    if address.is_unspecified or address.is_multicast or address.is_loopback:
+        return f"{value!r} cannot be a next hop (unspecified, loopback or multicast)"
     return None
 
 
@@ -57,6 +67,17 @@ PROFILE = Section(
         ),
         "address_prefixlen": Key("int", "prefix length of the tunnel address", 128, 1, 128),
         "source_rule": Key("bool", "add a default route in table and a 'from ADDRESS' rule", False),
+        "gateway": Key(
+            "ipv6",
+            "next hop of the default routes, on-link through the tunnel; absent: straight into it",
+            check=_gateway_problem,
+        ),
+        "follow_address": Key(
+            "bool",
+            "apply when the tunnel's address changes (no client hook): routes, rules and MTU; "
+            "the addresses and link state stay the tunnel plugin's",
+            False,
+        ),
     }
 )
 
@@ -84,6 +105,7 @@ class RoutingPlugin:
     @hookimpl
     async def orchestrator_startup(self, context: PluginContext) -> None:
         self.keeper.start(context)
+        apply_present(self.keeper)
 
     @hookimpl
     async def orchestrator_shutdown(self) -> None:
@@ -97,6 +119,12 @@ class RoutingPlugin:
     async def orchestrator_uplink_changed(self, event: UplinkChanged) -> None:
         if event.new is None:  # no IPv4 path: the tunnel's state is dead, defend nothing
             self.keeper.mark_stale()
+
+    @hookimpl
+    async def orchestrator_tunnel_address_changed(
+        self, event: TunnelAddressChanged, move: Move | None
+    ) -> None:
+        address_changed(self.keeper, event, move)
 
     @hookimpl
     async def orchestrator_link_changed(self, event: LinkChanged) -> None:

@@ -17,7 +17,17 @@ RT_TABLES_DIRS = ("/etc/iproute2/rt_tables.d", "/usr/share/iproute2/rt_tables.d"
 class Profile:
     """What the tunnel interface should look like; see etc/orchestrator.toml for each field."""
 
-    __slots__ = ("address_prefixlen", "metric", "mtu", "name", "rule_priority", "source_rule", "table")
+    __slots__ = (
+        "address_prefixlen",
+        "follow_address",
+        "gateway",
+        "metric",
+        "mtu",
+        "name",
+        "rule_priority",
+        "source_rule",
+        "table",
+    )
 
     def __init__(
         self,
@@ -28,6 +38,8 @@ class Profile:
         mtu: int | str,
         address_prefixlen: int,
         source_rule: bool,
+        gateway: str | None = None,
+        follow_address: bool = False,
     ) -> None:
         self.name = name
         self.table = table
@@ -36,6 +48,9 @@ class Profile:
         self.mtu = mtu
         self.address_prefixlen = address_prefixlen
         self.source_rule = source_rule
+        self.gateway = gateway  # the default routes' next hop (on-link), e.g. 6to4's ::192.88.99.1
+        # applied by the daemon when the tunnel's address changes, to routes, rules and MTU only
+        self.follow_address = follow_address
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
@@ -87,6 +102,16 @@ def resolve_table(value: int | str | None, names: dict[str, int] | None = None) 
     return (names if names is not None else rt_tables())[value]
 
 
+def canonical_ipv6(text: str | None) -> str | None:
+    """The kernel's spelling of an IPv6 literal (``::c058:6301`` is ``::192.88.99.1``), so that a
+    profile's value compares equal to what a route dump reports."""
+    if text is None:
+        return None
+    import _socket
+
+    return _socket.inet_ntop(_socket.AF_INET6, _socket.inet_pton(_socket.AF_INET6, text))
+
+
 def from_section(name: str, section: dict[str, Any], names: dict[str, int] | None = None) -> Profile:
     """A Profile from a validated section (defaults already filled in by the schema)."""
     return Profile(
@@ -97,4 +122,6 @@ def from_section(name: str, section: dict[str, Any], names: dict[str, int] | Non
         mtu=section["mtu"],
         address_prefixlen=int(section["address_prefixlen"]),
         source_rule=bool(section["source_rule"]),
+        gateway=canonical_ipv6(section.get("gateway")),
+        follow_address=bool(section.get("follow_address", False)),
     )
