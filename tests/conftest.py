@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,8 +29,10 @@ def examples_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example plugin distributions (``examples/*``), installed by pip into a private
     directory exactly as a third party installs a plugin: built from their own pyproject.toml,
     found only through their entry points.  Put it on PYTHONPATH with ``plugin_site.environment``."""
-    site = tmp_path_factory.mktemp("examples-site")
-    projects = sorted(str(p.parent) for p in EXAMPLES.glob("*/pyproject.toml"))
+    site, sources = tmp_path_factory.mktemp("examples-site"), tmp_path_factory.mktemp("examples-src")
+    # Built from copies: setuptools writes build/ and *.egg-info next to the sources it builds.
+    examples = sorted(p.parent for p in EXAMPLES.glob("*/pyproject.toml"))
+    projects = [str(shutil.copytree(example, sources / example.name)) for example in examples]
     command = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps"]
     subprocess.run([*command, "--target", str(site), *projects], check=True)
     return site
