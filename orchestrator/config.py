@@ -261,7 +261,7 @@ def interface_specs(entries: Any, path: str, problems: list[str]) -> tuple[Inter
     for index, entry in enumerate(entries):
         where = f"{path}[{index}]"
         before = len(problems)
-        value = validate(INTERFACE, entry, where, problems)
+        value = validate(INTERFACE, dict(entry) if isinstance(entry, Mapping) else entry, where, problems)
         if len(problems) != before:
             continue
         spec = InterfaceSpec(

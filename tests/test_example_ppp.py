@@ -93,7 +93,7 @@ REFUSED = {
     ),
     "profile that does not exist": (
         '[ppp]\nipv6 = true\nrouting_profile = "nowhere"\n', ("routing", "ppp"),
-        "ppp.routing_profile: no [routing.profiles.nowhere] section",
+        "plugin 'ppp' interfaces[0].routing_profile: no [routing.profiles.nowhere] section",
     ),
     "profile the routing plugin does not follow the address with": (
         '[ppp]\nipv6 = true\nrouting_profile = "ppp"\n[routing.profiles.ppp]\n', ("routing", "ppp"),
@@ -264,3 +264,11 @@ def test_ipv6_side_is_a_tunnel_with_its_routing_profile(lab: Lab, env: dict[str,
                           capture_output=True, text=True, env=env, check=False)
     assert conf.returncode == 0, conf.stderr
     assert f'Interface "ppp0" {{\n\tMnIfPreference {PREFERENCE};\n\tTunnel enabled;\n}}' in conf.stdout
+
+    # pppd hangs up: the unit vanishes with its routes; the rule, which names no device, is withdrawn
+    # too, and that is no failure.
+    node.ppp.hang_up()
+    wait_for(lambda: rules() == [], 15, "the from-rule to be withdrawn")
+    assert node.daemon is not None
+    node.daemon.wait_idle()
+    assert node.status()["tunnels"] == {} and node.status()["counters"]["plugin_failures"] == 0

@@ -217,3 +217,26 @@ def test_a_hanging_script_is_killed_with_its_group_and_reported_like_a_failing_p
     assert (counters["exec_runs"], counters["exec_timeouts"], counters["exec_failures"]) == (3, 1, 1)
     assert counters["plugin_failures"] == 2
     assert daemon.stop() == 0
+
+
+@pytest.mark.netns
+def test_signals_are_named_and_stopping_the_daemon_kills_a_running_script(lab: Lab) -> None:
+    pids = lab.tmp / "pids"
+    realtime = script(lab.tmp, "realtime", "kill -40 $$\n")  # a real-time signal: no name of its own
+    terminated = script(lab.tmp, "terminated", "kill -TERM $$\n")
+    lingers = script(lab.tmp, "lingers", f"""\
+        sleep 300 &
+        echo "$$ $!" > {pids}
+        exec sleep 300
+    """)
+    extra = (exec_entry([realtime], ["uplink-changed"]) + exec_entry([terminated], ["uplink-changed"])
+             + exec_entry([lingers], ["move-finished"], timeout_s=600))
+    node = node_with_uplink(lab)
+    daemon = DaemonProcess(node, write(lab.tmp, enable=["exec"], extra=extra), lab.tmp / "control.sock")
+    move_to_second_network(node)
+    [moved] = wait_for(lambda: finished_moves(daemon), 15, "the move")
+    assert moved["problems"] == ["exec realtime: killed by signal 40", "exec terminated: killed by SIGTERM"]
+    wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 15, "the lingering script")
+    script_pid, child_pid = (int(p) for p in pids.read_text().split())
+    assert daemon.stop() == 0
+    wait_for(lambda: not alive(script_pid) and not alive(child_pid), 10, "the script and its child gone")

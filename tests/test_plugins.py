@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from importlib.metadata import EntryPoint
@@ -91,13 +92,16 @@ def test_the_plugins_command_lists_every_plugin_and_why_broken_ones_are_not_load
     assert "typo (orchestrator-misfits 1.0) [error]\n    error: invalid plugin: " in text
 
 
-def test_declared_interfaces_come_after_the_files_and_are_validated_like_them(tmp_path: Path) -> None:
+def test_declared_interfaces_come_after_the_files_and_are_validated_like_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     infos = [*plugins.discover(), *discover(declares="fake_plugins:declares").values()]
     path = write(tmp_path, enable=["declares"])
-    fake_plugins.declares.entries = [
+    declare = functools.partial(monkeypatch.setattr, fake_plugins.declares, "entries")
+    declare([
         {"match": "ppp0", "role": "uplink", "ipv6_tunnel": True, "mip6_preference": 2},
         {"match": "eth0", "role": "lan"},  # the file's eth* entry comes first and decides
-    ]
+    ])
     config = daemon.validate(path, infos)
     ppp = config.interface("ppp0")
     assert ppp is not None and ppp.is_tunnel and ppp.role == "uplink" and config.is_tunnel("ppp0")
@@ -105,10 +109,10 @@ def test_declared_interfaces_come_after_the_files_and_are_validated_like_them(tm
     assert config.role("eth0") == "uplink" and not config.is_tunnel("eth0")
     assert config.interface("eth0").origin == "interfaces[0]"  # type: ignore[union-attr]
 
-    fake_plugins.declares.entries = [
+    declare([
         {"match": "tun6to4", "role": "bridge"},
         {"match": "x", "role": "lan", "ipv6_tunnel": True},
-    ]
+    ])
     with pytest.raises(ConfigError) as refused:
         daemon.validate(path, infos)
     assert refused.value.problems == [
@@ -116,7 +120,7 @@ def test_declared_interfaces_come_after_the_files_and_are_validated_like_them(tm
         "plugin 'declares' interfaces[1].ipv6_tunnel: only an interface with role 'uplink' has one",
     ]
 
-    fake_plugins.declares.entries = RuntimeError("no section")
+    declare(RuntimeError("no section"))
     with pytest.raises(ConfigError) as failed:
         daemon.validate(path, infos)
     assert failed.value.problems == ["declares: interface declaration failed: no section"]

@@ -75,9 +75,13 @@ class ExecPlugin:
             return
         runner = self.lanes.get(lane)
         if runner is None:
-            runner = self.lanes[lane] = LaneRunner(lane, context.report, self._count)
+            runner = self.lanes[lane] = LaneRunner(lane, context.report, self._count, self._forget)
         part = move.hold() if hold and move is not None and not move.finished else None
         runner.submit(Job(wanted, invocation, move, part))
+
+    def _forget(self, runner: LaneRunner) -> None:
+        if self.lanes.get(runner.lane) is runner:
+            del self.lanes[runner.lane]
 
     def _count(self, name: str) -> None:
         if self.context is not None:

@@ -53,18 +53,20 @@ Report = Callable[[str, "Move | None"], None]
 class LaneRunner:
     """One lane's queue and the task that works it."""
 
-    def __init__(self, lane: str, report: Report, counters: Callable[[str], None]) -> None:
+    def __init__(
+        self, lane: str, report: Report, counters: Callable[[str], None], idle: Callable[[LaneRunner], None]
+    ) -> None:
         self.lane = lane
         self.report = report
         self.count = counters
+        self.idle = idle
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self.task = asyncio.get_running_loop().create_task(self._work(), name=f"exec {lane}")
 
     def submit(self, job: Job) -> None:
         if self.queue.qsize() >= MAX_QUEUED:
             waiting = f"exec: lane {self.lane} has {MAX_QUEUED} events waiting"
-            problem = f"{waiting}; {job.invocation.event} dropped"
-            self.report(problem, job.move)
+            self._report(f"{waiting}; {job.invocation.event} dropped", job)
             job.release()
             return
         self.queue.put_nowait(job)
@@ -78,15 +80,29 @@ class LaneRunner:
             self.queue.get_nowait().release()
 
     async def _work(self) -> None:
-        while True:
-            job = await self.queue.get()
-            try:
-                for script in job.scripts:
-                    problem = await self._run(script, job.invocation)
-                    if problem is not None:
-                        self.report(problem, job.move)
-            finally:
-                job.release()
+        """Work the queue until it is empty, then tell the owner, who forgets this runner (so that
+        interfaces that come and go, ppp units say, leave no task behind): a later event starts a
+        new one.  Nothing can be queued between the last check and ``idle``: both run in one step."""
+        try:
+            while not self.queue.empty():
+                job = self.queue.get_nowait()
+                try:
+                    for script in job.scripts:
+                        try:
+                            problem = await self._run(script, job.invocation)
+                        except Exception as error:  # a bug must not end the lane: report it, go on
+                            problem = f"exec {script.name}: {type(error).__name__}: {error}"
+                        if problem is not None:
+                            self._report(problem, job)
+                finally:
+                    job.release()
+        finally:
+            self.idle(self)
+
+    def _report(self, problem: str, job: Job) -> None:
+        """A move that has already ended (a finished move's scripts, a late one) keeps its outcome:
+        the problem is reported without it."""
+        self.report(problem, job.move if job.move is not None and not job.move.finished else None)
 
     async def _run(self, script: Script, invocation: Invocation) -> str | None:
         """Run one script to its end; the problem to report, or None when it succeeded."""
@@ -98,17 +114,22 @@ class LaneRunner:
                 *argv, env=invocation.environment(), stdin=subprocess.DEVNULL,
                 stdout=2, stderr=2, start_new_session=True,  # its output goes to the daemon's log stream
             )
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: an argument holding a NUL character
             self.count("exec_failures")
-            return f"exec {script.name}: cannot run {argv[0]}: {error.strerror or error}"
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            return f"exec {script.name}: cannot run {argv[0]}: {reason}"
+        # asyncio.wait, not wait_for: it never swallows a cancellation that meets the exit (3.10).
+        waiter = asyncio.ensure_future(process.wait())
         try:
-            status = await asyncio.wait_for(process.wait(), script.timeout_s)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as stopped:
+            await asyncio.wait({waiter}, timeout=script.timeout_s)
+        except asyncio.CancelledError:
             await _kill_group(process)
-            if isinstance(stopped, asyncio.CancelledError):
-                raise
+            raise
+        if not waiter.done():
+            await _kill_group(process)
             self.count("exec_timeouts")
             return f"exec {script.name}: still running after {script.timeout_s:g} s: process group killed"
+        status = waiter.result()
         elapsed_ms = (time.monotonic() - started) * 1000
         if status == 0:
             log.debug("exec %s (%s %s) succeeded in %.0f ms", script.name, invocation.event,
@@ -116,7 +137,7 @@ class LaneRunner:
             return None
         self.count("exec_failures")
         if status < 0:
-            return f"exec {script.name}: killed by {signal.Signals(-status).name}"
+            return f"exec {script.name}: killed by {_signal_name(-status)}"
         return f"exec {script.name}: exited with status {status}"
 
 
@@ -125,3 +146,10 @@ async def _kill_group(process: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     await process.wait()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal between SIGRTMIN and SIGRTMAX has no name of its own
+        return f"signal {number}"

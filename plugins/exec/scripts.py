@@ -36,7 +36,10 @@ SECTION = Section(
                       check=_events_problem),
         "command": Key("list[str]", "argv: an absolute program path and its arguments", REQUIRED,
                        check=_command_problem),
-        "interfaces": Key("list[str]", "interface names or fnmatch patterns; absent: every interface"),
+        "interfaces": Key(
+            "list[str]", "interface names or fnmatch patterns; absent: every interface",
+            check=lambda names: None if names else "expected at least one name (absent: every interface)",
+        ),
         "timeout_s": Key("float", "kill the script's process group after this long", 10.0, 0.1, 3600),
         "dispatcher_arguments": Key(
             "bool", "append the interface and the action as $1 and $2, as NetworkManager-dispatcher", False

@@ -74,13 +74,13 @@ def render(config: Config) -> Rendered:
     """
     interfaces: dict[str, InterfacePolicy] = {}
     problems: list[str] = []
-    for index, spec in enumerate(config.interfaces):
+    for spec in config.interfaces:
         policy = _policy(spec)
         if policy is None:
             continue
         problem = _unwritable(config, spec, policy)
         if problem:
-            problems.append(f"interfaces[{index}] (match {spec.match!r}): {problem}; not written")
+            problems.append(f"{spec.origin} (match {spec.match!r}): {problem}; not written")
         else:
             interfaces[spec.match] = policy
     header = (

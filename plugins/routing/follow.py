@@ -36,7 +36,13 @@ def address_changed(keeper: Keeper, event: TunnelAddressChanged, move: Move | No
     interface, context = event.interface, keeper.context
     step = Step("up", interface, event.new) if event.new else Step("destroy", interface)
     try:
-        applied = kernel.converge(interface, profile, end_state(profile, step))
+        try:
+            applied = kernel.converge(interface, profile, end_state(profile, step))
+        except kernel.InterfaceMissing:
+            if event.new is not None:
+                raise
+            # Gone with its routes (pppd hung up): only the rule, which names no device, is left.
+            applied = kernel.withdraw_rules(profile, event.old) if event.old else []
     except (OSError, kernel.InterfaceMissing, kernel.ApplyError) as error:
         keeper.mark_stale([interface])
         context.report(f"{interface}: routing profile {profile.name!r} not applied: {error}", move)

@@ -117,7 +117,10 @@ def read(sock: _socket.socket, interface: str, profile: Profile) -> Current:
         (current.kernel_addresses if made_by_kernel else current.addresses).add((address, prefixlen))
 
     for dst, dst_len, metric, gateway, oif, protocol in _routes(sock, wire.RT_TABLE_MAIN):
-        if oif == index and protocol != RTPROT_KERNEL:  # the kernel's routes follow the addresses
+        # The kernel's routes follow the addresses.  A followed tunnel's other routes (a PPP link's
+        # router advertisements) are its own plugin's: only the ones a profile writes are the profile's.
+        ours = protocol == RTPROT_BOOT if profile.follow_address else protocol != RTPROT_KERNEL
+        if oif == index and ours:
             current.routes.add((dst, dst_len, metric, gateway))
     if profile.table is not None:
         for dst, dst_len, metric, gateway, oif, _protocol in _routes(sock, profile.table):
@@ -307,6 +310,19 @@ def _link(index: int, interface: str, up: bool | None, mtu: int | None) -> Opera
 
 RACES = (errno.EEXIST, errno.ESRCH, errno.ENOENT, errno.EADDRNOTAVAIL)
 ATTEMPTS = 3
+
+
+def withdraw_rules(profile: Profile, source: str) -> list[Operation]:
+    """Remove the profile's ``from SOURCE`` rule after its interface has gone: a rule names no
+    device, so it outlives the tunnel (a PPP unit vanishes when pppd hangs up)."""
+    if profile.table is None:
+        return []
+    sock = wire.request_socket()
+    try:
+        present = sorted(rule for rule in _rules(sock, profile) if rule[0] == source)
+        return apply(sock, [_rule(wire.RTM_DELRULE, *rule, profile, wire.NLM_F_ACK) for rule in present])
+    finally:
+        sock.close()
 
 
 def converge(interface: str, profile: Profile, end: EndState) -> list[Operation]:

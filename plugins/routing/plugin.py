@@ -103,6 +103,10 @@ class RoutingPlugin:
         return watched_tables(config)
 
     @hookimpl
+    def orchestrator_config_warnings(self, config: Config) -> list[str]:
+        return unfollowed_profiles(config)
+
+    @hookimpl
     async def orchestrator_startup(self, context: PluginContext) -> None:
         self.keeper.start(context)
         apply_present(self.keeper)
@@ -136,8 +140,8 @@ def check_config(config: Config) -> list[str]:
     """Every ``routing_profile`` an interface names must exist; every table must be a profile's own."""
     profiles = config.section("routing").get("profiles", {})
     problems = [
-        f"interfaces[{index}].routing_profile: no [routing.profiles.{spec.routing_profile}] section"
-        for index, spec in enumerate(config.interfaces)
+        f"{spec.origin}.routing_profile: no [routing.profiles.{spec.routing_profile}] section"
+        for spec in config.interfaces
         if spec.routing_profile and spec.routing_profile not in profiles
     ]
     names = rt_tables()
@@ -149,3 +153,17 @@ def check_config(config: Config) -> list[str]:
 
 
 PLUGIN = RoutingPlugin()
+
+
+def unfollowed_profiles(config: Config) -> list[str]:
+    """A profile without ``follow_address`` is applied only when a client hook runs for its tunnel;
+    a tunnel a plugin declares (6to4, a PPP link's IPv6 side) usually has none."""
+    profiles = config.section("routing").get("profiles", {})
+    return [
+        f"{spec.origin}.routing_profile: [routing.profiles.{spec.routing_profile}] is applied only when "
+        "a client hook runs for the tunnel: set follow_address = true unless one does"
+        for spec in config.interfaces
+        if spec.declared_by_plugin
+        and spec.routing_profile in profiles
+        and not profiles[spec.routing_profile].get("follow_address")
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+import threading
 from typing import Any
 
 from pyroute2 import IPRoute, NetlinkError
@@ -31,11 +32,16 @@ class SitUnsupported(DeviceError):
     """The kernel cannot make sit (IPv6-in-IPv4) devices: no ``sit`` module."""
 
 
+#: One convergence at a time, threads included: a call the daemon abandoned at its timeout keeps
+#: running in its thread, and the next move's must start after it, so that the newest target wins.
+_CONVERGING = threading.Lock()
+
+
 def converge(settings: Settings, target: Target) -> list[str]:
     """Make ``settings.interface`` carry exactly ``target.address`` among 2002::/16 addresses, up
     when the target is up and down otherwise.  Returns the changes made (empty: already there)."""
     try:
-        with IPRoute() as ipr:
+        with _CONVERGING, IPRoute() as ipr:
             return _converge(ipr, settings, target)
     except NetlinkError as error:
         raise DeviceError(f"{settings.interface}: {_text(error)}") from error

@@ -53,7 +53,8 @@ def declared_interfaces(section: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def problems(config: Config) -> list[str]:
-    """What the schema cannot say: keys that need ``ipv6``, a profile nobody would apply."""
+    """What the schema cannot say: keys that need ``ipv6``, a profile nobody would apply (the
+    ``routing`` plugin itself reports a profile that does not exist)."""
     section = config.section(NAME)
     found = [
         f"{NAME}.{key}: only a link's IPv6 side has one: set {NAME}.ipv6 = true, or remove it"
@@ -65,9 +66,7 @@ def problems(config: Config) -> list[str]:
         profile = config.section("routing").get("profiles", {}).get(name)
         if "routing" not in config.enable:
             found.append(f'{NAME}.routing_profile: the routing plugin applies it: enable "routing"')
-        elif profile is None:
-            found.append(f"{NAME}.routing_profile: no [routing.profiles.{name}] section")
-        elif not profile.get("follow_address"):
+        elif profile is not None and not profile.get("follow_address"):
             # No program runs the routing plugin's client hook for a PPP link (pppd's ipv6-up
             # comes before the global address): the routing plugin applies it on the address.
             found.append(
