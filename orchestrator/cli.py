@@ -421,6 +421,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     enabled: list[str] = []
     if args.config.exists():
         enabled = read_toml(args.config).get("plugins", {}).get("enable", [])
+    else:
+        print(f"orchestrator: no {args.config}: every plugin is shown as disabled", file=sys.stderr)
     if args.json:
         print(json.dumps([info.to_json(enabled) for info in infos], indent=2))
         return EXIT_OK

@@ -152,7 +152,7 @@ def test_the_example_holds_a_move_until_settled(example: types.ModuleType, tmp_p
         moves.dispatched(move)
         assert not move.finished  # held until settled
         ended = await asyncio.wait_for(finished, 2)
-        plugin.orchestrator_move_phase(context=context, move=ended, phase="movelog-settled")
+        await plugin.orchestrator_move_phase(context=context, move=ended, phase="movelog-settled")
         await plugin.orchestrator_move_finished(context=context, move=ended)
         await plugin.orchestrator_shutdown()
         return ended, context
