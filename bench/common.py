@@ -83,7 +83,7 @@ def series_arguments(doc: str, moves: int, cutoff_s: float) -> argparse.Namespac
     parser.add_argument("--moves", type=int, default=moves, help=f"moves per set-up (default {moves})")
     parser.add_argument("--cutoff", type=float, default=cutoff_s,
                         help=f"seconds after the new default route a move is cut off (default {cutoff_s:g})")
-    parser.add_argument("--seed", type=int, default=1, help="seed of miredo alone's random dwell")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the random waits between moves")
     args = parser.parse_args()
     if args.moves < 1 or args.cutoff <= 0:
         parser.error("--moves must be >= 1 and --cutoff > 0")
