@@ -61,7 +61,8 @@ class PluginContext:
 
     def report(self, problem: str, move: Move | None = None) -> None:
         """A failure this plugin found (a handover never confirmed, say): logged, counted as
-        ``plugin_failures``, recorded on ``move`` and passed to every ``orchestrator_on_error``."""
+        ``plugin_failures``, recorded on ``move`` (unless it has already ended) and passed to every
+        ``orchestrator_on_error``."""
         if self.services is None:
             raise RuntimeError("no daemon to report to")
         self.services.report(self.name, problem, move)

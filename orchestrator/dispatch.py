@@ -197,7 +197,8 @@ class Dispatcher:
         """A failure a plugin found itself (see ``PluginContext.report``)."""
         log.error("%s: %s", plugin, problem)
         self.counters["plugin_failures"] += 1
-        if move is not None and problem not in move.problems:
+        # A move that has ended keeps its outcome and problems: a late report is logged and counted.
+        if move is not None and not move.finished and problem not in move.problems:
             move.problems.append(problem)
         self._tell_on_error(plugin, "report", problem, move)
 

@@ -324,6 +324,12 @@ def test_a_reported_failure_reaches_on_error_and_the_move(tmp_path: Path) -> Non
         await h.settle()
         assert heard == [("mipv6", "report", "no Binding Acknowledgement")]
         assert move.problems == ["no Binding Acknowledgement"] and h.counters["plugin_failures"] == 1
+        h.moves.finish(move, "failed")
+        h.dispatcher.report("exec", "a script of the ended move failed late", move)
+        await h.settle()
+        assert move.problems == ["no Binding Acknowledgement"]  # an ended move keeps what it had
+        assert heard[-1] == ("exec", "report", "a script of the ended move failed late")
+        assert h.counters["plugin_failures"] == 2
         await h.dispatcher.close()
 
     run(go())

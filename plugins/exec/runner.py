@@ -66,7 +66,7 @@ class LaneRunner:
     def submit(self, job: Job) -> None:
         if self.queue.qsize() >= MAX_QUEUED:
             waiting = f"exec: lane {self.lane} has {MAX_QUEUED} events waiting"
-            self._report(f"{waiting}; {job.invocation.event} dropped", job)
+            self.report(f"{waiting}; {job.invocation.event} dropped", job.move)
             job.release()
             return
         self.queue.put_nowait(job)
@@ -93,16 +93,11 @@ class LaneRunner:
                         except Exception as error:  # a bug must not end the lane: report it, go on
                             problem = f"exec {script.name}: {type(error).__name__}: {error}"
                         if problem is not None:
-                            self._report(problem, job)
+                            self.report(problem, job.move)
                 finally:
                     job.release()
         finally:
             self.idle(self)
-
-    def _report(self, problem: str, job: Job) -> None:
-        """A move that has already ended (a finished move's scripts, a late one) keeps its outcome:
-        the problem is reported without it."""
-        self.report(problem, job.move if job.move is not None and not job.move.finished else None)
 
     async def _run(self, script: Script, invocation: Invocation) -> str | None:
         """Run one script to its end; the problem to report, or None when it succeeded."""
