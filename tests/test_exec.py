@@ -153,7 +153,7 @@ def test_scripts_of_a_lane_run_in_order_never_at_once_and_hold_the_move(lab: Lab
                 for when in ("begin", "end")]
     wait_for(lambda: len(trace(log)) == len(expected), 15, "every script to have run")
     assert trace(log) == expected
-    assert moves[-1]["outcome"] == "ok"  # the last move waited for its scripts and ended well
+    assert moves[-1]["outcome"] == "ok"
     daemon.wait_idle()
     counters = daemon.status()["counters"]
     assert counters["exec_runs"] == 6 and counters["exec_failures"] == 0 and counters["plugin_failures"] == 0
@@ -199,7 +199,8 @@ def test_a_hanging_script_is_killed_with_its_group_and_reported_like_a_failing_p
     """)
     fails = script(lab.tmp, "fails", f'echo "fails ran" >> {log}; exit 3\n')
     after = script(lab.tmp, "after", f'echo "after ran" >> {log}\n')
-    extra = (exec_entry([hangs], ["uplink-changed"], timeout_s=0.5) + exec_entry([fails], ["uplink-changed"])
+    # 2 s: ample for the shell to start its child and write the pids before the group is killed.
+    extra = (exec_entry([hangs], ["uplink-changed"], timeout_s=2) + exec_entry([fails], ["uplink-changed"])
              + exec_entry([after], ["uplink-changed"]))
     node = node_with_uplink(lab)
     daemon = DaemonProcess(node, write(lab.tmp, enable=["exec"], extra=extra), lab.tmp / "control.sock")
@@ -207,7 +208,7 @@ def test_a_hanging_script_is_killed_with_its_group_and_reported_like_a_failing_p
     [moved] = wait_for(lambda: finished_moves(daemon), 15, "the move")
     assert moved["outcome"] == "failed"
     assert moved["problems"] == [
-        "exec hangs: still running after 0.5 s: process group killed",
+        "exec hangs: still running after 2 s: process group killed",
         "exec fails: exited with status 3",
     ]
     script_pid, child_pid = (int(p) for p in pids.read_text().split())

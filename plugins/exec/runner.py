@@ -66,16 +66,17 @@ class LaneRunner:
     def submit(self, job: Job) -> None:
         if self.queue.qsize() >= MAX_QUEUED:
             waiting = f"exec: lane {self.lane} has {MAX_QUEUED} events waiting"
-            self.report(f"{waiting}; {job.invocation.event} dropped", job.move)
-            job.release()
+            try:
+                self.report(f"{waiting}; {job.invocation.event} dropped", job.move)
+            finally:
+                job.release()
             return
         self.queue.put_nowait(job)
 
     async def close(self) -> None:
         """Stop at once: a running script's group is killed, queued events are not run."""
         self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        await asyncio.wait({self.task})  # unlike awaiting the task, lets the caller's own cancel through
         while not self.queue.empty():
             self.queue.get_nowait().release()
 

@@ -98,6 +98,8 @@ def read(sock: _socket.socket, interface: str, profile: Profile) -> Current:
             wire.IFINFOMSG.pack(0, 0, 0, 0, 0) + wire.attr(wire.IFLA_IFNAME, interface.encode() + b"\0"),
         )
     except wire.NetlinkRequestError as error:
+        if error.errno != errno.ENODEV:
+            raise
         raise InterfaceMissing(interface) from error
     _kind, buf, offset, length = links[0]
     _family, _type, index, flags, _change = wire.IFINFOMSG.unpack_from(buf, offset + 16)
@@ -109,7 +111,8 @@ def read(sock: _socket.socket, interface: str, profile: Profile) -> Current:
     ):
         _f, prefixlen, _fl, _scope, owner = wire.IFADDRMSG.unpack_from(buf, offset + 16)
         attrs = wire.attributes(buf, offset + 16 + wire.IFADDRMSG.size, offset + length)
-        address = wire.ip_text(AF_INET6, attrs.get(wire.IFA_ADDRESS) or attrs.get(wire.IFA_LOCAL))
+        # On a point-to-point address IFA_LOCAL is ours and IFA_ADDRESS the peer's.
+        address = wire.ip_text(AF_INET6, attrs.get(wire.IFA_LOCAL) or attrs.get(wire.IFA_ADDRESS))
         if owner != index or address is None:
             continue
         proto = attrs.get(IFA_PROTO)  # one byte

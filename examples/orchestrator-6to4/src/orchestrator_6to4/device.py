@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import itertools
 import socket
 import threading
 from typing import Any
@@ -33,16 +34,31 @@ class SitUnsupported(DeviceError):
 
 
 #: One convergence at a time, threads included: a call the daemon abandoned at its timeout keeps
-#: running in its thread, and the next move's must start after it, so that the newest target wins.
+#: running in its thread.  The lock does not serve waiters in order, so each call carries a ticket,
+#: taken in move order on the event loop, and one that finds a newer ticket issued gives way: the
+#: newest target wins.
 _CONVERGING = threading.Lock()
+_tickets = itertools.count(1)
+_newest = 0
 
 
-def converge(settings: Settings, target: Target) -> list[str]:
+def ticket() -> int:
+    """The next call's ticket: take it on the event loop, in the order of the moves."""
+    global _newest
+    _newest = next(_tickets)
+    return _newest
+
+
+def converge(settings: Settings, target: Target, call: int) -> list[str]:
     """Make ``settings.interface`` carry exactly ``target.address`` among 2002::/16 addresses, up
-    when the target is up and down otherwise.  Returns the changes made (empty: already there)."""
+    when the target is up and down otherwise.  Returns the changes made (empty: already there, or
+    superseded by a newer ticket)."""
     try:
-        with _CONVERGING, IPRoute() as ipr:
-            return _converge(ipr, settings, target)
+        with _CONVERGING:
+            if call != _newest:
+                return []
+            with IPRoute() as ipr:
+                return _converge(ipr, settings, target)
     except NetlinkError as error:
         raise DeviceError(f"{settings.interface}: {_text(error)}") from error
 

@@ -39,7 +39,7 @@ class Tunnel:
         wanted = target(uplink, self.settings)
         async with self.lock:
             try:
-                changes = await asyncio.to_thread(device.converge, self.settings, wanted)
+                changes = await asyncio.to_thread(device.converge, self.settings, wanted, device.ticket())
             except device.DeviceError as error:
                 self._failed(wanted, str(error), move)
                 return
