@@ -11,8 +11,12 @@ import math
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
@@ -88,6 +92,18 @@ def series_arguments(doc: str, moves: int, cutoff_s: float) -> argparse.Namespac
     if args.moves < 1 or args.cutoff <= 0:
         parser.error("--moves must be >= 1 and --cutoff > 0")
     return args
+
+
+def paced_series(moves: int, dwell: Callable[[], float], measure: Callable[[], T]) -> list[T]:
+    """``measure()`` once per move, each after ``dwell()`` seconds on the previous network (the
+    pacing is the benches' design, not a wait for a state), with a dot per move."""
+    results = []
+    for _ in range(moves):
+        time.sleep(dwell())
+        results.append(measure())
+        print(".", end="", flush=True)
+    print()
+    return results
 
 
 def duration_text(seconds: float, cutoff_s: float) -> str:

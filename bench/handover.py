@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from common import duration_text, ratio_text, series_arguments, series_rows, summary, table
+from common import duration_text, paced_series, ratio_text, series_arguments, series_rows, summary, table
 from configs import write_teredo
 from harness import DaemonProcess, client_hook
 from lab import wait_for_quiet
@@ -66,13 +66,7 @@ def handover_seconds(lab: MipLab, watch: TeredoWatch, mn: MobileNodeStandIn, cut
 
 def series(lab: MipLab, watch: TeredoWatch, mn: MobileNodeStandIn, moves: int, cutoff: float,
            dwell: Callable[[], float]) -> list[float]:
-    results = []
-    for _ in range(moves):
-        time.sleep(dwell())  # pacing by design (see the module docstring), not a wait for a state
-        results.append(handover_seconds(lab, watch, mn, cutoff))
-        print(".", end="", flush=True)
-    print()
-    return results
+    return paced_series(moves, dwell, lambda: handover_seconds(lab, watch, mn, cutoff))
 
 
 def main() -> int:

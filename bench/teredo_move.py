@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
-from common import ratio_text, series_arguments, series_rows, summary, table
+from common import paced_series, ratio_text, series_arguments, series_rows, summary, table
 from configs import write_teredo
 from harness import DaemonProcess, client_hook
 from lab import MONITOR_MARK_DST, TrackedProcess, await_route_listener
@@ -87,15 +87,14 @@ def run_moves(lab: TeredoLab, watch: TeredoWatch, moves: int, cutoff: float,
               dwell: Callable[[], float]) -> list[MoveTiming]:
     """``moves`` moves alternating between na and nb, each after ``dwell()`` seconds on the
     previous network; returns what the watch saw for each."""
-    results = []
-    for _ in range(moves):
-        time.sleep(dwell())  # pacing by design (see the module docstring), not a wait for a state
+
+    def one_move() -> MoveTiming:
         target = "nb" if lab.attached == "na" else "na"
         mark = watch.mark()
         lab.move_to(target)
-        results.append(watch.wait(mark, NATS[target].gateway, cutoff))
-        print(".", end="", flush=True)
-    return results
+        return watch.wait(mark, NATS[target].gateway, cutoff)
+
+    return paced_series(moves, dwell, one_move)
 
 
 def main() -> int:
@@ -122,7 +121,6 @@ def main() -> int:
             print(f"{name}: {args.moves} moves ", end="", flush=True)
             with running():
                 results[name] = run_moves(lab, watch, args.moves, args.cutoff, dwell)
-            print()
 
     names = ["miredo alone", "bare floor", "daemon"]
     series = {n: [t.seconds if t.seconds is not None else math.inf for t in results[n]] for n in names}
