@@ -119,10 +119,12 @@ class InterfaceSpec:
     #: Where the entry comes from, as a user finds it: ``interfaces[2]`` (of the file) or
     #: ``plugin 'ppp' interfaces[0]`` (declared by a plugin).
     origin: str = field(default="", compare=False)
+    #: The plugin that declared the entry; None for the file's own.
+    plugin: str | None = field(default=None, compare=False)
 
     @property
     def declared_by_plugin(self) -> bool:
-        return not self.origin.startswith("interfaces")
+        return self.plugin is not None
 
     def matches(self, name: str) -> bool:
         return fnmatch.fnmatchcase(name, self.match)
@@ -252,8 +254,10 @@ def load(
     )
 
 
-def interface_specs(entries: Any, path: str, problems: list[str]) -> tuple[InterfaceSpec, ...]:
-    """Validate ``[[interfaces]]`` entries (the file's, or a plugin's declared ones at ``path``)."""
+def interface_specs(
+    entries: Any, path: str, problems: list[str], plugin: str | None = None
+) -> tuple[InterfaceSpec, ...]:
+    """Validate ``[[interfaces]]`` entries (the file's, or those ``plugin`` declares, at ``path``)."""
     if not isinstance(entries, list):
         problems.append(f"{path}: expected an array of tables ([[interfaces]])")
         return ()
@@ -271,6 +275,7 @@ def interface_specs(entries: Any, path: str, problems: list[str]) -> tuple[Inter
             routing_profile=value.get("routing_profile"),
             ipv6_tunnel=value["ipv6_tunnel"],
             origin=where,
+            plugin=plugin,
         )
         if spec.ipv6_tunnel and spec.role != "uplink":
             problems.append(f"{where}.ipv6_tunnel: only an interface with role 'uplink' has one")

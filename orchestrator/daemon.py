@@ -214,10 +214,8 @@ class Daemon:
     def summary(self) -> str:
         """One line for STATUS=: the uplink, the tunnels, the expected care-of address, the last move."""
         parts = [f"uplink {self._uplink_text()}"]
-        state = self.engine.state
-        for link in state.view.links.values():
-            if self.config.is_tunnel(link.name):
-                parts.append(f"{link.name} {state.tunnel_address(link.name) or 'no address'}")
+        for name, address in self.engine.state.tunnels().items():
+            parts.append(f"{name} {address or 'no address'}")
         for context in self.contexts.values():
             if context.status.get("expected_coa"):
                 parts.append(f"CoA {context.status['expected_coa']}")
@@ -298,22 +296,18 @@ class Daemon:
         self._status_changed()
 
     def _status_changed(self, _reason: str | None = None) -> None:
-        self._notify(self.notifier.status, self.summary())
+        """Send STATUS= again; on the event path, so its line is built only when someone listens."""
+        if self.notifier.active:
+            self._notify(self.notifier.status, self.summary())
 
     # -- status -----------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         state = self.engine.state
         uplink = state.tracker.current
-        tunnels = {
-            spec_name: state.tunnel_address(spec_name)
-            for spec_name in sorted(
-                link.name for link in state.view.links.values() if self.config.is_tunnel(link.name)
-            )
-        }
         return {
             "uplink": uplink.to_json() if uplink else None,
-            "tunnels": tunnels,
+            "tunnels": state.tunnels(),
             "moves": [move.to_json() for move in self.moves.recent],
             "counters": dict(self.counters, netlink_messages=self.engine.source.messages_seen),
             "plugins": [

@@ -262,11 +262,10 @@ class Dispatcher:
                 return f"lane {lane.name} has been running one call for more than {bound:g} s"
         if self._threads.oldest_call_s(now) > bound:
             return f"a plugin function has not returned for more than {bound:g} s"
-        for task, abandoned in list(self._abandoned.items()):
-            if task.done():
-                del self._abandoned[task]
-            elif now - abandoned > bound - self.timeout_s:
-                return f"a plugin coroutine has ignored its cancellation for {now - abandoned:.0f} s"
+        # Finished tasks leave ``_abandoned`` through their done-callback.
+        oldest = min(self._abandoned.values(), default=None)
+        if oldest is not None and now - oldest > bound - self.timeout_s:
+            return f"a plugin coroutine has ignored its cancellation for {now - oldest:.0f} s"
         return None
 
     async def drain(self, lane_name: str, timeout_s: float) -> bool:

@@ -32,6 +32,11 @@ class Notifier:
                 self.problem = f"NOTIFY_SOCKET {os.environ['NOTIFY_SOCKET']}: {error.strerror or error}"
         self.watchdog_interval_s = watchdog_interval(os.environ)
 
+    @property
+    def active(self) -> bool:
+        """Whether anything sent reaches an init system (else building a message is wasted work)."""
+        return self._notifier is not None
+
     def send(self, *fields: str) -> None:
         """One datagram of ``KEY=value`` lines (a newline in a value would end it: replaced)."""
         if self._notifier is None:

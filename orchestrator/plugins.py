@@ -194,7 +194,7 @@ def declare_interfaces(pm: pluggy.PluginManager, config: Config) -> Config:
         if error is not None:
             problems.append(f"{plugin}: interface declaration failed: {error}")
         else:
-            declared += interface_specs(entries, f"plugin {plugin!r} interfaces", problems)
+            declared += interface_specs(entries, f"plugin {plugin!r} interfaces", problems, plugin)
     if problems:
         raise ConfigError(config.path, problems)
     return config.with_interfaces(declared)

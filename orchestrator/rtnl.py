@@ -105,10 +105,12 @@ def decode_address(data: memoryview, offset: int, length: int, kind: int) -> Add
         return None
     attrs = attributes(data, offset + 16 + IFADDRMSG.size, offset + length)
     # On point-to-point links IFA_ADDRESS is the peer and IFA_LOCAL is ours.
-    local, remote = ip_text(family, attrs.get(IFA_LOCAL)), ip_text(family, attrs.get(IFA_ADDRESS))
-    address = local or remote
+    raw_local, raw_remote = attrs.get(IFA_LOCAL), attrs.get(IFA_ADDRESS)
+    address = ip_text(family, raw_local or raw_remote)
     if address is None:
         return None
+    # Compared raw: an ordinary address has both attributes equal and needs one conversion only.
+    point_to_point = raw_local is not None and raw_remote is not None and raw_local != raw_remote
     flags = u32(attrs.get(IFA_FLAGS), flags)
     valid: int | None = None
     cacheinfo = attrs.get(IFA_CACHEINFO)
@@ -125,7 +127,7 @@ def decode_address(data: memoryview, offset: int, length: int, kind: int) -> Add
         valid_lft=valid,
         deleted=kind == RTM_DELADDR,
         scope=scope,
-        peer=remote if local is not None and remote != local else None,
+        peer=ip_text(family, raw_remote) if point_to_point else None,
     )
 
 

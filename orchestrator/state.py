@@ -256,6 +256,11 @@ class NetworkState:
         usable = self.global_ipv6(link.index) if link is not None else []
         return usable[-1].address if usable else None
 
+    def tunnels(self) -> dict[str, str | None]:
+        """Every present tunnel (see ``Config.is_tunnel``) and its usable global address, by name."""
+        names = sorted(link.name for link in self.view.links.values() if self.config.is_tunnel(link.name))
+        return {name: self.tunnel_address(name) for name in names}
+
     def global_ipv6(self, index: int, usable: bool = True) -> list[AddressEvent]:
         """The global IPv6 addresses of interface ``index``, oldest first; with ``usable``, not
         tentative (not usable yet) and not deprecated."""

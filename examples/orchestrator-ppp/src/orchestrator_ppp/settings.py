@@ -100,4 +100,4 @@ def shadowed(config: Config) -> list[str]:
 
 
 def _ours(spec: InterfaceSpec) -> bool:
-    return spec.declared_by_plugin and spec.origin.startswith(f"plugin {NAME!r} ")
+    return spec.plugin == NAME
