@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from orchestrator import Section, hookimpl
 from orchestrator.config import Config
 from orchestrator.context import PluginContext
+from orchestrator.dispatch import CONTROL_LANE, UPLINK_LANE, interface_lane
 from orchestrator.events import LinkChanged, TunnelAddressChanged, UplinkChanged
 from orchestrator.moves import Move
 
@@ -47,22 +48,22 @@ class ExecPlugin:
 
     @hookimpl
     async def orchestrator_uplink_changed(self, event: UplinkChanged, move: Move) -> None:
-        self._submit("uplink", environment.uplink_changed(event, move), move, hold=True)
+        self._submit(UPLINK_LANE, environment.uplink_changed(event, move), move, hold=True)
 
     @hookimpl
     async def orchestrator_tunnel_address_changed(
         self, event: TunnelAddressChanged, move: Move | None
     ) -> None:
         invocation = environment.tunnel_address_changed(event)
-        self._submit(f"interface:{event.interface}", invocation, move, hold=True)
+        self._submit(interface_lane(event.interface), invocation, move, hold=True)
 
     @hookimpl
     async def orchestrator_link_changed(self, event: LinkChanged) -> None:
-        self._submit(f"interface:{event.interface}", environment.link_changed(event), None, hold=False)
+        self._submit(interface_lane(event.interface), environment.link_changed(event), None, hold=False)
 
     @hookimpl
     async def orchestrator_move_finished(self, move: Move) -> None:
-        self._submit("control", environment.move_finished(move), move, hold=False)
+        self._submit(CONTROL_LANE, environment.move_finished(move), move, hold=False)
 
     def _submit(self, lane: str, invocation: Invocation, move: Move | None, hold: bool) -> None:
         """Queue the scripts that want this event in the lane's runner; a move in progress stays open

@@ -25,7 +25,7 @@ from typing import Any
 from orchestrator.config import Config
 from orchestrator.context import PluginContext
 from orchestrator.events import RouteEvent, RuleEvent
-from orchestrator.moves import Part
+from orchestrator.moves import Move, Part
 from orchestrator.wire import RT_TABLE_MAIN
 
 from . import kernel
@@ -113,12 +113,17 @@ class Keeper:
         if step is None:
             self.stale.add(interface)
         else:
-            self.steps[interface] = step
-            self.stale.discard(interface)
-            if move is not None:
-                move.phase("routes-applied")
+            self.settled(interface, step, move)
         if part is not None:
             part.done()
+
+    def settled(self, interface: str, step: Step, move: Move | None) -> None:
+        """``interface`` reached ``step`` (its hook ended, or a followed address was applied): it is
+        defended from now on, and the move in progress has its routes."""
+        self.steps[interface] = step
+        self.stale.discard(interface)
+        if move is not None:
+            move.phase("routes-applied")
 
     # -- re-asserting -------------------------------------------------------------------------------
 

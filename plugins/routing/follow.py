@@ -15,6 +15,7 @@ from orchestrator.moves import Move
 from . import kernel
 from .daemon import Keeper
 from .endstate import Step, end_state
+from .profile import Profile
 
 
 def apply_present(keeper: Keeper) -> None:
@@ -23,7 +24,8 @@ def apply_present(keeper: Keeper) -> None:
     assert keeper.context is not None
     state = keeper.context.state
     for name in sorted({link.name for link in state.view.links.values()}):
-        address = state.tunnel_address(name)
+        profile = keeper.profile_for(name)
+        address = state.tunnel_address(name) if profile is not None and profile.follow_address else None
         if address is not None:
             address_changed(keeper, TunnelAddressChanged(name, None, address), None)
 
@@ -36,13 +38,7 @@ def address_changed(keeper: Keeper, event: TunnelAddressChanged, move: Move | No
     interface, context = event.interface, keeper.context
     step = Step("up", interface, event.new) if event.new else Step("destroy", interface)
     try:
-        try:
-            applied = kernel.converge(interface, profile, end_state(profile, step))
-        except kernel.InterfaceMissing:
-            if event.new is not None:
-                raise
-            # Gone with its routes (pppd hung up): only the rule, which names no device, is left.
-            applied = kernel.withdraw_rules(profile, event.old) if event.old else []
+        applied = _apply(profile, step, event)
     except (OSError, kernel.InterfaceMissing, kernel.ApplyError) as error:
         keeper.mark_stale([interface])
         context.report(f"{interface}: routing profile {profile.name!r} not applied: {error}", move)
@@ -50,9 +46,17 @@ def address_changed(keeper: Keeper, event: TunnelAddressChanged, move: Move | No
     if event.new is None:
         keeper.mark_stale([interface])
     else:
-        keeper.steps[interface] = step
-        keeper.stale.discard(interface)
-        if move is not None:
-            move.phase("routes-applied")
+        keeper.settled(interface, step, move)
     if applied:
         context.log.info("%s: profile %r: %s", interface, profile.name, "; ".join(map(repr, applied)))
+
+
+def _apply(profile: Profile, step: Step, event: TunnelAddressChanged) -> list[kernel.Operation]:
+    """Bring the tunnel to ``step``; a tunnel that has vanished with its address (pppd hung up)
+    took its routes along, and only its rule, which names no device, is left to withdraw."""
+    try:
+        return kernel.converge(step.interface, profile, end_state(profile, step))
+    except kernel.InterfaceMissing:
+        if event.new is not None:
+            raise
+        return kernel.withdraw_rules(profile, event.old) if event.old else []

@@ -19,7 +19,7 @@ import sys
 
 from .endstate import STATES, Step, end_state
 from .kernel import ApplyError, InterfaceMissing, converge
-from .profile import Profile
+from .profile import Profile, canonical_ipv6
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ def _pattern_matches(name: str, pattern: str) -> bool:
 def _ipv6(environ: dict[str, str], name: str) -> str:
     value = environ.get(name, "")
     try:
-        return _socket.inet_ntop(_socket.AF_INET6, _socket.inet_pton(_socket.AF_INET6, value))
+        return canonical_ipv6(value)
     except (OSError, ValueError):
         raise BadInput(f"{name}: not an IPv6 address: {value!r}") from None
 

@@ -6,6 +6,8 @@ files, the same ones ``ip route ... table NAME`` reads, so a name means what it 
 
 from __future__ import annotations
 
+import _socket
+
 TYPE_CHECKING = False  # typing costs start-up time in the client hook; mypy reads this as true
 if TYPE_CHECKING:
     from typing import Any
@@ -102,13 +104,9 @@ def resolve_table(value: int | str | None, names: dict[str, int] | None = None) 
     return (names if names is not None else rt_tables())[value]
 
 
-def canonical_ipv6(text: str | None) -> str | None:
+def canonical_ipv6(text: str) -> str:
     """The kernel's spelling of an IPv6 literal (``::c058:6301`` is ``::192.88.99.1``), so that a
-    profile's value compares equal to what a route dump reports."""
-    if text is None:
-        return None
-    import _socket
-
+    profile's value compares equal to what a route dump reports (OSError when it is none)."""
     return _socket.inet_ntop(_socket.AF_INET6, _socket.inet_pton(_socket.AF_INET6, text))
 
 
@@ -122,6 +120,6 @@ def from_section(name: str, section: dict[str, Any], names: dict[str, int] | Non
         mtu=section["mtu"],
         address_prefixlen=int(section["address_prefixlen"]),
         source_rule=bool(section["source_rule"]),
-        gateway=canonical_ipv6(section.get("gateway")),
+        gateway=canonical_ipv6(section["gateway"]) if section.get("gateway") else None,
         follow_address=bool(section.get("follow_address", False)),
     )
