@@ -15,11 +15,13 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import __version__, control
-from .config import DAEMON, DEFAULT_PATH, ConfigError
+from . import __version__, control, plugins
+from .commands import Command
+from .config import DAEMON, DEFAULT_PATH, RESTART_ONLY_KEYS, ConfigError, read_toml
 from .events import AddressEvent, AnyEvent, LinkEvent, UplinkChanged, event_to_json
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -39,7 +41,7 @@ exit status:
 """
 
 
-def _config_arg(parser: argparse.ArgumentParser) -> None:
+def _config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         "-c",
@@ -50,7 +52,20 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="the answer as JSON")
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="override daemon.log_level (debug shows every netlink event)",
+    )
+
+
+def build_parser(commands: Iterable[Command]) -> argparse.ArgumentParser:
+    """The command line: the core's commands and the plugins' alike, each with ``--config``."""
     parser = argparse.ArgumentParser(
         prog="orchestrator",
         description=DESCRIPTION,
@@ -59,125 +74,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    run = sub.add_parser(
-        "run",
-        help="run the daemon in the foreground",
-        description="Run the daemon in the foreground; logs go to stderr.  SIGTERM or SIGINT stop it.",
-    )
-    _config_arg(run)
-    run.add_argument(
-        "--log-level",
-        choices=("debug", "info", "warning", "error"),
-        help="override daemon.log_level (debug shows every netlink event)",
-    )
-
-    check = sub.add_parser(
-        "check-config",
-        help="validate a configuration file",
-        description="Validate the configuration against the core's and every installed plugin's "
-        "schema, then let the enabled plugins cross-check it.  Exit 0 when valid (warnings about "
-        "settings that are valid but likely to hurt, such as miredo naming its server by host name, go "
-        "to stderr); exit 2 with one line per problem otherwise.",
-    )
-    _config_arg(check)
-
-    monitor = sub.add_parser(
-        "monitor",
-        help="print the event stream as the daemon sees it",
-        description="Print the normalized event stream, derived events (uplink-changed, "
-        "tunnel-address-changed, link-changed) included, without running any plugin.  It needs no "
-        "running daemon.  With --json: one object per line with at least 'time' (unix seconds) and "
-        "'event': ready (once bound and dumped, with the start-up uplink), link, address, route, rule, "
-        "uplink-changed, tunnel-address-changed, link-changed, gateway, resync.",
-    )
-    _config_arg(monitor)
-    monitor.add_argument("--json", action="store_true", help="one JSON object per line")
-
-    status = sub.add_parser(
-        "status",
-        help="ask the running daemon for its state",
-        description="Ask the running daemon over its control socket (daemon.control_socket) for the "
-        "uplink, tunnels, recent moves with their phases, counters and plugins.",
-    )
-    _config_arg(status)
-    status.add_argument("--json", action="store_true", help="the full answer as JSON")
-
-    reload = sub.add_parser(
-        "reload",
-        help="make the running daemon re-read its configuration",
-        description="Ask the running daemon (root only) to re-read and validate its configuration, "
-        "as SIGHUP does.  A file with problems changes nothing: they are printed and the exit status is "
-        "2.  A good file is applied as a difference: plugins enabled or disabled, plugins whose section "
-        "(or the [[interfaces]] policy) changed restarted; the network state and moves in flight stay.  "
-        "daemon.control_socket and daemon.netlink_rcvbuf_mib apply after a restart.",
-    )
-    _config_arg(reload)
-
-    hook = sub.add_parser(
-        "hook",
-        help="miredo's client hook: apply the tunnel's routing profile",
-        description="Run as miredo's client hook: read miredo's variables (STATE, IFACE, ADDRESS, "
-        "LLADDRESS, MTU, OLD_ADDRESS) from the environment, validate them, and bring the interface to "
-        "the end state of its [routing.profiles.<name>].  Exit 0 applied, 1 the kernel refused an "
-        "operation (what was and was not applied is printed), 2 bad input (nothing changed).  miredo "
-        "itself runs the thin script --print-client-hook writes, which starts this without Python's "
-        "site machinery.",
-    )
-    _config_arg(hook)
-    hook.add_argument(
-        "--cache-dir",
-        default="/run/orchestrator",
-        metavar="DIR",
-        help="where the compiled profiles are cached (default: /run/orchestrator)",
-    )
-    hook.add_argument("--hook-file", metavar="PATH", help="refuse to run unless PATH is root's and safe")
-    hook.add_argument(
-        "--full-python", metavar="PATH", help="the installation's interpreter, to compile the profiles' cache"
-    )
-    hook.add_argument(
-        "--print-client-hook",
-        action="store_true",
-        help="print the /etc/miredo/client-hook for this installation and exit",
-    )
-    hook.add_argument(
-        "--python",
-        metavar="PATH",
-        default=sys.executable,
-        help="the interpreter --print-client-hook names (default: this one); the hook itself needs only "
-        "the standard library of Python 3.10 or newer, so the system's python3 (often quicker to start) "
-        "does as well: compiling the cache, when the configuration changed, is left to this one",
-    )
-
-    mip6d = sub.add_parser(
-        "mip6d-conf",
-        help="print mip6d.conf's Interface blocks for the [[interfaces]] policy",
-        description="Render the Interface blocks of mip6d.conf from the configuration's [[interfaces]] "
-        "table, the policy's one source of truth: mip6_preference becomes MnIfPreference, role tunnel "
-        '"Tunnel enabled"; role lan is never a care-of address and is left out.  Paste or include the '
-        "output in mip6d.conf; the daemon compares that file (mipv6.mip6d_conf) with this at start-up.  "
-        "Exit 0; exit 1 when an entry cannot be rendered (a pattern such as wlan*), named on stderr.",
-    )
-    _config_arg(mip6d)
-
-    plugins = sub.add_parser(
-        "plugins",
-        help="list discovered plugins",
-        description="List every plugin of the entry-point group 'orchestrator.plugins': its "
-        "distribution and version, hooks, configuration sections, whether the configuration enables "
-        "it, and why it could not be loaded.",
-    )
-    _config_arg(plugins)
-    plugins.add_argument("--json", action="store_true", help="one JSON array")
+    for command in commands:
+        one = sub.add_parser(command.name, help=command.help, description=command.description)
+        _config_argument(one)
+        command.arguments(one)
     return parser
 
 
+def _command_word(argv: list[str]) -> str | None:
+    """The command named on the line (the top level takes no option with a value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    command = args.command.replace("-", "_")
-    handler = globals()[f"cmd_{command}"]
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {command.name: command for command in CORE_COMMANDS}
+    owners: dict[str, str] = {}
+    word = _command_word(argv)
+    if word not in commands:  # a plugin's command, or the help that lists them all
+        infos = plugins.discover()
+        owners = add_plugin_commands(infos, commands)
+        if word is not None and word not in commands:
+            broken = [f"{info.name} ({info.error})" for info in infos if not info.loaded]
+            if broken:
+                print(
+                    f"orchestrator: no command {word!r}; plugins that could not be loaded, one of "
+                    f"which may provide it: {'; '.join(broken)}",
+                    file=sys.stderr,
+                )
+                return EXIT_USAGE
+    args = build_parser(commands.values()).parse_args(argv)
     try:
-        result: int = handler(args)
+        owner = owners.get(args.command)
+        if owner is not None and not plugin_enabled(owner, args.config):
+            print(
+                f"orchestrator {args.command}: a command of plugin {owner!r}, which {args.config} does "
+                "not enable (plugins.enable)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        result: int = commands[args.command].run(args)
     except ConfigError as error:
         for problem in error.problems:
             print(f"{error.path}: {problem}", file=sys.stderr)
@@ -186,6 +122,44 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     return result
 
+
+def add_plugin_commands(infos: list[plugins.PluginInfo], commands: dict[str, Command]) -> dict[str, str]:
+    """Add the commands every loadable plugin declares (enabled or not, so that help lists them)
+    to ``commands``; returns each added command's plugin.  A name already taken, or a declaration
+    that fails, is said on stderr and skipped."""
+    owners: dict[str, str] = {}
+    manager = plugins.activate(infos, [info.name for info in infos if info.loaded])
+    for plugin, offered, error in plugins.call_each(manager.hook.orchestrator_commands, {}):
+        if error is None and not (
+            isinstance(offered, (list, tuple)) and all(isinstance(c, Command) for c in offered)
+        ):
+            error = TypeError("orchestrator_commands must return a list of orchestrator.Command")
+        if error is not None:
+            print(f"orchestrator: plugin {plugin}: its commands are skipped: {error}", file=sys.stderr)
+            continue
+        for command in offered:
+            if command.name in commands:
+                holder = owners.get(command.name, "the core")
+                print(f"orchestrator: plugin {plugin}: command {command.name!r} is {holder}'s: skipped",
+                      file=sys.stderr)
+            else:
+                commands[command.name] = command
+                owners[command.name] = plugin
+    return owners
+
+
+def enabled_plugins(config: Path) -> list[str] | None:
+    """``plugins.enable`` of the file, None when there is no file."""
+    if not config.exists():
+        return None
+    enabled: list[str] = read_toml(config).get("plugins", {}).get("enable", [])
+    return enabled
+
+
+def plugin_enabled(plugin: str, config: Path) -> bool:
+    """A plugin's command runs when the file enables it, or before there is a file (installing)."""
+    enabled = enabled_plugins(config)
+    return enabled is None or plugin in enabled
 
 # syslog priorities by logging level: journald reads a "<N>" prefix as the line's priority.
 JOURNAL_PRIORITY = {
@@ -221,9 +195,9 @@ def setup_logging(level: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .daemon import Daemon, load
+    from .daemon import Daemon
 
-    config, infos = load(args.config)
+    config, infos = plugins.load(args.config)
     setup_logging(args.log_level or config.daemon.log_level)
     for info in infos:
         if info.error:
@@ -245,10 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from . import plugins
-    from .daemon import load
-
-    config, infos = load(args.config)
+    config, infos = plugins.load(args.config)
     for warning in plugins.config_warnings(plugins.activate(infos, config.enable), config):
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(f"{args.config}: OK (plugins: {', '.join(config.enable) or 'none'})")
@@ -266,11 +237,9 @@ def format_event(event: AnyEvent, ifname: str | None) -> str:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from . import plugins
-    from .daemon import load
     from .engine import Engine
 
-    config, infos = load(args.config)
+    config, infos = plugins.load(args.config)
     reference = plugins.uplink_reference(plugins.activate(infos, config.enable), config)
 
     def sink(event: AnyEvent, _when: float) -> None:
@@ -309,8 +278,6 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def ask_daemon(config: Path, command: str) -> dict[str, Any] | None:
     """The running daemon's answer to ``command`` (None, said on stderr, when there is none)."""
-    from .config import read_toml
-
     path = Path(DAEMON.keys["control_socket"].default)
     if config.exists():
         path = Path(read_toml(config).get("daemon", {}).get("control_socket", path))
@@ -372,57 +339,12 @@ def human_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plugin_module(plugin: str, module: str) -> Any:
-    """A built-in plugin's module for a command of its own, or None (said on stderr) when that
-    plugin is not installed: the core does not depend on any plugin."""
-    import importlib
-
-    try:
-        return importlib.import_module(f"orchestrator_{plugin}.{module}")
-    except ImportError:
-        print(f"orchestrator: the {plugin} plugin is not installed", file=sys.stderr)
-        return None
-
-
-def cmd_mip6d_conf(args: argparse.Namespace) -> int:
-    from .daemon import load
-
-    mip6d_conf = plugin_module("mipv6", "mip6d_conf")
-    if mip6d_conf is None:
-        return EXIT_FAILURE
-    config, _ = load(args.config)
-    rendered = mip6d_conf.render(config)
-    print(rendered.text, end="")
-    for problem in rendered.problems:
-        print(f"{args.config}: {problem}", file=sys.stderr)
-    return EXIT_FAILURE if rendered.problems else EXIT_OK
-
-
-def cmd_hook(args: argparse.Namespace) -> int:
-    hook = plugin_module("routing", "hook")
-    if hook is None:
-        return EXIT_FAILURE
-    if args.print_client_hook:
-        print(hook.client_hook_script(args.python, str(args.config), args.cache_dir), end="")
-        return EXIT_OK
-    argv = ["--config", str(args.config), "--cache-dir", args.cache_dir]
-    if args.hook_file:
-        argv += ["--hook-file", args.hook_file]
-    if args.full_python:
-        argv += ["--full-python", args.full_python]
-    return int(hook.main(argv))
-
-
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from . import plugins
-    from .config import read_toml
-
     infos = plugins.discover()
-    enabled: list[str] = []
-    if args.config.exists():
-        enabled = read_toml(args.config).get("plugins", {}).get("enable", [])
-    else:
+    enabled = enabled_plugins(args.config)
+    if enabled is None:
         print(f"orchestrator: no {args.config}: every plugin is shown as disabled", file=sys.stderr)
+        enabled = []
     if args.json:
         print(json.dumps([info.to_json(enabled) for info in infos], indent=2))
         return EXIT_OK
@@ -437,6 +359,64 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         if info.sections:
             print(f"    sections: {', '.join(sorted(info.sections))}")
     return EXIT_OK
+
+
+RELOAD_DESCRIPTION = (
+    "Ask the running daemon (root only) to re-read and validate its configuration, as SIGHUP does.  "
+    "A file with problems changes nothing: they are printed and the exit status is 2.  A good file is "
+    "applied as a difference: plugins enabled or disabled, plugins whose section (or the [[interfaces]] "
+    "policy) changed restarted; the network state and moves in flight stay.  "
+    + ", ".join(f"daemon.{key}" for key in RESTART_ONLY_KEYS)
+    + " and the routing tables the plugins watch apply after a restart."
+)
+
+CORE_COMMANDS = (
+    Command(
+        "run",
+        "run the daemon in the foreground",
+        "Run the daemon in the foreground; logs go to stderr.  SIGTERM or SIGINT stop it.",
+        cmd_run,
+        _run_arguments,
+    ),
+    Command(
+        "check-config",
+        "validate a configuration file",
+        "Validate the configuration against the core's and every installed plugin's schema, then let "
+        "the enabled plugins cross-check it.  Exit 0 when valid (warnings about settings that are valid "
+        "but likely to hurt, such as miredo naming its server by host name, go to stderr); exit 2 with "
+        "one line per problem otherwise.",
+        cmd_check_config,
+    ),
+    Command(
+        "monitor",
+        "print the event stream as the daemon sees it",
+        "Print the normalized event stream, derived events (uplink-changed, tunnel-address-changed, "
+        "link-changed) included, without running any plugin.  It needs no running daemon.  With --json: "
+        "one object per line with at least 'time' (unix seconds) and 'event': ready (once bound and "
+        "dumped, with the start-up uplink), link, address, route, rule, uplink-changed, "
+        "tunnel-address-changed, link-changed, gateway, resync.",
+        cmd_monitor,
+        _json_argument,
+    ),
+    Command(
+        "status",
+        "ask the running daemon for its state",
+        "Ask the running daemon over its control socket (daemon.control_socket) for the uplink, tunnels, "
+        "recent moves with their phases, counters and plugins.",
+        cmd_status,
+        _json_argument,
+    ),
+    Command("reload", "make the running daemon re-read its configuration", RELOAD_DESCRIPTION, cmd_reload),
+    Command(
+        "plugins",
+        "list discovered plugins",
+        "List every plugin of the entry-point group 'orchestrator.plugins': its distribution and version, "
+        "hooks, configuration sections, whether the configuration enables it, and why it could not be "
+        "loaded.",
+        cmd_plugins,
+        _json_argument,
+    ),
+)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ else:  # pragma: no cover - exercised on 3.10 only
 DEFAULT_PATH = Path("/etc/orchestrator/orchestrator.toml")
 ROLES = ("uplink", "tunnel", "lan")
 MAX_GID = 2**32 - 2  # (gid_t)-1 means "no change" to chown and friends
+#: ``[daemon]`` keys a reload reports as changed but applies only after a restart.
+RESTART_ONLY_KEYS = ("control_socket", "control_group", "netlink_rcvbuf_mib", "log_level")
 
 
 def resolve_group(value: str | int) -> int:
@@ -147,6 +149,9 @@ class Config:
     uplinks: UplinkSettings
     interfaces: tuple[InterfaceSpec, ...]
     sections: Mapping[str, Mapping[str, Any]]
+    #: Interface name -> the IPv6 prefix its tunnel's addresses come from, as the tunnel's plugin
+    #: declares it (``orchestrator_address_prefixes``): miredo's ``teredo`` -> ``2001::/32``.
+    address_prefixes: Mapping[str, str] = field(default_factory=dict)
     _specs: dict[str, InterfaceSpec | None] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )

@@ -14,7 +14,6 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from . import config as config_module
@@ -41,25 +40,6 @@ log = logging.getLogger("orchestrator")
 COUNTERS = (
     "events", "moves", "resyncs", "plugin_errors", "plugin_timeouts", "plugin_failures", "calls_superseded"
 )
-
-
-def load(path: Path) -> tuple[config_module.Config, list[plugin_module.PluginInfo]]:
-    """Discover plugins, then validate the config against the core's and their schemas."""
-    infos = plugin_module.discover()
-    return validate(path, infos), infos
-
-
-def validate(path: Path, infos: list[plugin_module.PluginInfo]) -> config_module.Config:
-    """The configuration at ``path``, checked by the core and the plugins (``ConfigError`` else)."""
-    loaded = {info.name for info in infos if info.loaded}
-    broken = {info.name: info.error for info in infos if info.error and info.name not in loaded}
-    config = config_module.load(path, plugin_module.sections(infos), loaded, broken)
-    enabled = plugin_module.activate(infos, config.enable)
-    config = plugin_module.declare_interfaces(enabled, config)
-    problems = plugin_module.check_config(enabled, config)
-    if problems:
-        raise config_module.ConfigError(path, problems)
-    return config
 
 
 def describe_uplink(event: UplinkChanged) -> str:
@@ -154,7 +134,7 @@ class Daemon:
             return {"ok": False, "problems": ["the daemon is starting or stopping"]}
         self._notify(self.notifier.reloading)
         try:
-            new = validate(self.config.path, self.infos)
+            new = plugin_module.validate(self.config.path, self.infos)
         except config_module.ConfigError as error:
             more = f" (and {len(error.problems) - 1} more)" if len(error.problems) > 1 else ""
             self.reload_problem = f"reload refused: {error.path}: {error.problems[0]}{more}"
@@ -173,7 +153,7 @@ class Daemon:
         old = self.config
         changes = [
             f"daemon.{key} changed: it applies after a restart"
-            for key in ("control_socket", "control_group", "netlink_rcvbuf_mib", "log_level")
+            for key in config_module.RESTART_ONLY_KEYS
             if getattr(old.daemon, key) != getattr(new.daemon, key)
         ]
         policy_changed = old.interfaces != new.interfaces

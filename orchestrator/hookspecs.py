@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from .commands import Command
     from .config import Config
     from .context import PluginContext
     from .events import LinkChanged, RouteEvent, RuleEvent, TunnelAddressChanged, UplinkChanged
@@ -103,6 +104,33 @@ def orchestrator_interfaces(config: Config) -> list[Mapping[str, Any]]:
     interface wins.  Called for enabled plugins whenever the configuration is loaded (start-up,
     reload, ``check-config``), before ``orchestrator_check_config``, which then sees them.  Not
     called in a lane; must not block.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def orchestrator_address_prefixes(config: Config) -> Mapping[str, str]:
+    """The IPv6 prefix each of this plugin's tunnels takes its addresses from: ``{interface: prefix}``
+    (the teredo plugin: its interface -> ``2001::/32``).
+
+    The routing plugin's client hook refuses an ``ADDRESS`` outside it; ``config.address_prefixes``
+    holds every enabled plugin's answer.  Called for enabled plugins whenever the configuration is
+    loaded, after ``orchestrator_interfaces``; a prefix that is not an IPv6 network, or an interface
+    another plugin already declared, is a configuration problem naming the plugin.  Not called in a
+    lane; must not block.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def orchestrator_commands() -> list[Command]:
+    """Add commands to the ``orchestrator`` command line: return a list of ``Command``.
+
+    Called by the command line only (never by the daemon), for every installed plugin that loads,
+    enabled or not, when it is asked for a command the core does not have or for its help.
+    ``--config PATH`` is added to every command.  A command runs only when the configuration file
+    enables its plugin (or does not exist yet); otherwise it says so and exits 2.  A name the core
+    or another plugin already uses is refused and reported.  Not called in a lane; must not block.
     """
     raise NotImplementedError
 

@@ -9,13 +9,16 @@ hook, or declares a hookwrapper is reported with the reason and skipped; the oth
 from __future__ import annotations
 
 import importlib.metadata
+import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, cast
 
 import pluggy
 
+from . import config as config_module
 from . import hookspecs
 from .config import CORE_SECTIONS, Config, ConfigError, InterfaceSpec, interface_specs
 from .schema import Section
@@ -200,6 +203,33 @@ def declare_interfaces(pm: pluggy.PluginManager, config: Config) -> Config:
     return config.with_interfaces(declared)
 
 
+def declare_address_prefixes(pm: pluggy.PluginManager, config: Config) -> Config:
+    """``config`` with the address prefixes the enabled plugins declare for their tunnels; a prefix
+    that is not an IPv6 network, or an interface two plugins claim, is a problem naming the plugin."""
+    problems: list[str] = []
+    prefixes: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for plugin, declared, error in call_each(pm.hook.orchestrator_address_prefixes, {"config": config}):
+        if error is None and not isinstance(declared, Mapping):
+            error = TypeError(f"expected a mapping of interface names to prefixes, got {declared!r}")
+        if error is not None:
+            problems.append(f"{plugin}: address prefix declaration failed: {error}")
+            continue
+        for interface, prefix in declared.items():
+            try:
+                network = ipaddress.IPv6Network(prefix)
+            except (TypeError, ValueError) as bad:
+                problems.append(f"{plugin}: address prefix of {interface!r}: {bad}")
+                continue
+            if interface in owners:
+                problems.append(f"{plugin}: address prefix of {interface!r}: {owners[interface]} declares it")
+                continue
+            owners[interface], prefixes[interface] = plugin, str(network)
+    if problems:
+        raise ConfigError(config.path, problems)
+    return replace(config, address_prefixes=prefixes)
+
+
 def check_config(pm: pluggy.PluginManager, config: Config) -> list[str]:
     """Cross-key problems reported by the enabled plugins; a crashing check is a problem too."""
     return _config_lines(pm.hook.orchestrator_check_config, config, "configuration check")
@@ -221,3 +251,29 @@ def _config_lines(hook: pluggy.HookCaller, config: Config, what: str) -> list[st
         if error is not None:
             lines.append(f"{plugin}: {what} failed: {error}")
     return lines
+
+
+def load(path: Path) -> tuple[Config, list[PluginInfo]]:
+    """Discover plugins, then validate the config against the core's and their schemas."""
+    infos = discover()
+    return validate(path, infos), infos
+
+
+def validate(path: Path, infos: list[PluginInfo]) -> Config:
+    """The configuration at ``path``, checked by the core and the plugins (``ConfigError`` else)."""
+    loaded = {info.name for info in infos if info.loaded}
+    broken = {info.name: info.error for info in infos if info.error and info.name not in loaded}
+    config = config_module.load(path, sections(infos), loaded, broken)
+    enabled = activate(infos, config.enable)
+    config = declare_address_prefixes(enabled, declare_interfaces(enabled, config))
+    problems = check_config(enabled, config)
+    if problems:
+        raise ConfigError(path, problems)
+    return config
+
+
+def load_config(path: Path | str) -> Config:
+    """The configuration at ``path`` exactly as the daemon would run it: every installed plugin's
+    schema, the interfaces the enabled plugins declare, and their cross-checks.  Raises
+    ``ConfigError`` listing every problem, each naming the file and the key path."""
+    return load(Path(path))[0]

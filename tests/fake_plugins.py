@@ -44,10 +44,16 @@ class WrongSignature:
 
 
 class Declares:
-    """Declares interfaces from its section: ``entries`` is the list it returns (a test sets it)."""
+    """Declares interfaces and address prefixes: ``entries`` and ``prefixes`` are what it returns
+    (a test sets them)."""
 
     def __init__(self) -> None:
         self.entries: Any = []
+        self.prefixes: Any = {}
+
+    @hookimpl
+    def orchestrator_address_prefixes(self) -> Any:
+        return self.prefixes
 
     @hookimpl
     def orchestrator_interfaces(self) -> Any:

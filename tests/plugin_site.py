@@ -74,6 +74,23 @@ MISBEHAVING = {
         async def orchestrator_uplink_changed(move):
             move.hold()  # never released: the move stays open until move_timeout_s
     """,
+    "orch_test_commander": """
+        from orchestrator import Command, hookimpl
+
+        def hello(args):
+            print(f"hello from commander, {args.name} ({args.config})")
+            return 0
+
+        def arguments(parser):
+            parser.add_argument("name")
+
+        @hookimpl
+        def orchestrator_commands():
+            return [
+                Command("hello", "greet", "Greet someone.", hello, arguments),
+                Command("status", "a name the core has", "Never reached.", hello),
+            ]
+    """,
     "orch_test_broken": """
         import a_module_that_does_not_exist
     """,
@@ -111,7 +128,7 @@ def build(site: Path) -> Path:
     distribution(site, "orchestrator-test-plugins", {
         "raises": "orch_test_raises", "blocks": "orch_test_blocks",
         "hangs": "orch_test_hangs", "wedged": "orch_test_wedged", "witness": "orch_test_witness",
-        "holder": "orch_test_holder",
+        "holder": "orch_test_holder", "commander": "orch_test_commander",
     })
     distribution(site, "orchestrator-broken", {"broken": "orch_test_broken"})
     distribution(site, "orchestrator-misfits", {"typo": "orch_test_typo", "signature": "orch_test_signature"})

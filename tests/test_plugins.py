@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from configs import load, write
 from harness import ORCHESTRATOR
 
-from orchestrator import daemon, plugins
+from orchestrator import load_config, plugins
 from orchestrator.config import ConfigError
 
 
@@ -102,7 +103,7 @@ def test_declared_interfaces_come_after_the_files_and_are_validated_like_them(
         {"match": "ppp0", "role": "uplink", "ipv6_tunnel": True, "mip6_preference": 2},
         {"match": "eth0", "role": "lan"},  # the file's eth* entry comes first and decides
     ])
-    config = daemon.validate(path, infos)
+    config = plugins.validate(path, infos)
     ppp = config.interface("ppp0")
     assert ppp is not None and ppp.is_tunnel and ppp.role == "uplink" and config.is_tunnel("ppp0")
     assert ppp.origin == "plugin 'declares' interfaces[0]" and ppp.declared_by_plugin
@@ -114,7 +115,7 @@ def test_declared_interfaces_come_after_the_files_and_are_validated_like_them(
         {"match": "x", "role": "lan", "ipv6_tunnel": True},
     ])
     with pytest.raises(ConfigError) as refused:
-        daemon.validate(path, infos)
+        plugins.validate(path, infos)
     assert refused.value.problems == [
         "plugin 'declares' interfaces[0].role: expected one of uplink, tunnel, lan, got 'bridge'",
         "plugin 'declares' interfaces[1].ipv6_tunnel: only an interface with role 'uplink' has one",
@@ -122,5 +123,56 @@ def test_declared_interfaces_come_after_the_files_and_are_validated_like_them(
 
     declare(RuntimeError("no section"))
     with pytest.raises(ConfigError) as failed:
-        daemon.validate(path, infos)
+        plugins.validate(path, infos)
     assert failed.value.problems == ["declares: interface declaration failed: no section"]
+
+
+def orchestrator_cli(site: Path | None, *arguments: str) -> subprocess.CompletedProcess[str]:
+    env = plugin_site.environment(site) if site else None
+    return subprocess.run([*ORCHESTRATOR, *arguments], capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_plugins_own_their_commands_and_the_core_keeps_its_own(tmp_path: Path) -> None:
+    site = plugin_site.build(tmp_path / "site")
+    config = write(tmp_path, enable=["commander"])
+    hello = orchestrator_cli(site, "hello", "world", "--config", str(config))
+    assert hello.returncode == 0, hello.stderr
+    assert hello.stdout == f"hello from commander, world ({config})\n"
+    assert "orchestrator: plugin commander: command 'status' is the core's: skipped" in hello.stderr
+    helped = orchestrator_cli(site, "--help").stdout
+    for command in ("hello", "hook", "mip6d-conf", "status"):
+        assert re.search(rf"^    {command}\b", helped, flags=re.MULTILINE), command
+
+
+def test_a_disabled_plugins_command_says_so(tmp_path: Path) -> None:
+    config = write(tmp_path, enable=["routing"])
+    result = orchestrator_cli(None, "mip6d-conf", "--config", str(config))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"orchestrator mip6d-conf: a command of plugin 'mipv6', which {config} does not enable "
+        "(plugins.enable)\n"
+    )
+
+
+def test_an_unknown_command_names_the_plugins_that_could_not_load(tmp_path: Path) -> None:
+    site = plugin_site.build(tmp_path / "site")
+    result = orchestrator_cli(site, "dial", "--config", str(write(tmp_path)))
+    assert result.returncode == 2
+    assert "\norchestrator: no command 'dial'; plugins that could not be loaded" in result.stderr
+    assert "broken (cannot import orch_test_broken" in result.stderr
+
+
+def test_the_teredo_plugin_declares_its_address_prefix_and_bad_declarations_are_config_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(write(tmp_path, enable=["teredo"], tunnel_profile=None))
+    assert config.address_prefixes == {"teredo": "2001::/32"}
+    infos = [*plugins.discover(), *discover(declares="fake_plugins:declares").values()]
+    path = write(tmp_path, enable=["teredo", "declares"])
+    monkeypatch.setattr(fake_plugins.declares, "prefixes", {"teredo": "2001:db8::/32", "tun6": "2002::/99x"})
+    with pytest.raises(ConfigError) as refused:
+        plugins.validate(path, infos)
+    assert refused.value.problems == [
+        "declares: address prefix of 'teredo': teredo declares it",
+        "declares: address prefix of 'tun6': '99x' is not a valid netmask",
+    ]

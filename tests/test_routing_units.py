@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from configs import check_config
 from orchestrator_routing.endstate import EndState, Step, end_state
-from orchestrator_routing.hook import BadInput, _step, client_hook_script
+from orchestrator_routing.hook import BadInput, _prefix_bits, _step, client_hook_script
 from orchestrator_routing.kernel import Current, plan
 from orchestrator_routing.profile import Profile, from_section, resolve_table, rt_tables
 
@@ -96,10 +96,33 @@ def test_dangerous_profile_values_are_config_errors(tmp_path: Path, setting: str
 
 @pytest.mark.parametrize("address", ["::", "::1", "ff02::1", "fe80::1", "::ffff:192.0.2.1"])
 def test_an_address_a_tunnel_cannot_own_is_bad_input(address: str) -> None:
-    compiled = {"interfaces": [("lo", "tunnel", "p")], "profiles": {"p": USER.to_plain()}, "teredo": None}
+    compiled = {"interfaces": [("lo", "tunnel", "p")], "profiles": {"p": USER.to_plain()}, "prefixes": {}}
     environ = {"STATE": "up", "IFACE": "lo", "ADDRESS": address, "LLADDRESS": LL, "MTU": "1400"}
     with pytest.raises(BadInput, match=r"ADDRESS: .* is not a global unicast address"):
         _step(environ, compiled)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "address", "inside"),
+    [
+        ("2001::/32", "2001:0:c633:6401::1", True),
+        ("2001::/32", "2001:db8::1", False),
+        ("2001:db8:8000::/33", "2001:db8:8000::1", True),  # the prefix ends inside a byte
+        ("2001:db8:8000::/33", "2001:db8:7fff::1", False),
+        ("::/0", "2001:db8::1", True),
+    ],
+)
+def test_an_address_outside_its_tunnels_declared_prefix_is_bad_input(
+    prefix: str, address: str, inside: bool
+) -> None:
+    compiled = {"interfaces": [("lo", "tunnel", "p")], "profiles": {"p": USER.to_plain()},
+                "prefixes": {"lo": _prefix_bits(prefix)}}
+    environ = {"STATE": "up", "IFACE": "lo", "ADDRESS": address, "LLADDRESS": LL, "MTU": "1400"}
+    if inside:
+        assert _step(environ, compiled)[0].address == address
+    else:
+        with pytest.raises(BadInput, match=rf"ADDRESS: '{address}' is not in {prefix}, lo's address prefix"):
+            _step(environ, compiled)
 
 
 RELAY = "::192.88.99.1"

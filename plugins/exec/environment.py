@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from orchestrator.events import LinkChanged, TunnelAddressChanged, Uplink, UplinkChanged
-from orchestrator.moves import Move
+from orchestrator import LinkChanged, Move, TunnelAddressChanged, Uplink, UplinkChanged
 
 BASE = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from orchestrator import Section, hookimpl
-from orchestrator.config import Config
-from orchestrator.context import PluginContext
-from orchestrator.dispatch import CONTROL_LANE, UPLINK_LANE, interface_lane
-from orchestrator.events import LinkChanged, TunnelAddressChanged, UplinkChanged
-from orchestrator.moves import Move
+from orchestrator import (
+    CONTROL_LANE,
+    UPLINK_LANE,
+    Config,
+    LinkChanged,
+    Move,
+    PluginContext,
+    Section,
+    TunnelAddressChanged,
+    UplinkChanged,
+    hookimpl,
+    interface_lane,
+)
 
 from . import environment, scripts
 from .environment import Invocation

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from orchestrator.moves import Move, Part
+from orchestrator import Move, Part
 
 from .environment import Invocation
 from .scripts import Script

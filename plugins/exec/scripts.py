@@ -8,8 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator import Key, Section
-from orchestrator.schema import REQUIRED
+from orchestrator import REQUIRED, Key, Section
 
 #: The events a script can ask for, named after the hooks that carry them.
 EVENTS = ("uplink-changed", "tunnel-address-changed", "link-changed", "move-finished")

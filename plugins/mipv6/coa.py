@@ -13,9 +13,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-from orchestrator import wire
-from orchestrator.config import Config
-from orchestrator.state import NetworkState
+from orchestrator import Config, NetworkState, wire
 
 
 @dataclass(frozen=True, order=True)

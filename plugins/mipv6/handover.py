@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.moves import Move, Part
+from orchestrator import Move, Part
 
 from .mobility import ACCEPTED_BELOW, Signal
 

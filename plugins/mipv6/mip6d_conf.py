@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.config import Config, InterfaceSpec
+from orchestrator import Config, InterfaceSpec
 
 MAX_PREFERENCE = 10  # POL_MN_IF_MIN_PREFERENCE: the least preferred value mip6d accepts
 DEFAULT_PREFERENCE = 10  # POL_MN_IF_DEF_PREFERENCE: what an Interface without MnIfPreference gets

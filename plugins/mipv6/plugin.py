@@ -12,15 +12,22 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from orchestrator import Key, Section, hookimpl
-from orchestrator.config import Config
-from orchestrator.context import PluginContext
-from orchestrator.events import TunnelAddressChanged, UplinkChanged
-from orchestrator.moves import Move
-from orchestrator.state import NetworkState
+from orchestrator import (
+    Command,
+    Config,
+    Key,
+    Move,
+    NetworkState,
+    PluginContext,
+    Section,
+    TunnelAddressChanged,
+    UplinkChanged,
+    hookimpl,
+)
 
 from . import coa, environment, kernel_signals, mip6d_conf, purge, xfrm
 from .capture import MAX_PACKET, open_capture
+from .commands import MIP6D_CONF
 from .handover import Handovers, Pending
 from .mobility import parse
 
@@ -55,6 +62,10 @@ class MobilityPlugin:
     @hookimpl
     def orchestrator_config_schema(self) -> Mapping[str, Section]:
         return {"mipv6": SECTION}
+
+    @hookimpl
+    def orchestrator_commands(self) -> list[Command]:
+        return [MIP6D_CONF]
 
     @hookimpl(trylast=True)
     def orchestrator_expected_coa(

@@ -13,9 +13,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
-from orchestrator import wire
-from orchestrator.events import LinkEvent
-from orchestrator.state import NetworkState
+from orchestrator import LinkEvent, NetworkState, wire
 
 ALREADY_GONE = (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT)
 

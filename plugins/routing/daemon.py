@@ -22,11 +22,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.config import Config
-from orchestrator.context import PluginContext
-from orchestrator.events import RouteEvent, RuleEvent
-from orchestrator.moves import Move, Part
-from orchestrator.wire import RT_TABLE_MAIN
+from orchestrator import RT_TABLE_MAIN, Config, Move, Part, PluginContext, RouteEvent, RuleEvent
 
 from . import kernel
 from .endstate import Step, end_state

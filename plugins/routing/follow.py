@@ -9,8 +9,7 @@ plugin's.  The step is then kept like a hook's, so removed routes and rules are 
 
 from __future__ import annotations
 
-from orchestrator.events import TunnelAddressChanged
-from orchestrator.moves import Move
+from orchestrator import Move, TunnelAddressChanged
 
 from . import kernel
 from .daemon import Keeper

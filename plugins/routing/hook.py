@@ -26,12 +26,12 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-    from orchestrator.config import Config
+    from orchestrator import Config
 
 DEFAULT_CONFIG = "/etc/orchestrator/orchestrator.toml"
 DEFAULT_CACHE_DIR = "/run/orchestrator"
 CACHE_NAME = "client-hook.cache"
-CACHE_FORMAT = 3  # part of the stamp: a cache written by another version is compiled anew
+CACHE_FORMAT = 4  # part of the stamp: a cache written by another version is compiled anew
 NOTIFY_NAME = "hook.sock"
 
 
@@ -40,7 +40,6 @@ def notify_path(config: Config) -> Path:
     return config.daemon.control_socket.parent / NOTIFY_NAME
 
 
-TEREDO_PREFIX = bytes.fromhex("20010000")
 USAGE = "usage: orchestrator hook [--config PATH] [--cache-dir DIR] [--hook-file PATH] [--full-python PATH]"
 
 
@@ -158,16 +157,13 @@ def _read_cache(cache_dir: str, cache: str) -> dict[str, Any] | None:
 
 def compile_config(config_path: str) -> dict[str, Any]:
     """Validate the TOML with the daemon's own code (every plugin's schema) and keep what the hook
-    needs: the tunnels, their profiles, the Teredo interface and the daemon's notify socket."""
-    from pathlib import Path
-
-    from orchestrator.config import ConfigError
-    from orchestrator.daemon import load
+    needs: the tunnels, their profiles, their address prefixes and the daemon's notify socket."""
+    from orchestrator import ConfigError, load_config
 
     from .profile import from_section
 
     try:
-        config, _ = load(Path(config_path))
+        config = load_config(config_path)
         profiles = {
             name: from_section(name, section).to_plain()
             for name, section in config.section("routing").get("profiles", {}).items()
@@ -179,7 +175,7 @@ def compile_config(config_path: str) -> dict[str, Any]:
     return {
         "interfaces": [(spec.match, spec.is_tunnel, spec.routing_profile) for spec in config.interfaces],
         "profiles": profiles,
-        "teredo": config.section("teredo").get("interface") if "teredo" in config.enable else None,
+        "prefixes": {name: _prefix_bits(prefix) for name, prefix in config.address_prefixes.items()},
         "notify": str(notify_path(config)),
     }
 
@@ -215,8 +211,9 @@ def _step(environ: dict[str, str], compiled: dict[str, Any]) -> tuple[Step, Prof
     if state == "up":
         step.address = _ipv6(environ, "ADDRESS")
         raw = _socket.inet_pton(_socket.AF_INET6, step.address)
-        if interface == compiled["teredo"] and raw[:4] != TEREDO_PREFIX:
-            raise BadInput(f"ADDRESS: {step.address!r} is not a Teredo address (2001:0::/32)")
+        prefix = compiled["prefixes"].get(interface)
+        if prefix is not None and not _within(raw, prefix[0], prefix[1]):
+            raise BadInput(f"ADDRESS: {step.address!r} is not in {prefix[2]}, {interface}'s address prefix")
         if not _unicast_global(raw):
             raise BadInput(f"ADDRESS: {step.address!r} is not a global unicast address")
         step.lladdress = _ipv6(environ, "LLADDRESS")
@@ -229,6 +226,21 @@ def _step(environ: dict[str, str], compiled: dict[str, Any]) -> tuple[Step, Prof
             raise BadInput(f"MTU: expected a number from 1280 to 65535, got {mtu!r}")
         step.mtu = int(mtu)
     return step, profile
+
+
+def _prefix_bits(prefix: str) -> tuple[bytes, int, str]:
+    """A declared prefix (``2001::/32``) as the hook compares it: its bytes, its length, its text."""
+    network, length = prefix.split("/")
+    return _socket.inet_pton(_socket.AF_INET6, network), int(length), prefix
+
+
+def _within(raw: bytes, network: bytes, length: int) -> bool:
+    """Whether the address ``raw`` lies in ``network/length`` (no ipaddress: it costs start-up)."""
+    whole, bits = divmod(length, 8)
+    if raw[:whole] != network[:whole]:
+        return False
+    mask = (0xFF00 >> bits) & 0xFF
+    return bits == 0 or raw[whole] & mask == network[whole] & mask
 
 
 def _unicast_global(raw: bytes) -> bool:

@@ -5,12 +5,22 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
-from orchestrator import Key, Section, hookimpl
-from orchestrator.config import Config
-from orchestrator.context import PluginContext
-from orchestrator.events import LinkChanged, RouteEvent, RuleEvent, TunnelAddressChanged, UplinkChanged
-from orchestrator.moves import Move
+from orchestrator import (
+    Command,
+    Config,
+    Key,
+    LinkChanged,
+    Move,
+    PluginContext,
+    RouteEvent,
+    RuleEvent,
+    Section,
+    TunnelAddressChanged,
+    UplinkChanged,
+    hookimpl,
+)
 
+from .commands import HOOK
 from .daemon import Keeper, watched_tables
 from .follow import address_changed, apply_present
 from .profile import resolve_table, rt_tables
@@ -93,6 +103,10 @@ class RoutingPlugin:
     @hookimpl
     def orchestrator_config_schema(self) -> Mapping[str, Section]:
         return {"routing": SECTION}
+
+    @hookimpl
+    def orchestrator_commands(self) -> list[Command]:
+        return [HOOK]
 
     @hookimpl
     def orchestrator_check_config(self, config: Config) -> list[str]:

@@ -6,15 +6,23 @@ import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 
-from orchestrator import Key, Section, hookimpl
-from orchestrator.config import Config
-from orchestrator.context import PluginContext
-from orchestrator.events import LinkChanged, TunnelAddressChanged, UplinkChanged
-from orchestrator.moves import Move
+from orchestrator import (
+    Config,
+    Key,
+    LinkChanged,
+    Move,
+    PluginContext,
+    Section,
+    TunnelAddressChanged,
+    UplinkChanged,
+    hookimpl,
+)
 
 from . import miredo_conf
 from .requalify import Requalifier
 from .supervisor import Supervisor
+
+TEREDO_PREFIX = "2001::/32"
 
 SECTION = Section(
     {
@@ -44,6 +52,11 @@ class TeredoPlugin:
         """The Teredo server: the uplink that matters is the one miredo's packets leave by."""
         server = config.section("teredo").get("server")
         return str(server) if server else None
+
+    @hookimpl
+    def orchestrator_address_prefixes(self, config: Config) -> Mapping[str, str]:
+        """Teredo addresses are in 2001:0::/32 (RFC 4380): the client hook refuses any other."""
+        return {config.section("teredo")["interface"]: TEREDO_PREFIX}
 
     @hookimpl
     def orchestrator_check_config(self, config: Config) -> list[str]:

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from orchestrator.moves import Move, Part
+from orchestrator import Move, Part
 
 from .supervisor import SupervisorMissing
 

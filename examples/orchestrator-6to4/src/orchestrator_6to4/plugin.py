@@ -12,11 +12,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator import Section, hookimpl
-from orchestrator.config import Config
-from orchestrator.context import PluginContext
-from orchestrator.events import UplinkChanged
-from orchestrator.moves import Move
+from orchestrator import Config, Move, PluginContext, Section, UplinkChanged, hookimpl
 
 from . import device
 from .prefix import Target, target

@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.state import NetworkState
+from orchestrator import NetworkState
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator import Section, hookimpl
-from orchestrator.config import Config
-from orchestrator.context import PluginContext
-from orchestrator.events import LinkChanged, TunnelAddressChanged, UplinkChanged
-from orchestrator.moves import Move
+from orchestrator import (
+    Config,
+    LinkChanged,
+    Move,
+    PluginContext,
+    Section,
+    TunnelAddressChanged,
+    UplinkChanged,
+    hookimpl,
+)
 
 from .sessions import Sessions
 from .settings import NAME, SECTION, declared_interfaces, problems, shadowed

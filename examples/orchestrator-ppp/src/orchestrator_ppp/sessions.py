@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.context import PluginContext
-from orchestrator.events import TunnelAddressChanged, UplinkChanged
-from orchestrator.moves import Move
+from orchestrator import Move, PluginContext, TunnelAddressChanged, UplinkChanged
 
 from .link import PppLink, observe
 

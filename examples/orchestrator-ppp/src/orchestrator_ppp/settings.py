@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator import Key, Section
-from orchestrator.config import Config, InterfaceSpec
+from orchestrator import Config, InterfaceSpec, Key, Section
 
 NAME = "ppp"  # the entry-point name, which is also the section's
 IFNAMSIZ = 15
