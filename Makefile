@@ -1,6 +1,7 @@
 # netlink-orchestrator — the two commands a new user runs (as root, on Debian 12):
 #   make demo   install what is missing, then time Teredo moves with and without the daemon
 #   make test   install what is missing, then run the whole suite (lint, types, unit, real kernel)
+#   make unit   the unit tests alone (tests/unit), in seconds
 
 SHELL  := /bin/bash
 PYTHON ?= python3
@@ -8,15 +9,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test deps venv lint bench clean
+.PHONY: demo test unit deps venv lint bench clean
 
 deps:
 	@scripts/install-deps
 
-# The virtualenv is rebuilt only when the project's metadata changes.
-$(STAMP): pyproject.toml
+# The virtualenv is rebuilt only when the project's metadata changes.  It holds the project with its
+# test extra and the test-support package (tests/testkit), both editable.
+$(STAMP): pyproject.toml tests/testkit/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]' -e tests/testkit
 	@touch $@
 
 venv: $(STAMP)
@@ -26,9 +28,16 @@ lint: venv
 	$(BIN)/mypy
 
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
+PYTEST = $(BIN)/python -m pytest -q -p no:cacheprovider
+NO_TESTS = if [ $$rc -eq 5 ]; then echo "make $@: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# The whole suite: lint, types, unit tests and the real-kernel tests (root, namespaces).
 test: deps venv lint
-	@$(BIN)/python -m pytest -q -p no:cacheprovider tests; rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+	@$(PYTEST) tests/unit tests/kernel; rc=$$?; $(NO_TESTS)
+
+# The unit tests alone, in seconds: no root, no namespaces, no packages beyond the virtualenv.
+unit: venv
+	@$(PYTEST) tests/unit; rc=$$?; $(NO_TESTS)
 
 demo: deps venv
 	@$(BIN)/python scripts/demo.py

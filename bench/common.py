@@ -19,7 +19,6 @@ from typing import TypeVar
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -50,8 +49,8 @@ def start_daemon(
     config: Path, env: dict[str, str] | None = None, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """`orchestrator run` in the current namespace; returns once its control socket answers."""
-    from harness import answers
-    from lab import wait_for
+    from orchestrator_testkit.netns import wait_for
+    from orchestrator_testkit.orchestrator_processes import answers
 
     stderr = log.open("wb") if log else subprocess.DEVNULL
     daemon = subprocess.Popen(
@@ -72,7 +71,7 @@ def main_in_namespace(script: str, short: str, inside: Callable[[Path], None]) -
     if len(sys.argv) > 2 and sys.argv[1] == "--inside":
         inside(Path(sys.argv[2]))
         return 0
-    from lab import Lab
+    from orchestrator_testkit.lab import Lab
 
     with Lab() as lab:
         ns = lab.namespace(short)

@@ -147,9 +147,9 @@ def change_batch(directory: Path) -> Path:
 
 def record(batch: Path, out: Path) -> None:
     """In the namespace: bind like the daemon, make the changes, keep every datagram."""
-    from orchestrator import rtnl, wire
+    from orchestrator.netlink import queries, wire
 
-    sock = rtnl.open_socket(wire.WATCHED_GROUPS, RCVBUF)
+    sock = queries.open_socket(wire.WATCHED_GROUPS, RCVBUF)
     try:
         subprocess.run(["ip", "-batch", str(batch)], check=True)
         time.sleep(0.2)  # the last asynchronous notifications (IPv6 link-local addresses)
@@ -189,9 +189,10 @@ def recorded(directory: Path) -> list[bytes]:
 
 def ours(datagrams: list[bytes], tables: set[int]) -> int:
     """What NetlinkSource._readable does with each datagram, minus the socket."""
-    from orchestrator import rtnl, wire
+    from orchestrator.netlink import decode as decoding
+    from orchestrator.netlink import wire
 
-    decode, messages = rtnl.RawDecoder(tables).decode, wire.messages
+    decode, messages = decoding.RawDecoder(tables).decode, wire.messages
     events = []
     for data in datagrams:
         view = memoryview(data)
@@ -270,10 +271,10 @@ def message_count(datagrams: list[bytes]) -> int:
 
 
 def decode_table(datagrams: list[bytes]) -> None:
-    from orchestrator import rtnl, wire
+    from orchestrator.netlink import decode, wire
 
     tables = {wire.RT_TABLE_MAIN}
-    decoder = rtnl.RawDecoder(tables)
+    decoder = decode.RawDecoder(tables)
     relevant = []
     for data in datagrams:
         view = memoryview(data)

@@ -1,19 +1,19 @@
 """The ``exec`` plugin: how soon an ``[[exec]]`` script starts after a move, and whether a slow one
 delays the other plugins.
 
-One Lab (tests/lab.py): the node of tests/test_daemon.py (``node_with_uplink``), its eth0 moved back
-and forth between 10.1.0.0/24 and 10.2.0.0/24 with ``move_to_second_network`` /
+One Lab (orchestrator_testkit.lab): the node of ``orchestrator_testkit.scenarios.node_with_uplink``,
+its eth0 moved back and forth between 10.1.0.0/24 and 10.2.0.0/24 with ``move_to_second_network`` /
 ``move_to_first_network`` (three ``ip`` commands; the last one, the new default route, is the
 kernel change that makes the move: the daemon reports it at once).
 
-The start of each move is that route as ``ip -ts monitor`` in the node prints it (tests/lab.py's
-Monitor, UTC microseconds of CLOCK_REALTIME).  Not the bench's clock before an ``ip`` command: the
-move is three commands in one imported function, so the bench could only stamp the first of them,
-two ``ip`` process start-ups (milliseconds, more than the figures) before the route; the monitor
-stamps the route itself.  Its stamp is taken when ``ip`` printed the message, after its own
-wake-up, so every figure below is short by that wake-up (not measured; the same reference for every
-column; on a 2-CPU machine the monitor, the daemon and the reactor are woken by the same message
-and compete for the CPUs).
+The start of each move is that route as ``ip -ts monitor`` in the node prints it
+(orchestrator_testkit.ip_monitor's Monitor, UTC microseconds of CLOCK_REALTIME). Not the bench's
+clock before an ``ip`` command: the move is three commands in one imported function, so the bench
+could only stamp the first of them, two ``ip`` process start-ups (milliseconds, more than the
+figures) before the route; the monitor stamps the route itself. Its stamp is taken when ``ip``
+printed the message, after its own wake-up, so every figure below is short by that wake-up (not
+measured; the same reference for every column; on a 2-CPU machine the monitor, the daemon and the
+reactor are woken by the same message and compete for the CPUs).
 
 1. Hand-off: route -> an ``[[exec]]`` script for ``uplink-changed`` starts.  The script is a tiny
    static C program compiled here (``/bin/date`` in a shell script when there is no C compiler)
@@ -25,7 +25,7 @@ and compete for the CPUs).
                     gateway.  No state, no debounce, no plugins: the floor for a Python listener.
 2. Isolation: route -> another plugin's ``orchestrator_uplink_changed`` call (a bench plugin,
    installed as a third-party distribution, called after ``exec`` in ``plugins.enable`` order; it
-   records CLOCK_REALTIME on entry: tests/plugin_site.py's ``witness`` records no time).
+   records CLOCK_REALTIME on entry: orchestrator_testkit.plugin_site's ``witness`` records no time).
      slow script      plugins exec + the bench plugin; the ``[[exec]]`` script takes 2 s;
      fast script      the same with the script ending at once (the cost of the exec plugin alone);
      no exec plugin   the bench plugin alone.
@@ -56,11 +56,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common import duration_text, ratio_text, series_arguments, series_rows, summary, table
-from configs import write
-from harness import DaemonProcess
-from lab import Lab, Monitor, Namespace, TrackedProcess, wait_for, wait_for_quiet
-from plugin_site import distribution, environment
-from test_daemon import move_to_first_network, move_to_second_network, node_with_uplink
+from orchestrator_testkit.configs import write
+from orchestrator_testkit.ip_monitor import Monitor, wait_for_quiet
+from orchestrator_testkit.lab import Lab
+from orchestrator_testkit.netns import Namespace, TrackedProcess, wait_for
+from orchestrator_testkit.orchestrator_processes import DaemonProcess
+from orchestrator_testkit.plugin_site import distribution, environment
+from orchestrator_testkit.scenarios import move_to_first_network, move_to_second_network, node_with_uplink
 
 MOVES = 20
 CUTOFF_S = 5.0

@@ -1,10 +1,11 @@
 """After a DHCP move: new IPv4 default route -> Mobile IPv6 handover confirmed, with and without
 the daemon.
 
-One MipLab (tests/mip6_lab.py: the Teredo lab, a real Teredo relay at the home agent's site, the
-UMIP stand-ins of tests/mip6_standins.py), the node moved back and forth between ``na`` and ``nb``.
+One MipLab (orchestrator_testkit.mip6_lab: the Teredo lab, a real Teredo relay at the home agent's site, the
+UMIP stand-ins of orchestrator_testkit.mip6_standins), the node moved back and forth between ``na``
+and ``nb``.
 The start of each move is the new IPv4 default route as ``ip monitor`` in the node prints it
-(tests/teredo_watch.py); its end is the mobile-node stand-in receiving the home agent's Binding
+(orchestrator_testkit.teredo_watch); its end is the mobile-node stand-in receiving the home agent's Binding
 Acknowledgement (status 0) for a BU sent from the new Teredo address: the handover as the mobile
 node itself knows it, so both set-ups are judged by the same clock, which belongs to neither.
 
@@ -27,13 +28,13 @@ import time
 from collections.abc import Callable
 
 from common import duration_text, paced_series, ratio_text, series_arguments, series_rows, summary, table
-from configs import write_teredo
-from harness import DaemonProcess, client_hook
-from lab import wait_for_quiet
-from mip6_lab import HOME_ADDRESS, HOME_AGENT, MipLab, mip6_requirements_problem
-from mip6_standins import MobileNodeStandIn
-from teredo_lab import NATS, SERVER_ADDRESS, teredo_client_ipv4
-from teredo_watch import TeredoWatch, ensure_qualified
+from orchestrator_testkit.configs import write_teredo
+from orchestrator_testkit.ip_monitor import wait_for_quiet
+from orchestrator_testkit.mip6_lab import HOME_ADDRESS, HOME_AGENT, MipLab, mip6_requirements_problem
+from orchestrator_testkit.mip6_standins import MobileNodeStandIn
+from orchestrator_testkit.orchestrator_processes import DaemonProcess, client_hook
+from orchestrator_testkit.teredo_lab import NATS, SERVER_ADDRESS, teredo_client_ipv4
+from orchestrator_testkit.teredo_watch import TeredoWatch, ensure_qualified
 
 MOVES = 10
 CUTOFF_S = 40.0

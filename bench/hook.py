@@ -55,10 +55,10 @@ def time_hooks(hooks: dict[str, tuple[str, str]]) -> dict[str, list[float]]:
 
 def time_in_process(config: Path) -> list[float]:
     """Milliseconds for converge() of a changed step, in a warm process (no start-up, no imports)."""
-    from configs import load
     from orchestrator_routing.endstate import Step, end_state
     from orchestrator_routing.kernel import converge
     from orchestrator_routing.profile import from_section
+    from orchestrator_testkit.configs import load
 
     profile = from_section("teredo", dict(load(config).section("routing")["profiles"]["teredo"]))
     times: list[float] = []
@@ -74,9 +74,9 @@ def time_in_process(config: Path) -> list[float]:
 
 
 def inside(directory: Path) -> None:
-    from configs import write
-    from harness import client_hook
-    from teredo_lab import stock_hook_path
+    from orchestrator_testkit.configs import write
+    from orchestrator_testkit.orchestrator_processes import client_hook
+    from orchestrator_testkit.teredo_lab import stock_hook_path
 
     from orchestrator import control
 

@@ -51,7 +51,7 @@ def rss_mib(pid: int) -> float:
 
 
 def inside(directory: Path) -> None:
-    from configs import write
+    from orchestrator_testkit.configs import write
 
     for command in (
         ["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"],

@@ -53,7 +53,7 @@ def sentinel_gone() -> None:
 
 
 def ours(batch: Path, config_path: Path) -> tuple[int, float, int]:
-    from configs import load
+    from orchestrator_testkit.configs import load
 
     from orchestrator.engine import Engine
     from orchestrator.events import AddressEvent
@@ -104,7 +104,7 @@ def pyroute2_loop(batch: Path) -> tuple[int, float]:
 
 
 def inside(directory: Path) -> None:
-    from configs import write
+    from orchestrator_testkit.configs import write
 
     subprocess.run(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "peer0"], check=True)
     for name in ("eth0", "peer0", "lo"):

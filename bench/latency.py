@@ -103,8 +103,8 @@ def wait_hook(fifo_fd: int, index: int) -> None:
 
 
 def inside(directory: Path) -> None:
-    from configs import write
-    from plugin_site import distribution, environment
+    from orchestrator_testkit.configs import write
+    from orchestrator_testkit.plugin_site import distribution, environment
 
     for command in (["link", "add", "teredo", "type", "veth", "peer", "name", "tpeer"],
                     ["link", "set", "teredo", "up"], ["link", "set", "tpeer", "up"]):

@@ -4,7 +4,7 @@ One TeredoLab (real miredo-server, NAT routers with dnsmasq, the node's dhclient
 the project's own generated client hook and the user's routing profile), the node moved back and
 forth between ``na`` and ``nb`` (``TeredoLab.move_to``: another router, another subnet, a new
 lease).  The clock is ``ip monitor`` in the node, which belongs to none of the set-ups
-(tests/teredo_watch.py): from the new default route via the new gateway to the moment ``teredo``
+(orchestrator_testkit.teredo_watch): from the new default route via the new gateway to the moment ``teredo``
 has a new global Teredo address AND an IPv6 default route.
 
   miredo alone  no kick: miredo notices at its next 30 s refresh.  Each move waits a random time
@@ -35,11 +35,12 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from common import paced_series, ratio_text, series_arguments, series_rows, summary, table
-from configs import write_teredo
-from harness import DaemonProcess, client_hook
-from lab import MONITOR_MARK_DST, TrackedProcess, await_route_listener
-from teredo_lab import NATS, SERVER_ADDRESS, TeredoLab, teredo_requirements_problem
-from teredo_watch import MoveTiming, TeredoWatch, ensure_qualified
+from orchestrator_testkit.configs import write_teredo
+from orchestrator_testkit.ip_monitor import MONITOR_MARK_DST, await_route_listener
+from orchestrator_testkit.netns import TrackedProcess
+from orchestrator_testkit.orchestrator_processes import DaemonProcess, client_hook
+from orchestrator_testkit.teredo_lab import NATS, SERVER_ADDRESS, TeredoLab, teredo_requirements_problem
+from orchestrator_testkit.teredo_watch import MoveTiming, TeredoWatch, ensure_qualified
 
 MOVES = 10
 CUTOFF_S = 40.0

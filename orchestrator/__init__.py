@@ -16,7 +16,6 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from . import wire
     from .commands import Command
     from .config import Config, ConfigError, InterfaceSpec
     from .context import PluginContext
@@ -33,10 +32,11 @@ if TYPE_CHECKING:
     )
     from .hookspecs import hookimpl
     from .moves import Move, Part
+    from .netlink import wire
+    from .netlink.wire import RT_TABLE_MAIN
     from .plugins import load_config
     from .schema import REQUIRED, Key, Section
     from .state import NetworkState
-    from .wire import RT_TABLE_MAIN
 
 __version__ = "0.1.0"
 
@@ -72,8 +72,8 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     "POLICY_LANE": ("dispatch", "POLICY_LANE"),
     "interface_lane": ("dispatch", "interface_lane"),
     # the rtnetlink codec plugins write the kernel with
-    "wire": ("wire", None),
-    "RT_TABLE_MAIN": ("wire", "RT_TABLE_MAIN"),
+    "wire": ("netlink.wire", None),
+    "RT_TABLE_MAIN": ("netlink.wire", "RT_TABLE_MAIN"),
 }
 
 __all__ = [

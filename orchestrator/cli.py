@@ -108,11 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         owner = owners.get(args.command)
         if owner is not None and not plugin_enabled(owner, args.config):
             print(
-                f"orchestrator {args.command}: a command of plugin {owner!r}, which {args.config} does "
-                "not enable (plugins.enable)",
+                f"orchestrator {args.command}: note: a command of plugin {owner!r}, which {args.config} "
+                "does not enable (plugins.enable): the daemon does not run that plugin",
                 file=sys.stderr,
             )
-            return EXIT_USAGE
         result: int = commands[args.command].run(args)
     except ConfigError as error:
         for problem in error.problems:
@@ -157,7 +156,7 @@ def enabled_plugins(config: Path) -> list[str] | None:
 
 
 def plugin_enabled(plugin: str, config: Path) -> bool:
-    """A plugin's command runs when the file enables it, or before there is a file (installing)."""
+    """Whether the file enables ``plugin`` (true before there is a file: installing)."""
     enabled = enabled_plugins(config)
     return enabled is None or plugin in enabled
 

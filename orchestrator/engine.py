@@ -13,10 +13,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from . import arp, rtnl, wire
+from . import arp
 from .config import Config
 from .events import AnyEvent, RawEvent, Resync
-from .netlink import NetlinkSource
+from .netlink import queries, wire
+from .netlink.source import NetlinkSource
 from .state import NetworkState
 from .view import KernelView
 
@@ -140,7 +141,7 @@ class Engine:
             except OSError as error:
                 log.debug("gateway probe on %s failed: %s", link.name, error)
         if self._raw_probe_denied:
-            lladdr = rtnl.neighbour_lladdr(link.index, uplink.gateway)
+            lladdr = queries.neighbour_lladdr(link.index, uplink.gateway)
         if lladdr is not None:
             now = time.monotonic()
             for event in self.state.gateway_seen(uplink, lladdr):

@@ -11,7 +11,7 @@ and should use only what its arguments carry.
 
 The daemon calls the implementations of one hook one by one, in the order of ``plugins.enable``
 (pluggy's ``tryfirst``/``trylast`` still apply), not through pluggy's ``hook()`` call, so that one
-failing plugin never stops the others:
+failing plugin never stops the others.  For a hook called in a lane (see "Lanes"):
 
 * ``async def`` implementations are awaited on the daemon's event loop; plain functions run in a
   worker thread.  Never block the event loop in a coroutine; a long wait (a qualification, a
@@ -20,16 +20,23 @@ failing plugin never stops the others:
   reported as a failure (a plain function's thread cannot be killed, so it keeps running detached).
 * an exception or a timeout is logged with the plugin's name, counted, recorded on the move, and
   passed to ``orchestrator_on_error``; the other plugins still run.
-* hookwrappers are refused: a plugin that declares one is reported and not loaded.
+
+The other hooks (configuration, commands, the uplink reference, the watched tables, and the
+questions asked through ``context.ask``) are called directly, in the caller's thread and without a
+timeout: they are plain functions, and quick.  Hookwrappers are refused: a plugin that declares one
+is reported and not loaded.  Each hook's docstring says when it is called, in which lane, under
+which timeout and what its result means; docs/plugins.md's hook reference is generated from them
+(``scripts/hook-reference``).
 
 Lanes
 -----
 Every event belongs to a lane: ``uplink`` (moves), ``interface:<name>`` (one per interface),
-``policy`` (routes and rules removed) or ``control`` (start-up, phases, completions, errors).
-Calls within a lane keep their order; lanes run in parallel.  Hooks marked "carries state" describe
-the current state rather than a happening, so a queued call not yet started is *superseded* by a
-newer one of the same hook in the same lane: the plugin then sees one call whose ``old`` is the
-oldest unseen value and whose ``new`` is the latest.  Errors, phases and completions are never superseded.
+``policy`` (routes and rules removed) or ``control`` (start-up, shutdown, phases, completions,
+errors).  Calls within a lane keep their order; lanes run in parallel.  Hooks marked "carries state"
+(``CARRIES_STATE``) describe the current state rather than a happening, so a queued call not yet
+started is *superseded* by a newer one of the same hook in the same lane: the plugin then sees one
+call whose ``old`` is the oldest unseen value and whose ``new`` is the latest (no call at all when
+they are equal).  Every other hook is never superseded.
 """
 
 from __future__ import annotations
@@ -66,20 +73,36 @@ CARRIES_STATE = frozenset(
 def orchestrator_config_schema() -> Mapping[str, Section]:
     """Declare the configuration sections this plugin owns: ``{"section": Section(...)}``.
 
-    Called once at load time, for every installed plugin (enabled or not, so a section is checked
-    even before its plugin is enabled).  The core validates each section: unknown keys, wrong types
-    and out-of-range values are reported naming the file and the key path.  A section nobody
-    declares is an error.  Not called in a lane; must not block.
+    The core validates each section against its schema (unknown keys, wrong types and out-of-range
+    values are reported naming the file and the key path), so the plugin reads only checked values; a
+    top-level section nobody declares is an error.  See "Declaring a config schema" in docs/plugins.md.
+
+    * Called: once per process, when plugins are discovered (daemon start-up, ``check-config``,
+      ``monitor``, ``plugins``, ``load_config``, a plugin's command; a reload keeps the answer), for
+      every installed plugin, enabled or not, so that a section is checked before its plugin is enabled.
+    * Lane: none; no timeout: called directly, so it must be quick (never block).
+    * Result: the sections.  The plugin is not loaded (``orchestrator plugins`` says why) when this
+      raises, or declares a core section (``daemon``, ``plugins``, ``uplinks``, ``interfaces``) or a
+      section that a plugin earlier by name already declared.
     """
     raise NotImplementedError
 
 
 @hookspec
 def orchestrator_check_config(config: Config) -> list[str]:
-    """Return problems that a schema cannot express (cross-key checks, files named by the config).
+    """Return the problems a schema cannot express: cross-key checks, files the configuration names,
+    an interface that must have a given role.
 
-    Each problem is one line, starting with the key path (``"teredo.interface: ..."``).  Called at
-    load time for enabled plugins after every section passed its schema.  Not called in a lane.
+    Each problem is one line starting with the key path (``"teredo.interface: ..."``).  The
+    configuration has passed every schema and holds the interfaces and address prefixes that the
+    enabled plugins declare.
+
+    * Called: for enabled plugins, at every configuration load (daemon start-up, reload,
+      ``check-config``, ``monitor``, ``load_config``), after ``orchestrator_interfaces`` and
+      ``orchestrator_address_prefixes``.
+    * Lane: none; no timeout: called directly, so it must be quick (never block).
+    * Result: any problem makes the configuration invalid (a reload is then refused and the running
+      policy stays).  A check that raises is one too: ``<plugin>: configuration check failed: ...``.
     """
     raise NotImplementedError
 
@@ -88,22 +111,33 @@ def orchestrator_check_config(config: Config) -> list[str]:
 def orchestrator_config_warnings(config: Config) -> list[str]:
     """Return what is valid but likely to hurt (a setting of another program this plugin depends on).
 
-    One line each, starting with the key path.  ``check-config`` prints them and still succeeds;
-    the daemon logs them at start-up.  Called for enabled plugins after ``check_config`` passed;
-    not called in a lane.
+    One line each, starting with the key path.
+
+    * Called: for enabled plugins, once the configuration is valid: by ``check-config``, which prints
+      them and still succeeds, and when the daemon starts, which logs them (a reload does not ask).
+    * Lane: none; no timeout: called directly, so it must be quick (never block).
+    * Result: the warnings.  A check that raises is reported as one:
+      ``<plugin>: configuration warnings failed: ...``.
     """
     raise NotImplementedError
 
 
 @hookspec
 def orchestrator_interfaces(config: Config) -> list[Mapping[str, Any]]:
-    """Declare interface roles: entries like the file's ``[[interfaces]]`` (``match``, ``role``,
-    ``mip6_preference``, ``routing_profile``, ``ipv6_tunnel``), usually derived from your section.
+    """Declare interface roles: entries shaped like the file's ``[[interfaces]]`` tables (``match``,
+    ``role``, ``mip6_preference``, ``routing_profile``, ``ipv6_tunnel``), usually derived from your own
+    section, so that a user configures your tunnel in one place.
 
-    They are validated like the file's and appended after them, so a user's own entry for the same
-    interface wins.  Called for enabled plugins whenever the configuration is loaded (start-up,
-    reload, ``check-config``), before ``orchestrator_check_config``, which then sees them.  Not
-    called in a lane; must not block.
+    They are validated like the file's (a problem reads ``plugin 'name' interfaces[0].role: ...``) and
+    appended after them: the first entry matching an interface wins, so a user's own entry wins.  See
+    "Declaring an interface role" in docs/plugins.md.
+
+    * Called: for enabled plugins, at every configuration load (daemon start-up, reload,
+      ``check-config``, ``monitor``, ``load_config``), first: ``orchestrator_address_prefixes`` and
+      ``orchestrator_check_config`` see the entries.  A reload that changes them restarts every plugin.
+    * Lane: none; no timeout: called directly, so it must be quick (never block).
+    * Result: the entries.  An invalid entry makes the configuration invalid, and so does a
+      declaration that raises: ``<plugin>: interface declaration failed: ...``.
     """
     raise NotImplementedError
 
@@ -111,13 +145,18 @@ def orchestrator_interfaces(config: Config) -> list[Mapping[str, Any]]:
 @hookspec
 def orchestrator_address_prefixes(config: Config) -> Mapping[str, str]:
     """The IPv6 prefix each of this plugin's tunnels takes its addresses from: ``{interface: prefix}``
-    (the teredo plugin: its interface -> ``2001::/32``).
+    (the ``teredo`` plugin: its interface -> ``2001::/32``).
 
-    The routing plugin's client hook refuses an ``ADDRESS`` outside it; ``config.address_prefixes``
-    holds every enabled plugin's answer.  Called for enabled plugins whenever the configuration is
-    loaded, after ``orchestrator_interfaces``; a prefix that is not an IPv6 network, or an interface
-    another plugin already declared, is a configuration problem naming the plugin.  Not called in a
-    lane; must not block.
+    The ``routing`` plugin's client hook refuses an ``ADDRESS`` outside it; ``config.address_prefixes``
+    holds every enabled plugin's answer.
+
+    * Called: for enabled plugins, at every configuration load (daemon start-up, reload,
+      ``check-config``, ``monitor``, ``load_config``), after ``orchestrator_interfaces`` and before
+      ``orchestrator_check_config``.
+    * Lane: none; no timeout: called directly, so it must be quick (never block).
+    * Result: the prefixes.  A prefix that is not an IPv6 network, an interface a plugin earlier in
+      ``plugins.enable`` already declared, an answer that is not a mapping and a declaration that raises
+      are configuration problems naming the plugin.
     """
     raise NotImplementedError
 
@@ -126,11 +165,19 @@ def orchestrator_address_prefixes(config: Config) -> Mapping[str, str]:
 def orchestrator_commands() -> list[Command]:
     """Add commands to the ``orchestrator`` command line: return a list of ``Command``.
 
-    Called by the command line only (never by the daemon), for every installed plugin that loads,
-    enabled or not, when it is asked for a command the core does not have or for its help.
-    ``--config PATH`` is added to every command.  A command runs only when the configuration file
-    enables its plugin (or does not exist yet); otherwise it says so and exits 2.  A name the core
-    or another plugin already uses is refused and reported.  Not called in a lane; must not block.
+    ``orchestrator NAME`` parses the command's options (``--config PATH`` is added to every command)
+    and calls its ``run``, whose result is the exit status.  A command of a plugin the configuration
+    file does not enable still runs (``mip6d-conf`` serves a mip6d the daemon does not watch), after
+    a note on stderr saying so.  See "Adding a command" in docs/plugins.md.
+
+    * Called: by the command line only, never by the daemon: for every installed plugin that loads,
+      enabled or not, when the line names a command the core does not have, or none (the help that
+      lists them all).
+    * Lane: none; no timeout: called directly, so it must be quick (never block): every
+      plugin is asked before a plugin's command runs.
+    * Result: the commands.  A name the core or a plugin earlier by name already has is skipped, and so
+      is the whole answer when this raises or returns no list (or tuple) of ``Command``; each skip is
+      said on stderr.
     """
     raise NotImplementedError
 
@@ -139,38 +186,73 @@ def orchestrator_commands() -> list[Command]:
 def orchestrator_uplink_reference(config: Config) -> str | None:
     """The IPv4 address the uplink is judged towards when ``uplinks.reference`` is not set.
 
-    The uplink is then the route the kernel would use to reach it (a tunnel plugin returns its
-    server).  First non-None result wins, in ``plugins.enable`` order; None from everyone means the
-    best default route through an ``uplink`` interface.  Called once at start-up, not in a lane.
+    The uplink is then the route the kernel would use to reach it: a tunnel plugin returns its server
+    (the ``teredo`` plugin returns ``teredo.server``), so that the uplink is the one its packets leave
+    by.
+
+    * Called: only when ``uplinks.reference`` is not set, for enabled plugins until one answers: when
+      the daemon starts, on every reload (a new answer is used from the next kernel change on), and
+      when ``orchestrator monitor`` starts.
+    * Lane: none; no timeout: called directly, so it must be quick (never block).
+    * Result: first non-None result wins, in ``plugins.enable`` order; None from everyone means the
+      best default route through an interface with role ``uplink``.  An exception is logged and the next
+      plugin is asked.
     """
 
 
 @hookspec
 def orchestrator_startup(context: PluginContext) -> None:
-    """The daemon is about to go live: the first dump is in ``context.state``; no event yet.
+    """The plugin goes live: reach the start-up state it wants (a tunnel without an address on a
+    complete uplink, say), create its timers and the objects bound to the loop, set its counters and
+    status.  Keep ``context`` if you need it later.
 
-    Lane ``control``; bounded by ``plugin_timeout_s``.  Use it to reach the start-up state your
-    plugin wants (a tunnel without an address on a complete uplink, say).
+    When the daemon starts, the first netlink dump is in ``context.state`` (the uplink it starts with,
+    ``context.state.tracker.current``, is no move) and no event has been delivered: the daemon waits up
+    to ``plugin_timeout_s`` + 0.5 s for the ``control`` lane to drain before it reads the first one.
+
+    * Called: when the daemon starts, for every enabled plugin; on a reload, for a plugin newly enabled
+      or restarted (its section or the ``[[interfaces]]`` policy changed), with a new context.
+    * Lane: ``control``; never superseded; bounded by ``daemon.plugin_timeout_s``.
+    * Result: ignored.  Other hooks may be called before it has returned (a start-up slower than that
+      wait, a plugin started by a reload): ignore them until then, as the built-ins do.
     """
 
 
 @hookspec
 def orchestrator_shutdown(context: PluginContext) -> None:
-    """The daemon is stopping: cancel your timers, leave nothing half-applied.
+    """The plugin stops: cancel your timers, release the parts you hold, leave nothing half-applied.
 
-    Lane ``control``; bounded by ``plugin_timeout_s``.
+    * Called: when the daemon stops (SIGTERM, SIGINT), for every enabled plugin, which get up to
+      ``plugin_timeout_s`` + 0.5 s in all before the lanes are cancelled; on a reload, for a plugin
+      disabled or restarted (a restart then calls ``orchestrator_startup`` on the same object).
+    * Lane: ``control``; never superseded; bounded by ``daemon.plugin_timeout_s``.
+    * Result: ignored.  Calls queued before it may still arrive afterwards: a stopped plugin ignores
+      them (the built-ins set their state to None and check it).
     """
 
 
 @hookspec
 def orchestrator_uplink_changed(context: PluginContext, event: UplinkChanged, move: Move) -> None:
-    """The IPv4 uplink changed: a DHCP move (``old`` and ``new`` set), a loss (``new`` is None) or
-    a return (``old`` is None).  Renewals and short carrier blips are never reported.
+    """The IPv4 uplink changed: a DHCP move (``event.old`` and ``event.new`` set), a loss
+    (``event.new`` is None) or a return (``event.old`` is None).  Renewals, short carrier blips and the
+    uplink the daemon starts with are never reported.
 
-    Lane ``uplink``; carries state; bounded by ``plugin_timeout_s``.  Each call starts a move:
-    ``move.phase(name)`` records a timeline phase; return when your part is done, or take
-    ``part = move.hold()`` and call ``part.done()`` (or ``part.failed(reason)``) later — the move
-    ends when every hold is released, or as ``timeout`` at ``daemon.move_timeout_s``.
+    Each call starts a move (see "The life of a move"): ``move.phase(name)`` records a timeline phase;
+    return when your part is done, or take ``part = move.hold()`` and call ``part.done()`` (or
+    ``part.failed(reason)``) later.  The move ends when every implementation has returned and every
+    hold is released, or as ``timeout`` at ``daemon.move_timeout_s``; an implementation that raises or
+    times out adds a problem to it, so it ends ``failed``.  Do not wait for the network here: the
+    ``teredo`` plugin takes its request and returns, and its re-qualifier holds the move, records
+    ``requalify-sent`` and ``tunnel-up``, and releases it when the tunnel has its address again or the
+    qualification timed out.  The ``mipv6`` plugin uses ``@hookimpl(tryfirst=True)`` so that it
+    listens before a tunnel plugin's kick.
+
+    * Called: once per move (unless superseded).
+    * Lane: ``uplink``; carries state: a queued call not yet started is merged into the newer one, whose
+      ``event.old`` becomes the oldest uplink not yet reported (the older moves have ended as
+      ``superseded``); when that is ``event.new`` again, no call is made and the move ends at once.
+      Bounded by ``daemon.plugin_timeout_s``.
+    * Result: ignored: returning is what lets the move end.
     """
 
 
@@ -178,18 +260,33 @@ def orchestrator_uplink_changed(context: PluginContext, event: UplinkChanged, mo
 def orchestrator_tunnel_address_changed(
     context: PluginContext, event: TunnelAddressChanged, move: Move | None
 ) -> None:
-    """The usable global IPv6 address of a ``tunnel`` interface changed (``new`` None: it has none).
+    """The usable global IPv6 address of a tunnel (role ``tunnel``, or an uplink with ``ipv6_tunnel``)
+    changed: ``event.interface``, ``event.old``, ``event.new`` (None: it has none now).
 
-    Tentative addresses are not reported until they are final.  ``move`` is the move in progress,
-    if any.  Lane ``interface:<name>``; carries state; bounded by ``plugin_timeout_s``.
+    Usable means neither tentative (so an address is reported once it is final) nor deprecated; the
+    newest one counts.  The address a tunnel has at start-up is no change: read it with
+    ``context.state.tunnel_address(name)``.  ``move`` is the move in progress when the change was
+    seen, else None.
+
+    * Called: on every such change.
+    * Lane: ``interface:<name>``; carries state: a queued call not yet started is merged into the
+      newer one, whose ``event.old`` becomes the oldest address not yet reported (no call at all when
+      that is ``event.new`` again); bounded by ``daemon.plugin_timeout_s``.
+    * Result: ignored.
     """
 
 
 @hookspec
 def orchestrator_watched_tables(config: Config) -> list[int]:
-    """Routing tables (numbers) whose IPv6 routes this plugin needs to hear about, besides main.
+    """Routing tables (numbers) whose IPv6 routes this plugin needs to hear about besides ``main``
+    (254): their removals reach ``orchestrator_policy_removed``.
 
-    Called once at start-up, not in a lane; every plugin's answer is used.
+    * Called: for enabled plugins when the daemon starts, which watches the union of the answers; again
+      on every reload, only to compare: a different union is reported in the reload's changes and
+      applies after a restart.  ``orchestrator monitor`` does not ask: it watches ``main`` only.
+    * Lane: none; no timeout: called directly, so it must be quick (never block).
+    * Result: every plugin's answer is used.  An exception, or an answer that is not a list of table
+      numbers, is logged.
     """
     raise NotImplementedError
 
@@ -198,15 +295,30 @@ def orchestrator_watched_tables(config: Config) -> list[int]:
 def orchestrator_policy_removed(context: PluginContext, event: RouteEvent | RuleEvent) -> None:
     """Someone (or something) removed an IPv6 route of a watched table or an IPv6 rule.
 
-    For plugins that own routing policy and put it back (systemd-networkd deletes foreign rules
-    when it restarts).  Lane ``policy``; not superseded; bounded by ``plugin_timeout_s``.
+    For plugins that own routing policy and put it back (systemd-networkd deletes foreign rules when it
+    restarts): the ``routing`` plugin re-applies what it owns.  A ``RouteEvent`` has ``table``,
+    ``dst``, ``dst_len``, ``gateway``, ``oif``, ``priority``; a ``RuleEvent`` has ``priority``,
+    ``table``, ``src``, ``src_len``.  Your own removals come here too, and so do the removals replayed
+    after a netlink overrun: compare with what you want and converge.
+
+    * Called: for every such removal (the watched tables: ``main`` and those the enabled plugins'
+      ``orchestrator_watched_tables`` asked for at start-up).
+    * Lane: ``policy``; never superseded; bounded by ``daemon.plugin_timeout_s``.
+    * Result: ignored.
     """
 
 
 @hookspec
 def orchestrator_link_changed(context: PluginContext, event: LinkChanged) -> None:
-    """An interface named in ``[[interfaces]]`` changed administrative state or carrier, appeared
-    or vanished.  Lane ``interface:<name>``; carries state; bounded by ``plugin_timeout_s``.
+    """An interface an ``[[interfaces]]`` entry matches (the file's or a plugin's) changed
+    administrative state (``event.up``) or carrier (``event.carrier``), appeared or vanished
+    (``event.present``); ``event.interface`` is its name.  Its state at start-up is no change: read it
+    from ``context.state``.
+
+    * Called: on every such change.
+    * Lane: ``interface:<name>``; carries state: a queued call not yet started is dropped for the newer
+      one; bounded by ``daemon.plugin_timeout_s``.
+    * Result: ignored.
     """
 
 
@@ -214,38 +326,62 @@ def orchestrator_link_changed(context: PluginContext, event: LinkChanged) -> Non
 def orchestrator_expected_coa(config: Config, state: NetworkState, exclude: frozenset[str]) -> str | None:
     """The care-of address the mobility daemon should use now, predicted from the policy.
 
-    Used to know which Binding Update to wait for and what status shows; it never steers the
-    mobility daemon.  ``exclude``: addresses being purged (the kernel may not have reported their
-    removal yet).  Asked through ``context.ask`` and answered at once on the event loop: a plain
-    function that only computes.  First non-None answer wins in ``plugins.enable`` order; the
-    ``mipv6`` plugin answers last with UMIP's rule (lowest ``mip6_preference`` with a usable global
-    address), so a plugin for a differently configured mobility daemon can answer first.
+    Used to know which Binding Update to wait for and what status shows; it never steers the mobility
+    daemon.  ``exclude``: addresses being purged (the kernel may not have reported their removal yet).
+    The ``mipv6`` plugin asks ``context.ask("orchestrator_expected_coa", config=..., state=...,
+    exclude=...)`` and answers last (``@hookimpl(trylast=True)``) with UMIP's rule (the lowest
+    ``mip6_preference`` with a usable global address), so a plugin for a differently configured
+    mobility daemon can answer first.
+
+    * Called: when a plugin asks through ``context.ask``, for enabled plugins until one answers, at
+      once, on the event loop.
+    * Lane: none, and no timeout: a plain function that only computes (the coroutine of an ``async
+      def`` would be taken for its answer).
+    * Result: first non-None result wins, in ``plugins.enable`` order (``tryfirst``/``trylast``
+      apply).  An answer that raises is logged, counted in ``plugin_errors`` and skipped;
+      ``orchestrator_on_error`` is not told.
     """
 
 
 @hookspec(firstresult=True)
 def orchestrator_requalify_tunnel(interface: str, reason: str) -> bool | None:
-    """Another plugin needs tunnel ``interface`` re-qualified (a handover over it got no answer).
+    """Another plugin needs tunnel ``interface`` re-qualified (a handover over it got no answer);
+    ``reason`` says why.
 
-    The tunnel's own plugin answers True when it took the request (it applies its own limits, and
-    never acts without an IPv4 uplink); None when the tunnel is not its.  Asked through
-    ``context.ask``: a plain function that returns at once (schedule the work, do not do it here).
+    The tunnel's own plugin answers True when it took the request (it applies its own limits, and never
+    acts without an IPv4 uplink), None when the tunnel is not its.  The ``teredo`` plugin answers for
+    its ``teredo.interface``; the ``mipv6`` plugin asks ``context.ask("orchestrator_requalify_tunnel",
+    interface=..., reason=...)`` when a handover over a tunnel failed.
+
+    * Called: when a plugin asks through ``context.ask``, for enabled plugins until one answers, at
+      once, on the event loop.
+    * Lane: none, and no timeout: a plain function that returns at once; schedule the work, do not do
+      it here (the coroutine of an ``async def`` would be taken for its answer).
+    * Result: first non-None result wins, in ``plugins.enable`` order; None from everyone: nobody took
+      it.  An answer that raises is logged, counted in ``plugin_errors`` and skipped.
     """
 
 
 @hookspec
 def orchestrator_move_phase(context: PluginContext, move: Move, phase: str) -> None:
-    """A move reached a phase (``move.phases[phase]`` is its time in seconds since the move began).
+    """A move reached a phase: ``move.phases[phase]`` is its time in seconds since the move began.
 
-    Lane ``control``; never superseded; bounded by ``plugin_timeout_s``.
+    * Called: for every phase recorded on a move, by a plugin or by the core (``detected``); not for
+      ``finished``, which comes with ``orchestrator_move_finished``.
+    * Lane: ``control``; never superseded; bounded by ``daemon.plugin_timeout_s``.  The lane runs
+      after the code that recorded the phase, so the move may have gone further meanwhile.
+    * Result: ignored.
     """
 
 
 @hookspec
 def orchestrator_move_finished(context: PluginContext, move: Move) -> None:
-    """A move ended: ``move.outcome`` is ``ok``, ``failed``, ``timeout`` or ``superseded``.
+    """A move ended: ``move.outcome`` is ``ok``, ``failed``, ``timeout`` or ``superseded``;
+    ``move.problems`` says what went wrong, ``move.phases["finished"]`` how long it took.
 
-    Lane ``control``; never superseded; bounded by ``plugin_timeout_s``.
+    * Called: once per move, when it ends (a move still open when the daemon stops never does).
+    * Lane: ``control``; never superseded; bounded by ``daemon.plugin_timeout_s``.
+    * Result: ignored.
     """
 
 
@@ -253,9 +389,15 @@ def orchestrator_move_finished(context: PluginContext, move: Move) -> None:
 def orchestrator_on_error(
     context: PluginContext, plugin: str, hook: str, error: str, move: Move | None
 ) -> None:
-    """A plugin call failed: ``error`` is the exception text or ``"timeout after N s"``.
+    """A plugin call failed: ``plugin`` is the failing plugin's name, ``hook`` the hook it failed in
+    (``"report"`` for a failure it reported itself with ``context.report``), ``error`` the exception as
+    ``"Type: message"``, ``"timeout after N s"`` or ``"cancelled"``, and ``move`` the move concerned
+    (an ``orchestrator_uplink_changed`` call's, or the one given to ``context.report``) or None.
 
-    Lane ``control``; never superseded; bounded by ``plugin_timeout_s``.  A failure inside this hook
-    is logged and counted but not reported to it again.
+    * Called: for every failed call in a lane and every ``context.report``, the failing plugin
+      included; not for the hooks called directly (configuration, commands, questions).
+    * Lane: ``control``; never superseded; bounded by ``daemon.plugin_timeout_s``.  A failure inside
+      this hook is logged and counted but not reported to it again.
+    * Result: ignored.
     """
 

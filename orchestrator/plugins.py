@@ -21,8 +21,8 @@ import pluggy
 from . import config as config_module
 from . import hookspecs
 from .config import CORE_SECTIONS, Config, ConfigError, InterfaceSpec, interface_specs
+from .netlink.wire import RT_TABLE_MAIN
 from .schema import Section
-from .wire import RT_TABLE_MAIN
 
 GROUP = "orchestrator.plugins"
 log = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from . import rtnl, wire
 from .config import Config
 from .events import (
     AddressEvent,
@@ -26,10 +25,11 @@ from .events import (
     Uplink,
     UplinkChanged,
 )
+from .netlink import queries, wire
 from .uplink import Observation, UplinkTracker
 from .view import KernelView
 
-RouteLookup = Callable[[str], "rtnl.RouteLookup | None"]
+RouteLookup = Callable[[str], "queries.RouteLookup | None"]
 RouteReread = Callable[[int, int], "list[RouteEvent]"]
 
 
@@ -53,8 +53,8 @@ class NetworkState:
         self,
         config: Config,
         reference: str | None = None,
-        lookup: RouteLookup = rtnl.route_get,
-        reread: RouteReread = rtnl.dump_routes,
+        lookup: RouteLookup = queries.route_get,
+        reread: RouteReread = queries.dump_routes,
     ) -> None:
         self.config = config
         self.view = KernelView()
@@ -106,7 +106,7 @@ class NetworkState:
         return [*vanished, *self.tracker.observe(self.observe_uplink(), now)]
 
     def _forget_vanished_routes(self) -> list[RouteEvent]:
-        """Drop IPv4 main-table routes the kernel no longer has (see ``rtnl.dump_routes``)."""
+        """Drop IPv4 main-table routes the kernel no longer has (see ``queries.dump_routes``)."""
         present = {route.key for route in self._reread(socket.AF_INET, wire.RT_TABLE_MAIN)}
         vanished = [
             replace(route, deleted=True)
@@ -169,13 +169,13 @@ class NetworkState:
         name = self.view.name_of(index)
         return name is not None and self.config.role(name) == "uplink"
 
-    def _reference_route(self) -> rtnl.RouteLookup | None:
+    def _reference_route(self) -> queries.RouteLookup | None:
         if self.reference is None:
             return None
         route = self._lookup(self.reference)
         return route if route is not None and self._is_uplink(route.oif) else None
 
-    def _best_default_route(self) -> rtnl.RouteLookup | None:
+    def _best_default_route(self) -> queries.RouteLookup | None:
         candidates = [
             r
             for r in self.view.routes.values()
@@ -188,9 +188,9 @@ class NetworkState:
             return None
         best = min(candidates, key=lambda r: r.priority)
         assert best.oif is not None
-        return rtnl.RouteLookup(best.oif, best.gateway, None, best.onlink)
+        return queries.RouteLookup(best.oif, best.gateway, None, best.onlink)
 
-    def _uplink_address(self, index: int, route: rtnl.RouteLookup) -> AddressEvent | None:
+    def _uplink_address(self, index: int, route: queries.RouteLookup) -> AddressEvent | None:
         """Our address on the uplink: the kernel's source for the route, else the one whose subnet
         holds the gateway, or whose point-to-point peer it is (``default via PEER dev ppp0``).  A
         gateway outside every subnet (and not declared on-link) is a dead leftover of the previous

@@ -1,6 +1,7 @@
 """`make demo`: a mobile node's Teredo address after a DHCP move, with the daemon and without.
 
-Everything runs on this machine in network namespaces named after this process (tests/teredo_lab.py):
+Everything runs on this machine in network namespaces named after this process
+(orchestrator_testkit.teredo_lab):
 a real miredo-server on two consecutive documentation addresses (198.51.100.1 and .2), two NAT
 routers ``na`` and ``nb`` with real dnsmasq on their LANs (10.1.0.0/24, 10.2.0.0/24), and the node
 with a real dhclient and a real miredo whose client hook is the one this project generates.
@@ -9,7 +10,7 @@ The node moves na -> nb -> na -> nb twice: first with the daemon (``orchestrator
 routing + teredo) running in the node, then with miredo alone (daemon stopped).  Per move the demo
 prints the time from the new IPv4 default route to a *routed* Teredo address (a new 2001:0::/32
 address on ``teredo`` and an IPv6 default route through it), both read from ``ip monitor`` in the
-node (tests/teredo_watch.py), and the ratio.  miredo alone only notices at its next 30 s refresh,
+node (orchestrator_testkit.teredo_watch), and the ratio.  miredo alone only notices at its next 30 s refresh,
 so the wait depends on where in that cycle a move falls: its moves are made 22, 12 and 3 s after
 miredo's last qualification (early, middle and late in the cycle), and a wait is cut off after
 ``CUTOFF_S`` seconds.  The moves with the daemon are made ``PACE_S`` apart (above its default
@@ -21,15 +22,17 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from configs import write_teredo  # noqa: E402
-from harness import DaemonProcess, client_hook  # noqa: E402
-from teredo_lab import NATS, SERVER_ADDRESS, TeredoLab, teredo_client_ipv4, teredo_requirements_problem  # noqa: E402
-from teredo_watch import MoveTiming, TeredoWatch, ensure_qualified  # noqa: E402
+from orchestrator_testkit.configs import write_teredo
+from orchestrator_testkit.orchestrator_processes import DaemonProcess, client_hook
+from orchestrator_testkit.teredo_lab import (
+    NATS,
+    SERVER_ADDRESS,
+    TeredoLab,
+    teredo_client_ipv4,
+    teredo_requirements_problem,
+)
+from orchestrator_testkit.teredo_watch import MoveTiming, TeredoWatch, ensure_qualified
 
 ROUTE = ("nb", "na", "nb")            # from na: na -> nb -> na -> nb
 CUTOFF_S = 25.0                       # how long a move waits for miredo alone

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab import Lab
+from orchestrator_testkit import REPO
+from orchestrator_testkit.lab import Lab
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = REPO / "examples"
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from __future__ import annotations
 from orchestrator import Move, TunnelAddressChanged
 
 from . import kernel
-from .daemon import Keeper
 from .endstate import Step, end_state
+from .keeper import Keeper
 from .profile import Profile
 
 

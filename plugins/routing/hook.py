@@ -3,8 +3,9 @@
 This runs on the critical path of every handover, in a fresh ``python -I -S`` started by the thin
 /etc/miredo/client-hook (see ``client_hook_script``), so it imports nothing heavy: the profiles come
 from a cache compiled from the TOML (rebuilt, with the full validation, whenever the TOML changes),
-and netlink is spoken through ``orchestrator.wire``.  It is also the bad-input front door: anything
-unexpected in the environment ends the run with one line on stderr and nothing changed.
+and netlink is spoken through ``wire``, the public API's rtnetlink codec.  It is also the bad-input
+front door: anything unexpected in the environment ends the run with one line on stderr and nothing
+changed.
 
 Exit status: 0 applied (or nothing to do), 1 the kernel refused an operation (the line says what
 was and was not applied), 2 bad input or configuration (nothing changed).

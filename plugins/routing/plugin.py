@@ -21,8 +21,8 @@ from orchestrator import (
 )
 
 from .commands import HOOK
-from .daemon import Keeper, watched_tables
 from .follow import address_changed, apply_present
+from .keeper import Keeper, watched_tables
 from .profile import resolve_table, rt_tables
 
 

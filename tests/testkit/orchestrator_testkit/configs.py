@@ -1,0 +1,104 @@
+"""Test configurations written as TOML files, the way a user writes them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from orchestrator import config, plugins
+
+INTERFACES = """\
+[[interfaces]]
+match = "eth*"
+role = "uplink"
+mip6_preference = 1
+
+[[interfaces]]
+match = "teredo"
+role = "tunnel"
+mip6_preference = 3
+{tunnel}
+
+[[interfaces]]
+match = "lan*"
+role = "lan"
+"""
+
+BASE = """\
+[daemon]
+control_socket = "{control}"
+{daemon}
+[plugins]
+enable = {enable}
+
+[uplinks]
+carrier_grace_ms = {grace}
+settle_ms = {settle}
+{uplinks}
+{interfaces}"""
+
+
+def write(directory: Path, *, enable: list[str] | None = None, grace: int = 2000, settle: int = 300,
+          daemon: str = "", uplinks: str = "", extra: str = "", tunnel_profile: str | None = None,
+          name: str = "orchestrator.toml", interfaces: str = INTERFACES) -> Path:
+    """``interfaces``: the ``[[interfaces]]`` policy, with ``{tunnel}`` where the tunnel's
+    ``routing_profile`` line goes (default: eth* uplinks, the teredo tunnel, lan* LANs)."""
+    path = directory / name
+    path.write_text(
+        BASE.format(
+            control=directory / "control.sock",
+            enable=repr(enable or []).replace("'", '"'),
+            grace=grace,
+            settle=settle,
+            daemon=daemon,
+            uplinks=uplinks,
+            interfaces=interfaces.format(
+                tunnel=f'routing_profile = "{tunnel_profile}"' if tunnel_profile else ""
+            ),
+        )
+        + extra
+    )
+    return path
+
+
+def write_teredo(directory: Path, pidfile: Path, server: str, *, grace: int = 2000,
+                 enable: tuple[str, ...] = ("routing", "teredo"), extra: str = "",
+                 interfaces: str = INTERFACES) -> Path:
+    """Plugins routing + teredo for a lab node: the user's routing profile (the defaults: address
+    /128, default route metric 1029, MTU 1400, no rules) and ``[teredo]`` naming the lab's miredo pid
+    file and server.  The same file feeds the client hook and the daemon."""
+    teredo = f'[teredo]\npidfile = "{pidfile}"\nserver = "{server}"\n'
+    return write(directory, enable=list(enable), grace=grace, tunnel_profile="teredo",
+                 extra="[routing.profiles.teredo]\n" + teredo + extra, interfaces=interfaces)
+
+
+def load(path: Path) -> config.Config:
+    infos = plugins.discover()
+    return config.load(path, plugins.sections(infos), {i.name for i in infos if i.loaded})
+
+
+def check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`orchestrator check-config --config PATH`, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "check-config", "--config", str(path)],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+
+
+def exec_entry(command: list[str | Path], events: list[str], **keys: Any) -> str:
+    """One ``[[exec]]`` table of the exec plugin, as a user writes it."""
+    lines = ["[[exec]]", f"events = {events!r}".replace("'", '"'),
+             "command = [" + ", ".join(f'"{part}"' for part in command) + "]"]
+    lines += [f"{key} = {value!r}".replace("'", '"').replace("True", "true") for key, value in keys.items()]
+    return "\n".join(lines) + "\n\n"
+
+
+def shell_script(directory: Path, name: str, body: str) -> Path:
+    """An executable ``/bin/sh`` script ``directory/name`` running ``body`` (dedented)."""
+    path = directory / name
+    path.write_text("#!/bin/sh\n" + textwrap.dedent(body))
+    path.chmod(0o755)
+    return path

@@ -1,0 +1,245 @@
+"""NetworkState fed with recorded netlink messages: the derived events of each DHCP client's sequence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator_testkit import recorded_netlink as r
+from orchestrator_testkit.configs import load, write
+
+from orchestrator.events import LinkChanged, TunnelAddressChanged, Uplink, UplinkChanged
+from orchestrator.netlink import queries
+from orchestrator.state import NetworkState, RouteReread
+from orchestrator.view import KernelView
+
+ETH, TEREDO = 2, 7
+
+
+def unchanged_routes(s: NetworkState) -> RouteReread:
+    """A kernel that removed nothing behind our back: it has exactly the routes the view has."""
+    return lambda family, table: [r for r in s.view.routes.values() if (r.family, r.table) == (family, table)]
+
+
+def state(tmp_path: Path, *initial: bytes) -> NetworkState:
+    """A primed state with no reference: the uplink comes from the main table's default route."""
+    s = NetworkState(load(write(tmp_path)), lookup=lambda _dst: None)
+    s._reread = unchanged_routes(s)
+    for event in r.decode(r.link(ETH, "eth0"), r.link(TEREDO, "teredo"), *initial):
+        s.apply(event)
+    s.prime()
+    return s
+
+
+def feed(s: NetworkState, *datagrams: bytes, now: float = 1.0) -> list[object]:
+    derived: list[object] = []
+    for event in r.decode(*datagrams):
+        derived.extend(s.apply(event))
+    derived.extend(s.settle(now))
+    return derived
+
+
+def uplink_changes(events: list[object]) -> list[tuple[Uplink | None, Uplink | None]]:
+    return [(e.old, e.new) for e in events if isinstance(e, UplinkChanged)]
+
+
+LEASE_A = (
+    r.address(ETH, "10.1.0.100/24"),
+    r.route("10.1.0.0/24", ETH),
+    r.route("0.0.0.0/0", ETH, "10.1.0.1"),
+)
+A = Uplink("eth0", "10.1.0.100/24", "10.1.0.1")
+B = Uplink("eth0", "10.2.0.100/24", "10.2.0.1")
+
+
+def test_start_up_dump_is_silent_and_sets_the_uplink(tmp_path: Path) -> None:
+    s = state(tmp_path, *LEASE_A)
+    assert s.tracker.current == A
+
+
+def test_first_lease_then_renewal(tmp_path: Path) -> None:
+    s = state(tmp_path)
+    assert uplink_changes(feed(s, *LEASE_A)) == [(None, A)]
+    assert feed(s, r.address(ETH, "10.1.0.100/24"), now=2.0) == []
+
+
+def test_dhclient_move_flush_then_add_is_one_move(tmp_path: Path) -> None:
+    s = state(tmp_path, *LEASE_A)
+    events = feed(
+        s,
+        r.address(ETH, "10.1.0.100/24", deleted=True),
+        r.route("10.1.0.0/24", ETH, deleted=True),
+        r.address(ETH, "10.2.0.100/24"),
+        r.route("10.2.0.0/24", ETH),
+        r.route("0.0.0.0/0", ETH, "10.2.0.1"),
+    )
+    assert uplink_changes(events) == [(A, B)]
+
+
+def test_udhcpc_bursts_are_one_move(tmp_path: Path) -> None:
+    """udhcpc: add /8, delete, add /24, then the default route in a later burst."""
+    s = state(tmp_path)
+    assert feed(s, r.address(ETH, "10.2.0.100/8"), r.route("10.0.0.0/8", ETH)) == []
+    assert (
+        feed(s, r.address(ETH, "10.2.0.100/8", deleted=True), r.route("10.0.0.0/8", ETH, deleted=True)) == []
+    )
+    events = feed(
+        s, r.address(ETH, "10.2.0.100/24"), r.route("10.2.0.0/24", ETH), r.route("0.0.0.0/0", ETH, "10.2.0.1")
+    )
+    assert uplink_changes(events) == [(None, B)]
+
+
+def test_release_starts_the_settle_timer_and_rereads_routes(tmp_path: Path) -> None:
+    """dhclient's release: DELADDR, subnet route deletion; the default route vanishes silently."""
+    s = state(tmp_path, *LEASE_A)
+    s._reread = lambda family, table: []
+    events = feed(
+        s, r.address(ETH, "10.1.0.100/24", deleted=True), r.route("10.1.0.0/24", ETH, deleted=True), now=5.0
+    )
+    assert [(e.dst, e.deleted) for e in events] == [("0.0.0.0", True)]  # type: ignore[attr-defined]
+    assert s.tracker.loss_deadline == 5.0 + 0.3
+    assert uplink_changes(s.tracker.expire(5.3)) == [(A, None)]  # type: ignore[arg-type]
+
+
+def test_routes_in_other_tables_and_lan_interfaces_are_not_uplinks(tmp_path: Path) -> None:
+    s = state(tmp_path, r.link(9, "lan0"))
+    assert feed(s, r.address(9, "192.0.2.1/24"), r.route("0.0.0.0/0", 9, "192.0.2.254")) == []
+    assert s.tracker.current is None
+
+
+def test_tunnel_address_waits_for_dad_and_follows_the_name(tmp_path: Path) -> None:
+    s = state(tmp_path)
+    teredo = "2001:0:c633:6401::1"
+    assert feed(s, r.address(TEREDO, f"{teredo}/128", tentative=True)) == []
+    assert feed(s, r.address(TEREDO, f"{teredo}/128")) == [TunnelAddressChanged("teredo", None, teredo)]
+    # miredo restarts: the link goes, a new one with a new index comes with a new address.
+    gone = feed(s, r.link(TEREDO, "teredo", deleted=True))
+    assert TunnelAddressChanged("teredo", teredo, None) in gone
+    assert LinkChanged("teredo", False, False, False) in gone
+    new = "2001:0:c633:6401::2"
+    back = feed(
+        s, r.link(12, "teredo"), r.address(12, "fe80::ffff:ffff:ffff/64"), r.address(12, f"{new}/128")
+    )
+    assert TunnelAddressChanged("teredo", None, new) in back
+
+
+def test_link_changed_only_for_configured_interfaces(tmp_path: Path) -> None:
+    s = state(tmp_path, r.link(20, "veth-other"))
+    assert feed(s, r.link(20, "veth-other", carrier=False)) == []
+    assert feed(s, r.link(ETH, "eth0", carrier=False)) == [LinkChanged("eth0", True, False, True)]
+
+
+def test_resync_replays_the_net_difference(tmp_path: Path) -> None:
+    s = state(tmp_path, *LEASE_A)
+    fresh = KernelView()
+    for event in r.decode(
+        r.link(ETH, "eth0"),
+        r.link(TEREDO, "teredo"),
+        r.address(ETH, "10.2.0.100/24"),
+        r.route("10.2.0.0/24", ETH),
+        r.route("0.0.0.0/0", ETH, "10.2.0.1"),
+    ):
+        fresh.apply(event)
+    changes, derived = s.resync(fresh, 3.0)
+    kinds = sorted((type(c).__name__, c.deleted) for c in changes)
+    # The default route keeps its key (same metric and interface): one replacement, not two events.
+    assert kinds == [
+        ("AddressEvent", False),
+        ("AddressEvent", True),
+        ("RouteEvent", False),
+        ("RouteEvent", False),
+        ("RouteEvent", True),
+    ]
+    assert uplink_changes(derived) == [(A, B)]
+    assert s.view.snapshot() == fresh.snapshot()
+
+
+def test_resync_with_a_changed_carrier_counter_probes_the_gateway(tmp_path: Path) -> None:
+    s = state(tmp_path, *LEASE_A)
+    s.tracker.probe_wanted = False
+    fresh = KernelView()
+    for event in r.decode(r.link(ETH, "eth0", carrier_changes=2), r.link(TEREDO, "teredo"), *LEASE_A):
+        fresh.apply(event)
+    _, derived = s.resync(fresh, 3.0)
+    assert uplink_changes(derived) == []
+    assert s.tracker.probe_wanted
+
+
+def test_reference_route_from_the_kernel_decides(tmp_path: Path) -> None:
+    """With a reference, the kernel's own route towards it picks the uplink among several."""
+    path = write(tmp_path, uplinks='reference = "198.51.100.1"')
+    s = NetworkState(
+        load(path), "198.51.100.1", lookup=lambda _dst: queries.RouteLookup(3, "10.3.0.1", "10.3.0.7")
+    )
+    s._reread = unchanged_routes(s)
+    for event in r.decode(
+        r.link(ETH, "eth0"),
+        r.link(3, "eth1"),
+        *LEASE_A,
+        r.address(3, "10.3.0.7/24"),
+        r.route("0.0.0.0/0", 3, "10.3.0.1", metric=600),
+    ):
+        s.apply(event)
+    s.prime()
+    assert s.tracker.current == Uplink("eth1", "10.3.0.7/24", "10.3.0.1")
+
+
+def test_a_gateway_left_over_from_the_previous_network_is_no_uplink(tmp_path: Path) -> None:
+    """Add-new-then-delete-old leaves the old default route in the kernel, its gateway no longer on
+    any subnet: not an uplink (no half-move), until the new default route comes."""
+    s = state(tmp_path, *LEASE_A)
+    assert (
+        feed(
+            s,
+            r.address(ETH, "10.2.0.100/24"),
+            r.route("10.2.0.0/24", ETH),
+            r.address(ETH, "10.1.0.100/24", deleted=True),
+            r.route("10.1.0.0/24", ETH, deleted=True),
+        )
+        == []
+    )
+    events = feed(
+        s, r.route("0.0.0.0/0", ETH, "10.1.0.1", deleted=True), r.route("0.0.0.0/0", ETH, "10.2.0.1")
+    )
+    assert uplink_changes(events) == [(A, B)]
+
+
+PPP_INTERFACES = '[[interfaces]]\nmatch = "ppp0"\nrole = "uplink"\n'
+PPP, PPP_REDIALLED = 9, 10
+
+
+def ppp_state(tmp_path: Path, gateway: str | None) -> NetworkState:
+    """pppd's unit dialled: ``198.51.100.7 peer 203.0.113.1/32`` (IFA_LOCAL ours, IFA_ADDRESS the
+    peer) and a default route into it, with no gateway or via the peer (which no subnet holds: the
+    kernel reaches it through the peer's host route)."""
+    s = NetworkState(load(write(tmp_path, interfaces=PPP_INTERFACES)), lookup=lambda _dst: None)
+    s._reread = unchanged_routes(s)
+    for event in r.decode(
+        r.link(PPP, "ppp0"),
+        r.address(PPP, "198.51.100.7/32", peer="203.0.113.1"),
+        r.route("0.0.0.0/0", PPP, gateway),
+    ):
+        s.apply(event)
+    s.prime()
+    return s
+
+
+def test_point_to_point_uplink_is_our_address_never_the_peer(tmp_path: Path) -> None:
+    for gateway in (None, "203.0.113.1"):
+        s = ppp_state(tmp_path, gateway)
+        assert s.tracker.current == Uplink("ppp0", "198.51.100.7/32", gateway)
+
+
+def test_point_to_point_redial_with_a_new_address_is_one_move(tmp_path: Path) -> None:
+    s = ppp_state(tmp_path, None)
+    assert uplink_changes(feed(s, r.link(PPP, "ppp0", deleted=True), now=1.0)) == []
+    assert s.tracker.loss_deadline == 1.0 + 0.3  # settle_ms: the address and route went with the unit
+    events = feed(
+        s,
+        r.link(PPP_REDIALLED, "ppp0"),
+        r.address(PPP_REDIALLED, "198.51.100.9/32", peer="203.0.113.2"),
+        r.route("0.0.0.0/0", PPP_REDIALLED),
+        now=1.1,
+    )
+    old, new = Uplink("ppp0", "198.51.100.7/32", None), Uplink("ppp0", "198.51.100.9/32", None)
+    assert uplink_changes(events) == [(old, new)]
+    assert s.tracker.loss_deadline is None and not s.tracker.probe_wanted
