@@ -18,6 +18,7 @@ from typing import Any
 
 from . import config as config_module
 from . import plugins as plugin_module
+from . import uplink_record
 from .context import PluginContext
 from .dispatch import CONTROL_LANE, POLICY_LANE, UPLINK_LANE, Dispatcher, interface_lane
 from .engine import Engine
@@ -75,6 +76,7 @@ class Daemon:
             Watchdog(self.notifier, interval, self.dispatcher.wedged, self.counters, self._status_changed)
             if interval is not None else None
         )
+        self.record = uplink_record.record_path(config.daemon.control_socket)
         self.reload_problem: str | None = None
         self.running = False  # between READY and stopping: the only time a reload is taken
         self._stop = asyncio.Event()
@@ -98,6 +100,9 @@ class Daemon:
         # Plugins reach their start-up state before the first event (which waits in the socket).
         self.dispatcher.submit(CONTROL_LANE, "orchestrator_startup", {})
         await self.dispatcher.drain(CONTROL_LANE, self.config.daemon.plugin_timeout_s + 0.5)
+        # Then what changed while no daemon watched, as moves of their own.
+        self.engine.resume(uplink_record.read(self.record))
+        self._record_uplink()
         self.engine.stream()
         log.info(
             "running: plugins %s, uplink %s",
@@ -241,6 +246,7 @@ class Daemon:
                 move,
                 on_done=lambda: self.moves.dispatched(move),
             )
+            self._record_uplink()
         elif isinstance(event, TunnelAddressChanged):
             current = self.moves.current
             self.dispatcher.submit(
@@ -262,8 +268,13 @@ class Daemon:
             log.warning("resynchronised after a netlink overrun: %d changes replayed", event.replayed)
         elif isinstance(event, GatewayLearned):
             log.info("gateway %s on %s is at %s", event.gateway, event.interface, event.lladdr)
+            self._record_uplink()
         elif log.isEnabledFor(logging.DEBUG):
             log.debug("%s", event)
+
+    def _record_uplink(self) -> None:
+        """Keep the uplink as reported for a restarted daemon (see ``uplink_record``)."""
+        uplink_record.write(self.record, self.engine.state.tracker.current)
 
     def _on_phase(self, move: Move, phase: str) -> None:
         self.dispatcher.submit(CONTROL_LANE, "orchestrator_move_phase", {"move": move, "phase": phase})

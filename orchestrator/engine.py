@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from . import arp
 from .config import Config
-from .events import AnyEvent, RawEvent, Resync
+from .events import AnyEvent, RawEvent, Resync, Uplink
 from .netlink import queries, wire
 from .netlink.source import NetlinkSource
 from .state import NetworkState
@@ -59,6 +59,13 @@ class Engine:
         wait in the socket until ``stream``."""
         self.source.open_and_dump(self.state.view.apply)
         self.state.prime()
+
+    def resume(self, last: Uplink | None) -> None:
+        """Report what changed while no daemon watched (see ``NetworkState.resume``); called once
+        the plugins have started, so they act on it like on any move."""
+        now = time.monotonic()
+        for event in self.state.resume(last):
+            self._sink(event, now)
 
     def stream(self) -> None:
         """Start reading changes (and the timers and probes the first picture asks for)."""

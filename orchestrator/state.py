@@ -145,11 +145,54 @@ class NetworkState:
         derived: list[DerivedEvent] = []
         for event in changes:
             derived.extend(self.apply(event))
+        self.view.addresses.update(fresh.addresses)  # equal but for their creation times: take the kernel's
         self._uplink_dirty = True
         settled = self.settle(now)
         changes.extend(e for e in settled if isinstance(e, RouteEvent))
-        derived.extend(e for e in settled if isinstance(e, UplinkChanged))
+        moves = [e for e in settled if isinstance(e, UplinkChanged)]
+        if not moves and self.tunnels_older_than_uplink():
+            moves.append(self.tracker.missed(None))  # gone and back within the overrun: unseen
+        derived.extend(moves)
         return changes, derived
+
+    def resume(self, last: Uplink | None) -> list[UplinkChanged]:
+        """The moves that happened while no daemon watched, judged once the first dump is in.
+
+        ``last`` is the uplink the previous run recorded (None: no usable record, or it had none).
+        A recorded uplink is the reference: another one now (or none) is a move, the same one is
+        not (even when a DHCP client restarted and re-created the address), and its gateway's
+        link-layer address is kept so the first probe tells another router apart.  Without one the
+        kernel's creation times decide: a tunnel address made before the uplink's IPv4 address
+        belongs to the network before.
+        """
+        current = self.tracker.current
+        if last is not None:
+            if current is not None and current.same_network(last):
+                self.tracker.remember_gateway(last.gateway_lladdr)
+                return []
+            return [self.tracker.missed(last)]
+        if current is not None and self.tunnels_older_than_uplink():
+            return [self.tracker.missed(None)]
+        return []
+
+    def tunnels_older_than_uplink(self) -> list[str]:
+        """Tunnels (role ``tunnel``) holding a global address the kernel created before the
+        uplink's IPv4 address: made on the previous network, so dead after the move."""
+        uplink = self.tracker.current
+        link = self.view.link_named(uplink.interface) if uplink is not None else None
+        if uplink is None or link is None:
+            return []
+        ip = str(uplink.ip)
+        addresses = self.view.addresses_of(link.index, socket.AF_INET)
+        made = next((a.created for a in addresses if a.address == ip), None)
+        if made is None:
+            return []
+        return sorted(
+            tunnel.name
+            for tunnel in self.view.links.values()
+            if self.config.role(tunnel.name) == "tunnel"
+            and any(a.created is not None and a.created < made for a in self.global_ipv6(tunnel.index))
+        )
 
     # -- derived: uplink ----------------------------------------------------------------------
 

@@ -11,7 +11,10 @@ Pure logic with the clock passed in, so recorded sequences can be replayed in un
   or route went away (udhcpc's add /8, delete, add /24 and dhclient's flush-then-add are one move);
 - the same identity coming back within the grace is nothing, except that after a carrier change the
   gateway's link-layer address is probed again: the same address and gateway behind a different
-  router is a move.
+  router is a move;
+- what changed while no daemon watched is a move too, reported once the plugins have started
+  (``missed``; ``NetworkState.resume`` decides from the previous run's record or the kernel's
+  address creation times).
 """
 
 from __future__ import annotations
@@ -109,6 +112,17 @@ class UplinkTracker:
             return [self._change(learned)]
         self.current = learned
         return [GatewayLearned(uplink.interface, uplink.gateway, lladdr)]
+
+    def missed(self, last: Uplink | None) -> UplinkChanged:
+        """A move from ``last`` (None: unknown) to the current uplink that happened unseen: while
+        the daemon was not running, or hidden by a netlink overrun."""
+        return UplinkChanged(old=last, new=self.current, move=next(self._moves))
+
+    def remember_gateway(self, lladdr: str | None) -> None:
+        """The gateway's link-layer address as last seen, for the same address and gateway: the
+        next probe's answer then tells the same router from another one handing out the same."""
+        if self.current is not None and self.current.gateway_lladdr is None and lladdr is not None:
+            self.current = replace(self.current, gateway_lladdr=lladdr)
 
     def _change(self, new: Uplink | None) -> UplinkChanged:
         event = UplinkChanged(old=self.current, new=new, move=next(self._moves))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from orchestrator_testkit import REPO
 from orchestrator_testkit.lab import Lab
+from orchestrator_testkit.teredo_rig import Rig, rig_for
 
 EXAMPLES = REPO / "examples"
 
@@ -37,3 +38,10 @@ def examples_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     command = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps"]
     subprocess.run([*command, "--target", str(site), *projects], check=True)
     return site
+
+
+@pytest.fixture
+def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
+    """The daemon (routing + teredo) in a TeredoLab node whose miredo qualified first; the
+    daemon must stop cleanly at the end.  Parametrize indirectly with ``renew_after`` / ``grace``."""
+    yield from rig_for(request)

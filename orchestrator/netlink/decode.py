@@ -91,9 +91,10 @@ def decode_address(data: memoryview, offset: int, length: int, kind: int) -> Add
     point_to_point = raw_local is not None and raw_remote is not None and raw_local != raw_remote
     flags = u32(attrs.get(IFA_FLAGS), flags)
     valid: int | None = None
+    created: int | None = None
     cacheinfo = attrs.get(IFA_CACHEINFO)
     if cacheinfo is not None:
-        _preferred, valid_raw, _c, _t = CACHEINFO.unpack_from(cacheinfo)
+        _preferred, valid_raw, created, _updated = CACHEINFO.unpack_from(cacheinfo)
         valid = None if valid_raw == INFINITY_LIFE_TIME else valid_raw
     return AddressEvent(
         index=index,
@@ -103,6 +104,7 @@ def decode_address(data: memoryview, offset: int, length: int, kind: int) -> Add
         tentative=bool(flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)),
         deprecated=bool(flags & IFA_F_DEPRECATED),
         valid_lft=valid,
+        created=created,
         deleted=kind == RTM_DELADDR,
         scope=scope,
         peer=ip_text(family, raw_remote) if point_to_point else None,

@@ -109,6 +109,11 @@ class DaemonProcess:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=30)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer ends it: nothing of it runs its shutdown."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
 
 def client_hook(directory: Path, config: Path, python: str = sys.executable) -> Path:
     """The thin client hook `orchestrator hook --print-client-hook` writes (naming ``python``),

@@ -36,7 +36,8 @@ def link(index: int, name: str, carrier: bool = True, up: bool = True, deleted: 
 
 
 def address(index: int, cidr: str, deleted: bool = False, tentative: bool = False,
-            peer: str | None = None) -> bytes:
+            peer: str | None = None, created: int | None = None) -> bytes:
+    """``created``: the kernel's creation stamp (IFA_CACHEINFO cstamp, 1/100 s since boot)."""
     ip, prefix = cidr.split("/")
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     m = ifaddrmsg()
@@ -47,6 +48,10 @@ def address(index: int, cidr: str, deleted: bool = False, tentative: bool = Fals
     m["scope"] = 253 if ip.startswith("fe80:") else 0  # the kernel scopes link-local addresses
     m["attrs"] = [("IFA_ADDRESS", peer or ip), ("IFA_LOCAL", ip)] if family == socket.AF_INET \
         else [("IFA_ADDRESS", ip)]
+    if created is not None:
+        forever = wire.INFINITY_LIFE_TIME
+        m["attrs"].append(("IFA_CACHEINFO", {"ifa_preferred": forever, "ifa_valid": forever,
+                                             "cstamp": created, "tstamp": created}))
     return _finish(m, wire.RTM_DELADDR if deleted else wire.RTM_NEWADDR)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from orchestrator_testkit import recorded_netlink as r
 from orchestrator_testkit.configs import load, write
 
-from orchestrator.events import LinkChanged, TunnelAddressChanged, Uplink, UplinkChanged
+from orchestrator.events import GatewayLearned, LinkChanged, TunnelAddressChanged, Uplink, UplinkChanged
 from orchestrator.netlink import queries
 from orchestrator.state import NetworkState, RouteReread
 from orchestrator.view import KernelView
@@ -120,6 +121,46 @@ def test_tunnel_address_waits_for_dad_and_follows_the_name(tmp_path: Path) -> No
         s, r.link(12, "teredo"), r.address(12, "fe80::ffff:ffff:ffff/64"), r.address(12, f"{new}/128")
     )
     assert TunnelAddressChanged("teredo", None, new) in back
+
+
+TEREDO_ADDRESS = "2001:0:c633:6401::1"
+MAC_A, MAC_C = "02:00:00:00:0a:01", "02:00:00:00:0c:01"
+
+
+def aged(tmp_path: Path, uplink_made: int, teredo_made: int) -> NetworkState:
+    """The uplink of lease A and a Teredo address, created at the given kernel stamps."""
+    return state(
+        tmp_path,
+        r.address(ETH, "10.1.0.100/24", created=uplink_made),
+        *LEASE_A[1:],
+        r.address(TEREDO, f"{TEREDO_ADDRESS}/128", created=teredo_made),
+    )
+
+
+def test_resuming_on_the_recorded_uplink_is_no_move_but_its_gateway_is_remembered(tmp_path: Path) -> None:
+    s = aged(tmp_path, uplink_made=500, teredo_made=100)  # a DHCP client restarted: no matter
+    assert s.resume(replace(A, gateway_lladdr=MAC_A)) == []
+    assert s.gateway_seen(A, MAC_A)[0] == GatewayLearned("eth0", "10.1.0.1", MAC_A)
+    s = aged(tmp_path, uplink_made=500, teredo_made=100)
+    s.resume(replace(A, gateway_lladdr=MAC_A))
+    assert uplink_changes(s.gateway_seen(A, MAC_C)) == [  # type: ignore[arg-type]
+        (replace(A, gateway_lladdr=MAC_A), replace(A, gateway_lladdr=MAC_C))
+    ]
+
+
+def test_another_uplink_than_the_recorded_one_or_none_is_a_missed_move(tmp_path: Path) -> None:
+    s = aged(tmp_path, uplink_made=100, teredo_made=500)
+    assert uplink_changes(s.resume(B)) == [(B, A)]  # type: ignore[arg-type]
+    s = state(tmp_path)
+    assert uplink_changes(s.resume(A)) == [(A, None)]  # type: ignore[arg-type]
+
+
+def test_without_a_record_a_tunnel_address_older_than_the_uplink_is_a_missed_move(tmp_path: Path) -> None:
+    s = aged(tmp_path, uplink_made=500, teredo_made=100)
+    assert s.tunnels_older_than_uplink() == ["teredo"]
+    assert uplink_changes(s.resume(None)) == [(None, A)]  # type: ignore[arg-type]
+    s = aged(tmp_path, uplink_made=100, teredo_made=500)
+    assert s.tunnels_older_than_uplink() == [] and s.resume(None) == []
 
 
 def test_link_changed_only_for_configured_interfaces(tmp_path: Path) -> None:
