@@ -42,7 +42,7 @@ unit: venv
 demo: deps venv
 	@$(BIN)/python scripts/demo.py
 
-BENCHES := bench/latency.py bench/ingest.py bench/idle.py bench/hook.py bench/teredo_move.py bench/handover.py bench/exec.py bench/dependencies.py
+BENCHES := bench/latency.py bench/ingest.py bench/idle.py bench/hook.py bench/teredo_move.py bench/handover.py bench/exec.py bench/dependencies.py bench/restart.py
 
 bench: deps venv
 	@for b in $(BENCHES); do $(BIN)/python $$b || exit 1; done
