@@ -19,12 +19,11 @@ from typing import Any
 
 import pluggy
 
-from . import eager
+from . import eager, workers
 from .context import PluginContext
 from .hookspecs import CARRIES_STATE
 from .moves import Move
 from .plugins import call_each
-from .workers import WorkerThreads
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class Lane:
 
 
 class Dispatcher:
-    """Runs hook calls for the enabled plugins registered in ``pm``."""
+    """Runs hook calls for the enabled plugins registered in ``pm``; made on the loop it serves."""
 
     def __init__(
         self,
@@ -75,7 +74,8 @@ class Dispatcher:
         self.timeout_s = timeout_s
         self.counters = counters
         self.lanes: dict[str, Lane] = {}
-        self._threads = WorkerThreads()
+        self._loop = asyncio.get_running_loop()
+        self._threads = workers.WorkerThreads()
         self._closing = False
         self._abandoned: dict[asyncio.Future[Any], float] = {}  # tasks that outlived their timeout
 
@@ -181,7 +181,14 @@ class Dispatcher:
     # -- services offered to plugins through their context ------------------------------------------
 
     def ask(self, hook: str, kwargs: dict[str, Any]) -> Any:
-        """A first-result question, answered at once on the loop (see ``PluginContext.ask``)."""
+        """A first-result question, answered at once on the loop (see ``PluginContext.ask``).
+
+        Asked from a worker thread (a plain-function hook), it is handed to the loop and the thread
+        waits for the answer, at most as long as its own call may take.
+        """
+        if not workers.on_loop(self._loop):
+            return workers.answer_from(self._loop, partial(self.ask, hook, kwargs), self.timeout_s)
+
         def context(plugin: str) -> dict[str, Any]:
             return {"context": self.contexts[plugin]}
 
@@ -194,7 +201,11 @@ class Dispatcher:
         return None
 
     def report(self, plugin: str, problem: str, move: Move | None) -> None:
-        """A failure a plugin found itself (see ``PluginContext.report``)."""
+        """A failure a plugin found itself (see ``PluginContext.report``); reported from a worker
+        thread (a plain-function hook), it is handed to the loop and handled there the same way."""
+        if not workers.on_loop(self._loop):
+            self._loop.call_soon_threadsafe(self.report, plugin, problem, move)
+            return
         log.error("%s: %s", plugin, problem)
         self.counters["plugin_failures"] += 1
         # A move that has ended keeps its outcome and problems: a late report is logged and counted.

@@ -7,7 +7,9 @@ object) decorated with ``orchestrator.hookimpl``.  Declare only the arguments yo
 by name.  Every event hook also accepts ``context``, the ``PluginContext`` of your plugin (your config
 section, a logger named after you, the move timeline, the network state, read-only).  The network state
 changes on the event loop: read it from ``async def`` hooks; a plain function runs in a worker thread
-and should use only what its arguments carry.
+and should use only what its arguments carry, ``context.report`` and ``context.ask``: these two are
+handed to the event loop and behave as they do from a coroutine (``ask`` waits for the loop's answer,
+at most ``daemon.plugin_timeout_s``, then raises ``TimeoutError``).
 
 The daemon calls the implementations of one hook one by one, in the order of ``plugins.enable``
 (pluggy's ``tryfirst``/``trylast`` still apply), not through pluggy's ``hook()`` call, so that one

@@ -1,14 +1,19 @@
-"""Worker threads for plugin hooks written as plain functions.
+"""Worker threads for plugin hooks written as plain functions, and their way back to the loop.
 
 Why not ``concurrent.futures.ThreadPoolExecutor``: its threads are joined at interpreter exit, so
 one plugin call that never returns would keep a stopping daemon alive forever.  These are daemon
 threads: a call abandoned after its timeout keeps its thread, the pool grows by one, and the
 process can still exit.
+
+A plain function may call back into the daemon (``context.report``, ``context.ask``), whose state
+belongs to the event loop: ``on_loop`` tells whether the caller is on it, ``answer_from`` runs a
+function there for a thread and waits for its result.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import queue
 import threading
@@ -26,6 +31,38 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the caller runs on ``loop`` (not on a worker thread, nor on another loop)."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:  # no loop runs in this thread
+        return False
+
+
+def answer_from(loop: asyncio.AbstractEventLoop, function: Callable[[], Any], timeout_s: float) -> Any:
+    """Run ``function`` on ``loop`` for a thread and return its result (or raise its error).
+
+    Waits at most ``timeout_s``: a loop that does not answer by then raises ``TimeoutError`` here,
+    and the function is then not run at all, unless it has already started.
+    """
+    answer: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def run() -> None:
+        if not answer.set_running_or_notify_cancel():
+            return  # the thread gave up waiting
+        try:
+            answer.set_result(function())
+        except BaseException as error:
+            answer.set_exception(error)
+
+    loop.call_soon_threadsafe(run)
+    try:
+        return answer.result(timeout_s)
+    except concurrent.futures.TimeoutError:
+        answer.cancel()
+        raise TimeoutError(f"the event loop did not answer within {timeout_s:g} s") from None
 
 
 class WorkerThreads:

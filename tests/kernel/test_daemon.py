@@ -63,6 +63,37 @@ def test_misbehaving_plugins_are_isolated_and_the_daemon_survives(lab: Lab) -> N
     assert daemon.stop() == 0
 
 
+def test_a_plain_function_reports_through_the_event_loop(lab: Lab) -> None:
+    """A hook written as a plain function runs in a worker thread; its context.report reaches the
+    move and every orchestrator_on_error, move after move."""
+    site = plugin_site.build(lab.tmp / "site")
+    witness = lab.tmp / "witness.jsonl"
+    config = write(lab.tmp, enable=["threaded", "witness"])
+    node = node_with_uplink(lab)
+    daemon = DaemonProcess(node, config, lab.tmp / "control.sock",
+                           env=plugin_site.environment(site, WITNESS_FILE=str(witness)))
+
+    for number, move in enumerate((move_to_second_network, move_to_first_network, move_to_second_network), 1):
+        move(node)
+        wait_for(lambda n=number: len(finished_moves(daemon)) == n, 30, f"move {number} to finish")
+
+    def witnessed() -> list[dict[str, Any]] | None:
+        lines = [json.loads(x) for x in witness.read_text().splitlines()] if witness.exists() else []
+        heard = [x for x in lines if x["hook"] in ("on_error", "move_finished")]
+        return heard if len(heard) == 6 else None
+
+    records = wait_for(witnessed, 15, "three on_error and three move_finished calls")
+    moves = [m["id"] for m in finished_moves(daemon)]
+    problems = {m: f"reported from a thread in move {m}" for m in moves}
+    assert [(r["plugin"], r["failed"], r["error"]) for r in records if r["hook"] == "on_error"] == [
+        ("threaded", "report", problems[m]) for m in moves]
+    assert [(r["move"], r["outcome"], r["problems"]) for r in records if r["hook"] == "move_finished"] == [
+        (m, "failed", [problems[m]]) for m in moves]
+    counters = daemon.status()["counters"]
+    assert counters["plugin_failures"] == 3 and counters["plugin_errors"] == 0
+    assert daemon.stop() == 0
+
+
 def test_enabling_a_broken_plugin_is_a_config_error(lab: Lab) -> None:
     site = plugin_site.build(lab.tmp / "site")
     config = write(lab.tmp, enable=["broken"])

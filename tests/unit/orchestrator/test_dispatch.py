@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrator_testkit.configs import load, write
 
-from orchestrator import hookimpl, plugins
+from orchestrator import hookimpl, plugins, workers
 from orchestrator.context import PluginContext
 from orchestrator.dispatch import UPLINK_LANE, Dispatcher, interface_lane
 from orchestrator.events import LinkChanged, Uplink, UplinkChanged
@@ -85,11 +85,11 @@ class Harness:
         self.finished: list[str] = []
         self.moves = MoveLog(5.0, lambda m, p: None, lambda m: self.finished.append(m.outcome or ""))
         state = NetworkState(config, lookup=lambda _d: None, reread=lambda _f, _t: [])
-        contexts = {
-            name: PluginContext(name, config, state, self.moves, logging.getLogger(name), self.counters)
-            for name in named
-        }
+        contexts: dict[str, PluginContext] = {}
         self.dispatcher = Dispatcher(self.pm, contexts, timeout, self.counters)
+        for name in named:  # as the daemon makes them: the dispatcher serves their ask and report
+            contexts[name] = PluginContext(name, config, state, self.moves, logging.getLogger(name),
+                                           self.counters, services=self.dispatcher)
 
     def move(self, old: Uplink | None, new: Uplink | None, number: int) -> None:
         event = UplinkChanged(old, new, number)
@@ -98,10 +98,9 @@ class Harness:
                                move, on_done=lambda: self.moves.dispatched(move))
 
     async def settle(self) -> None:
-        for name in list(self.dispatcher.lanes):
-            assert await self.dispatcher.drain(name, 5.0)
-        for name in list(self.dispatcher.lanes):  # errors queued by the first pass
-            assert await self.dispatcher.drain(name, 5.0)
+        for _ in range(2):  # the second pass: errors queued by the first
+            for name in list(self.dispatcher.lanes):
+                assert await self.dispatcher.drain(name, 5.0), f"lane {name} never became idle"
 
 
 def run(coro: Any) -> Any:
@@ -333,3 +332,75 @@ def test_a_reported_failure_reaches_on_error_and_the_move(tmp_path: Path) -> Non
         await h.dispatcher.close()
 
     run(go())
+
+
+class PredictsOnTheLoop:
+    """Answers only on the event loop, where questions are answered (``get_running_loop`` raises
+    in a thread without one)."""
+
+    @hookimpl
+    def orchestrator_expected_coa(self) -> str:
+        asyncio.get_running_loop()
+        return "2001:db8::1"
+
+
+class ReportsFromAThread:
+    """A plain-function hook, so it runs in a worker thread: it asks a question and reports a problem."""
+
+    def __init__(self) -> None:
+        self.answers: list[Any] = []
+
+    @hookimpl
+    def orchestrator_uplink_changed(self, context: PluginContext, move: Any) -> None:
+        self.answers.append(context.ask("orchestrator_expected_coa", config=None, state=None, exclude=None))
+        context.report(f"found in a thread during move {move.id}", move)
+
+
+def test_report_and_ask_from_a_plain_function_are_handed_to_the_loop(tmp_path: Path) -> None:
+    log: list[tuple[str, Any]] = []
+    threaded = ReportsFromAThread()
+
+    async def go() -> Harness:
+        named = {"threaded": threaded, "predicts": PredictsOnTheLoop(), "witness": Recorder("witness", log)}
+        h = Harness(tmp_path, named)
+        for number, (old, new) in enumerate([(A, B), (B, C), (C, A)], 1):
+            h.move(old, new, number)
+            await h.settle()
+        await h.dispatcher.close()
+        return h
+
+    h = run(go())
+    problems = [f"found in a thread during move {n}" for n in (1, 2, 3)]
+    errors = [entry[1] for entry in log if entry[1][0] == "error"]
+    assert errors == [("error", "threaded", "report", problem) for problem in problems]
+    assert threaded.answers == ["2001:db8::1"] * 3
+    assert [move.problems for move in h.moves.recent] == [[problem] for problem in problems]
+    assert h.finished == ["failed"] * 3
+    assert h.counters["plugin_failures"] == 3 and h.counters["plugin_errors"] == 0
+
+
+def test_a_thread_waits_for_the_loop_at_most_its_bound() -> None:
+    """The loop is kept busy (it waits for the thread) until the thread has given up: the question
+    is then never run."""
+    ran: list[str] = []
+    outcome: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            workers.answer_from(loop, lambda: ran.append("asked"), 0.05)
+        except TimeoutError as error:
+            outcome.append(error)
+
+    async def go() -> None:
+        thread = threading.Thread(target=ask)
+        thread.start()
+        thread.join()  # blocks the loop on purpose
+        await asyncio.sleep(0)  # the handed-over question's turn, now that nobody waits for it
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(go())
+    finally:
+        loop.close()
+    assert [str(error) for error in outcome] == ["the event loop did not answer within 0.05 s"]
+    assert ran == []
