@@ -392,12 +392,16 @@ def orchestrator_on_error(
     context: PluginContext, plugin: str, hook: str, error: str, move: Move | None
 ) -> None:
     """A plugin call failed: ``plugin`` is the failing plugin's name, ``hook`` the hook it failed in
-    (``"report"`` for a failure it reported itself with ``context.report``), ``error`` the exception as
-    ``"Type: message"``, ``"timeout after N s"`` or ``"cancelled"``, and ``move`` the move concerned
-    (an ``orchestrator_uplink_changed`` call's, or the one given to ``context.report``) or None.
+    (``"report"`` for a failure it reported itself with ``context.report``, or with ``part.failed``
+    after the part's move ended), ``error`` the exception as ``"Type: message"``,
+    ``"timeout after N s"`` or ``"cancelled"``, and ``move`` the move concerned (an
+    ``orchestrator_uplink_changed`` call's, or the one given to ``context.report``) or None.  A move
+    that had already ended keeps its outcome and problems: this call is then the only place the
+    failure shows.
 
-    * Called: for every failed call in a lane and every ``context.report``, the failing plugin
-      included; not for the hooks called directly (configuration, commands, questions).
+    * Called: for every failed call in a lane, every ``context.report`` and every ``part.failed``
+      after its move ended, the failing plugin included; not for the hooks called directly
+      (configuration, commands, questions).
     * Lane: ``control``; never superseded; bounded by ``daemon.plugin_timeout_s``.  A failure inside
       this hook is logged and counted but not reported to it again.
     * Result: ignored.

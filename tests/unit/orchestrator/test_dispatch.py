@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from orchestrator_testkit.configs import load, write
 
 from orchestrator import hookimpl, plugins, workers
@@ -404,3 +405,122 @@ def test_a_thread_waits_for_the_loop_at_most_its_bound() -> None:
         loop.close()
     assert [str(error) for error in outcome] == ["the event loop did not answer within 0.05 s"]
     assert ran == []
+
+
+# -- a problem after its move ended: logged, counted, passed to on_error; the ended move stays ----------
+
+class HearsErrors:
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, str, str, int | None]] = []
+
+    @hookimpl
+    def orchestrator_on_error(self, plugin: str, hook: str, error: str, move: Any) -> None:
+        self.heard.append((plugin, hook, error, move.id if move is not None else None))
+
+
+def test_a_call_that_fails_after_its_move_ended_leaves_the_move_as_it_was(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+
+    class FailsLate:
+        @hookimpl
+        async def orchestrator_uplink_changed(self, move: Any) -> None:
+            if move.id == 1:
+                await gate.wait()
+                raise RuntimeError("too late")
+
+    listener = HearsErrors()
+
+    async def go() -> Harness:
+        h = Harness(tmp_path, {"fails": FailsLate(), "listener": listener}, timeout=5)
+        h.move(A, B, 1)  # waits at the gate ...
+        h.move(B, C, 2)  # ... while a newer move supersedes its move
+        gate.set()
+        await h.settle()
+        await h.dispatcher.close()
+        return h
+
+    h = run(go())
+    first, second = h.moves.recent
+    assert (first.outcome, first.problems) == ("superseded", [])
+    assert (second.outcome, second.problems) == ("ok", [])
+    assert listener.heard == [("fails", "orchestrator_uplink_changed", "RuntimeError: too late", 1)]
+    assert h.counters["plugin_errors"] == 1
+
+
+def test_a_part_failed_after_its_move_ended_is_reported_as_its_holders(tmp_path: Path) -> None:
+    parts: list[Any] = []
+
+    class Holder:
+        @hookimpl
+        async def orchestrator_uplink_changed(self, move: Any) -> None:
+            parts.append(move.hold())
+
+    listener = HearsErrors()
+
+    async def go() -> Harness:
+        h = Harness(tmp_path, {"holder": Holder(), "listener": listener})
+        h.move(A, B, 1)
+        await h.settle()
+        h.moves.finish(h.moves.recent[-1], "timeout")
+        parts[0].failed("the tunnel never came up")
+        await h.settle()
+        await h.dispatcher.close()
+        return h
+
+    h = run(go())
+    move = h.moves.recent[-1]
+    assert (move.outcome, move.problems) == ("timeout", [])
+    assert listener.heard == [("holder", "report", "the tunnel never came up", 1)]
+    assert h.counters["plugin_failures"] == 1
+
+
+def test_a_part_taken_while_answering_a_question_is_the_answering_plugins(tmp_path: Path) -> None:
+    """The answer runs inside the asking plugin's call, yet the part it takes is its own."""
+
+    class Asks:
+        @hookimpl
+        async def orchestrator_uplink_changed(self, context: PluginContext) -> None:
+            context.ask("orchestrator_requalify_tunnel", interface="teredo", reason="no answer")
+
+    class Answers:
+        def __init__(self) -> None:
+            self.moves: MoveLog | None = None
+            self.parts: list[Any] = []
+
+        @hookimpl
+        def orchestrator_requalify_tunnel(self) -> bool:
+            assert self.moves is not None and self.moves.current is not None
+            self.parts.append(self.moves.current.hold())
+            return True
+
+    answers, listener = Answers(), HearsErrors()
+
+    async def go() -> None:
+        h = Harness(tmp_path, {"asks": Asks(), "answers": answers, "listener": listener})
+        answers.moves = h.moves
+        h.move(A, B, 1)
+        await h.settle()
+        h.moves.finish(h.moves.recent[-1], "superseded")
+        answers.parts[0].failed("the re-qualification failed")
+        await h.settle()
+        await h.dispatcher.close()
+
+    run(go())
+    assert listener.heard == [("answers", "report", "the re-qualification failed", 1)]
+
+
+def test_a_part_taken_outside_any_plugin_call_is_only_logged_when_it_fails_late(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def go() -> Harness:
+        h = Harness(tmp_path, {"listener": HearsErrors()})
+        move = h.moves.begin(UplinkChanged(A, B, 1), time.monotonic())
+        part = move.hold()  # the test's own code: no plugin is running
+        h.moves.finish(move, "superseded")
+        part.failed("late")
+        await h.dispatcher.close()
+        return h
+
+    h = run(go())
+    assert h.moves.recent[-1].problems == []
+    assert "a part of move 1 failed after the move ended: late" in caplog.text
