@@ -244,7 +244,12 @@ class Dispatcher:
             if asyncio.iscoroutinefunction(function):
                 future: asyncio.Future[Any] = _as_plugin(context, lambda: eager.start(function(**chosen)))
             else:
-                future = self._threads.run(partial(function, **chosen))
+                plugin = impl.plugin_name
+                held = self._threads.stuck(plugin)
+                if held >= workers.STUCK_THREADS_PER_PLUGIN:  # another thread would be one more left behind
+                    self.counters["plugin_calls_refused"] += 1
+                    return f"plugin {plugin} holds {held} threads that never returned: call not started"
+                future = self._threads.run(partial(function, **chosen), plugin)
             if not await self._finished(future, self.timeout_s):
                 return f"timeout after {self.timeout_s:g} s"
             result = future.result()
@@ -277,6 +282,10 @@ class Dispatcher:
             future.add_done_callback(lambda task: self._abandoned.pop(task, None))
         self.counters["plugin_timeouts"] += 1
         return False
+
+    def stuck_threads(self, plugin: str) -> int:
+        """Threads ``plugin``'s abandoned calls still hold (see ``workers.STUCK_THREADS_PER_PLUGIN``)."""
+        return self._threads.stuck(plugin)
 
     @property
     def wedge_bound_s(self) -> float:

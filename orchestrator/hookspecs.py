@@ -20,6 +20,11 @@ failing plugin never stops the others.  For a hook called in a lane (see "Lanes"
   handover) is a timer (``asyncio.get_running_loop().call_later``) or a task, not a blocking call.
 * each call is bounded by ``daemon.plugin_timeout_s``; a call that takes longer is abandoned and
   reported as a failure (a plain function's thread cannot be killed, so it keeps running detached).
+* a plugin holds at most 4 such threads (``STUCK_THREADS_PER_PLUGIN`` in ``orchestrator/workers.py``):
+  while it holds that many, a call of its plain-function hooks is not started but fails at once
+  (``plugin NAME holds 4 threads that never returned: call not started``, also counted in
+  ``plugin_calls_refused``; ``orchestrator status`` shows the plugin's ``stuck_threads``), until one
+  of those threads returns.
 * an exception or a timeout is logged with the plugin's name, counted, recorded on the move, and
   passed to ``orchestrator_on_error``; the other plugins still run.
 

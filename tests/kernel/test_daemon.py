@@ -12,13 +12,15 @@ from orchestrator_testkit import plugin_site
 from orchestrator_testkit.configs import check_config, write
 from orchestrator_testkit.lab import Lab
 from orchestrator_testkit.netns import Namespace, wait_for
-from orchestrator_testkit.orchestrator_processes import DaemonProcess
+from orchestrator_testkit.orchestrator_processes import ORCHESTRATOR, DaemonProcess
 from orchestrator_testkit.scenarios import (
     finished_moves,
     move_to_first_network,
     move_to_second_network,
     node_with_uplink,
 )
+
+from orchestrator.workers import STUCK_THREADS_PER_PLUGIN
 
 pytestmark = pytest.mark.netns
 
@@ -91,6 +93,33 @@ def test_a_plain_function_reports_through_the_event_loop(lab: Lab) -> None:
         (m, "failed", [problems[m]]) for m in moves]
     counters = daemon.status()["counters"]
     assert counters["plugin_failures"] == 3 and counters["plugin_errors"] == 0
+    assert daemon.stop() == 0
+
+
+def test_a_plugin_whose_threads_never_return_gets_no_more_of_them(lab: Lab) -> None:
+    """Each move abandons one more call of the blocks plugin (a plain function that never returns);
+    once it holds the bound, its calls are refused at once, and status says how many it holds."""
+    site = plugin_site.build(lab.tmp / "site")
+    config = write(lab.tmp, enable=["blocks"], daemon="plugin_timeout_s = 0.2")
+    node = node_with_uplink(lab)
+    daemon = DaemonProcess(node, config, lab.tmp / "control.sock", env=plugin_site.environment(site))
+
+    bound = STUCK_THREADS_PER_PLUGIN
+    for number in range(1, bound + 2):
+        (move_to_second_network if number % 2 else move_to_first_network)(node)
+        wait_for(lambda n=number: len(finished_moves(daemon)) == n, 30, f"move {number} to finish")
+
+    status = daemon.status()
+    *abandoned, refused = [move["problems"] for move in status["moves"]]
+    assert abandoned == [["blocks: orchestrator_uplink_changed: timeout after 0.2 s"]] * bound
+    assert refused == [f"blocks: orchestrator_uplink_changed: plugin blocks holds {bound} threads that never "
+                       "returned: call not started"]
+    blocks = next(plugin for plugin in status["plugins"] if plugin["name"] == "blocks")
+    assert blocks["stuck_threads"] == bound
+    counters = status["counters"]
+    assert counters["plugin_calls_refused"] == 1 and counters["plugin_errors"] == bound + 1
+    shown = node.run(*ORCHESTRATOR, "status", "--config", str(config)).stdout
+    assert f"plugin:  blocks [enabled, holds {bound} threads that never returned] from " in shown
     assert daemon.stop() == 0
 
 

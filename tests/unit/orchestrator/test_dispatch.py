@@ -524,3 +524,61 @@ def test_a_part_taken_outside_any_plugin_call_is_only_logged_when_it_fails_late(
     h = run(go())
     assert h.moves.recent[-1].problems == []
     assert "a part of move 1 failed after the move ended: late" in caplog.text
+
+
+# -- threads a plugin leaves behind -------------------------------------------------------------------
+
+class Stuck:
+    """A plain function that returns only when the test lets one call go: each call abandoned at the
+    timeout keeps its thread meanwhile."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.go = threading.Semaphore(0)
+
+    @hookimpl
+    def orchestrator_uplink_changed(self) -> None:
+        self.started += 1
+        self.go.acquire(timeout=60)  # bounded only so that a failing test leaves no thread for long
+
+
+async def until(condition: Any, what: str) -> None:
+    """Wait for ``condition()`` on the loop; fail after 10 s (a deadline for a broken test only)."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} never happened"
+        await asyncio.sleep(0.01)
+
+
+def test_a_plugin_holding_too_many_stuck_threads_gets_no_more_until_one_returns(tmp_path: Path) -> None:
+    bound = workers.STUCK_THREADS_PER_PLUGIN
+    stuck, listener = Stuck(), HearsErrors()
+    timeout = "stuck: orchestrator_uplink_changed: timeout after 0.05 s"
+    refused = f"plugin stuck holds {bound} threads that never returned: call not started"
+
+    async def go() -> Harness:
+        h = Harness(tmp_path, {"stuck": stuck, "listener": listener}, timeout=0.05)
+        uplinks = [A, B] * bound + [A, B, A]
+        for number in range(1, bound + 2):  # ``bound`` calls abandoned, then one more
+            h.move(uplinks[number - 1], uplinks[number], number)
+            await h.settle()
+        assert h.moves.recent[-1].problems == [f"stuck: orchestrator_uplink_changed: {refused}"]
+        assert h.dispatcher.stuck_threads("stuck") == bound
+        stuck.go.release()  # one of them returns at last: the plugin's calls run again
+        await until(lambda: h.dispatcher.stuck_threads("stuck") == bound - 1, "the thread's return")
+        h.move(uplinks[bound + 1], uplinks[bound + 2], bound + 2)
+        await h.settle()
+        await h.dispatcher.close()
+        return h
+
+    try:
+        h = run(go())
+    finally:
+        for _ in range(bound + 2):
+            stuck.go.release()
+    assert [move.problems for move in h.moves.recent] == [[timeout]] * bound + [
+        [f"stuck: orchestrator_uplink_changed: {refused}"], [timeout]]
+    assert stuck.started == bound + 1  # the refused call never started, the next one did
+    assert [heard for heard in listener.heard if heard[2] == refused] == [
+        ("stuck", "orchestrator_uplink_changed", refused, bound + 1)]
+    assert h.counters["plugin_calls_refused"] == 1 and h.counters["plugin_errors"] == bound + 2
