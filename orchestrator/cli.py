@@ -328,7 +328,9 @@ def human_status(status: dict[str, Any]) -> str:
     lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
     for plugin in status["plugins"]:
         error = f" ({plugin['error']})" if plugin["error"] else ""
-        lines.append(f"plugin:  {plugin['name']} [{plugin['state']}] from {plugin['source']}{error}")
+        stuck = plugin.get("stuck_threads")
+        held = f", holds {stuck} threads that never returned" if stuck else ""
+        lines.append(f"plugin:  {plugin['name']} [{plugin['state']}{held}] from {plugin['source']}{error}")
         shown = {key: value for key, value in plugin.get("status", {}).items() if value not in ("", None)}
         if shown:
             lines.append("         " + ", ".join(f"{key}={value}" for key, value in shown.items()))

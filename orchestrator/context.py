@@ -54,7 +54,9 @@ class PluginContext:
     def ask(self, hook: str, **kwargs: Any) -> Any:
         """The first non-None answer of the enabled plugins to a first-result hook, in
         ``plugins.enable`` order (a failing answer is logged, counted and skipped).  Answered at
-        once, on the event loop: such hooks are plain functions that only compute."""
+        once, on the event loop: such hooks are plain functions that only compute.  Asked from a
+        worker thread (a plain-function hook), the question is handed to the loop and the thread
+        waits for the answer, at most ``daemon.plugin_timeout_s`` (then ``TimeoutError``)."""
         if self.services is None:
             raise RuntimeError("no daemon to ask")
         return self.services.ask(hook, kwargs)
@@ -62,7 +64,8 @@ class PluginContext:
     def report(self, problem: str, move: Move | None = None) -> None:
         """A failure this plugin found (a handover never confirmed, say): logged, counted as
         ``plugin_failures``, recorded on ``move`` (unless it has already ended) and passed to every
-        ``orchestrator_on_error``."""
+        ``orchestrator_on_error``.  From a worker thread (a plain-function hook) it is handed to the
+        event loop, which handles it the same way."""
         if self.services is None:
             raise RuntimeError("no daemon to report to")
         self.services.report(self.name, problem, move)

@@ -39,7 +39,8 @@ from .watchdog import Watchdog
 log = logging.getLogger("orchestrator")
 
 COUNTERS = (
-    "events", "moves", "resyncs", "plugin_errors", "plugin_timeouts", "plugin_failures", "calls_superseded"
+    "events", "moves", "resyncs", "plugin_errors", "plugin_timeouts", "plugin_failures",
+    "plugin_calls_refused", "calls_superseded",
 )
 
 
@@ -309,6 +310,7 @@ class Daemon:
                     if info.name in self.config.enable
                     else ("error" if info.error else "disabled"),
                     "error": info.error,
+                    "stuck_threads": self.dispatcher.stuck_threads(info.name),
                     "status": self.contexts[info.name].status if info.name in self.contexts else {},
                 }
                 for info in self.infos

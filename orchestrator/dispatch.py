@@ -9,32 +9,46 @@ run in parallel, so a slow tunnel plugin never delays an uplink move.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
-from . import eager
+from . import eager, workers
 from .context import PluginContext
 from .hookspecs import CARRIES_STATE
-from .moves import Move
+from .moves import Move, running_plugin
 from .plugins import call_each
-from .workers import WorkerThreads
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONTROL_LANE = "control"
 UPLINK_LANE = "uplink"
 POLICY_LANE = "policy"
+REPORT = "report"  # the hook orchestrator_on_error names for a failure a plugin reported itself
 
 
 def interface_lane(name: str) -> str:
     return f"interface:{name}"
+
+
+def _as_plugin(context: PluginContext, start: Callable[[], T]) -> T:
+    """Start a plugin's code as that plugin's (``running_plugin``), in a copy of the current
+    context: what it starts (its task, the callbacks it schedules) inherits the copy, and the
+    caller's own context stays as it was."""
+
+    def run() -> T:
+        running_plugin.set(context)
+        return start()
+
+    return contextvars.copy_context().run(run)
 
 
 @dataclass
@@ -61,7 +75,7 @@ class Lane:
 
 
 class Dispatcher:
-    """Runs hook calls for the enabled plugins registered in ``pm``."""
+    """Runs hook calls for the enabled plugins registered in ``pm``; made on the loop it serves."""
 
     def __init__(
         self,
@@ -75,7 +89,8 @@ class Dispatcher:
         self.timeout_s = timeout_s
         self.counters = counters
         self.lanes: dict[str, Lane] = {}
-        self._threads = WorkerThreads()
+        self._loop = asyncio.get_running_loop()
+        self._threads = workers.WorkerThreads()
         self._closing = False
         self._abandoned: dict[asyncio.Future[Any], float] = {}  # tasks that outlived their timeout
 
@@ -164,25 +179,40 @@ class Dispatcher:
         for impl, context in call.impls:
             lane.busy_since = time.monotonic()  # per implementation: each has its own bound
             error = await self._call_one(impl, context, call.kwargs)
-            if error is None:
-                continue
-            plugin = impl.plugin_name
-            log.error("plugin %s failed in %s: %s", plugin, call.hook, error)
-            self.counters["plugin_errors"] += 1
-            if call.move is not None:
-                call.move.problems.append(f"{plugin}: {call.hook}: {error}")
-            if call.hook != "orchestrator_on_error":
-                self._tell_on_error(plugin, call.hook, error, call.move)
+            if error is not None:
+                self._failure(impl.plugin_name, call.hook, error, call.move, "plugin_errors")
 
-    def _tell_on_error(self, plugin: str, hook: str, error: str, move: Move | None) -> None:
-        arguments = {"plugin": plugin, "hook": hook, "error": error, "move": move}
-        self.submit(CONTROL_LANE, "orchestrator_on_error", arguments)
+    def _failure(self, plugin: str, hook: str, error: str, move: Move | None, counter: str) -> None:
+        """Every failure of a plugin, a failed call or a report (``REPORT``), goes this one way:
+        logged, counted, recorded on its move (``Move.record``: a move that has ended keeps its
+        outcome and problems) and passed to ``orchestrator_on_error`` (unless it failed there)."""
+        problem = error if hook == REPORT else f"{plugin}: {hook}: {error}"
+        ended = ""
+        if move is not None and not move.record(problem):
+            ended = f" (move {move.id} had ended: it stays {move.outcome})"
+        what = "reported" if hook == REPORT else f"failed in {hook}"
+        log.error("plugin %s %s: %s%s", plugin, what, error, ended)
+        self.counters[counter] += 1
+        if hook != "orchestrator_on_error":
+            arguments = {"plugin": plugin, "hook": hook, "error": error, "move": move}
+            self.submit(CONTROL_LANE, "orchestrator_on_error", arguments)
 
     # -- services offered to plugins through their context ------------------------------------------
 
     def ask(self, hook: str, kwargs: dict[str, Any]) -> Any:
-        """A first-result question, answered at once on the loop (see ``PluginContext.ask``)."""
+        """A first-result question, answered at once on the loop (see ``PluginContext.ask``).
+
+        Asked from a worker thread (a plain-function hook), it is handed to the loop and the thread
+        waits for the answer, at most as long as its own call may take.
+        """
+        if not workers.on_loop(self._loop):
+            return workers.answer_from(self._loop, partial(self.ask, hook, kwargs), self.timeout_s)
+        # Each answer runs as its plugin's code: in a copy of the context, which the answers share.
+        return contextvars.copy_context().run(self._first_answer, hook, kwargs)
+
+    def _first_answer(self, hook: str, kwargs: dict[str, Any]) -> Any:
         def context(plugin: str) -> dict[str, Any]:
+            running_plugin.set(self.contexts[plugin])  # just before the plugin answers
             return {"context": self.contexts[plugin]}
 
         for plugin, answer, error in call_each(getattr(self.pm.hook, hook), kwargs, context):
@@ -194,13 +224,12 @@ class Dispatcher:
         return None
 
     def report(self, plugin: str, problem: str, move: Move | None) -> None:
-        """A failure a plugin found itself (see ``PluginContext.report``)."""
-        log.error("%s: %s", plugin, problem)
-        self.counters["plugin_failures"] += 1
-        # A move that has ended keeps its outcome and problems: a late report is logged and counted.
-        if move is not None and not move.finished and problem not in move.problems:
-            move.problems.append(problem)
-        self._tell_on_error(plugin, "report", problem, move)
+        """A failure a plugin found itself (see ``PluginContext.report``); reported from a worker
+        thread (a plain-function hook), it is handed to the loop and handled there the same way."""
+        if not workers.on_loop(self._loop):
+            self._loop.call_soon_threadsafe(self.report, plugin, problem, move)
+            return
+        self._failure(plugin, REPORT, problem, move, "plugin_failures")
 
     async def _call_one(
         self, impl: pluggy.HookImpl, context: PluginContext, kwargs: Mapping[str, Any]
@@ -213,14 +242,19 @@ class Dispatcher:
         started = loop.time()
         try:
             if asyncio.iscoroutinefunction(function):
-                future: asyncio.Future[Any] = eager.start(function(**chosen))
+                future: asyncio.Future[Any] = _as_plugin(context, lambda: eager.start(function(**chosen)))
             else:
-                future = self._threads.run(partial(function, **chosen))
+                plugin = impl.plugin_name
+                held = self._threads.stuck(plugin)
+                if held >= workers.STUCK_THREADS_PER_PLUGIN:  # another thread would be one more left behind
+                    self.counters["plugin_calls_refused"] += 1
+                    return f"plugin {plugin} holds {held} threads that never returned: call not started"
+                future = self._threads.run(partial(function, **chosen), plugin)
             if not await self._finished(future, self.timeout_s):
                 return f"timeout after {self.timeout_s:g} s"
             result = future.result()
             if asyncio.iscoroutine(result):  # a plain function that returned a coroutine
-                inner = eager.start(result)
+                inner = _as_plugin(context, lambda: eager.start(result))
                 if not await self._finished(inner, self.timeout_s - (loop.time() - started)):
                     return f"timeout after {self.timeout_s:g} s"
                 inner.result()
@@ -248,6 +282,10 @@ class Dispatcher:
             future.add_done_callback(lambda task: self._abandoned.pop(task, None))
         self.counters["plugin_timeouts"] += 1
         return False
+
+    def stuck_threads(self, plugin: str) -> int:
+        """Threads ``plugin``'s abandoned calls still hold (see ``workers.STUCK_THREADS_PER_PLUGIN``)."""
+        return self._threads.stuck(plugin)
 
     @property
     def wedge_bound_s(self) -> float:

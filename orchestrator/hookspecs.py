@@ -7,7 +7,9 @@ object) decorated with ``orchestrator.hookimpl``.  Declare only the arguments yo
 by name.  Every event hook also accepts ``context``, the ``PluginContext`` of your plugin (your config
 section, a logger named after you, the move timeline, the network state, read-only).  The network state
 changes on the event loop: read it from ``async def`` hooks; a plain function runs in a worker thread
-and should use only what its arguments carry.
+and should use only what its arguments carry, ``context.report`` and ``context.ask``: these two are
+handed to the event loop and behave as they do from a coroutine (``ask`` waits for the loop's answer,
+at most ``daemon.plugin_timeout_s``, then raises ``TimeoutError``).
 
 The daemon calls the implementations of one hook one by one, in the order of ``plugins.enable``
 (pluggy's ``tryfirst``/``trylast`` still apply), not through pluggy's ``hook()`` call, so that one
@@ -18,6 +20,11 @@ failing plugin never stops the others.  For a hook called in a lane (see "Lanes"
   handover) is a timer (``asyncio.get_running_loop().call_later``) or a task, not a blocking call.
 * each call is bounded by ``daemon.plugin_timeout_s``; a call that takes longer is abandoned and
   reported as a failure (a plain function's thread cannot be killed, so it keeps running detached).
+* a plugin holds at most 4 such threads (``STUCK_THREADS_PER_PLUGIN`` in ``orchestrator/workers.py``):
+  while it holds that many, a call of its plain-function hooks is not started but fails at once
+  (``plugin NAME holds 4 threads that never returned: call not started``, also counted in
+  ``plugin_calls_refused``; ``orchestrator status`` shows the plugin's ``stuck_threads``), until one
+  of those threads returns.
 * an exception or a timeout is logged with the plugin's name, counted, recorded on the move, and
   passed to ``orchestrator_on_error``; the other plugins still run.
 
@@ -390,12 +397,16 @@ def orchestrator_on_error(
     context: PluginContext, plugin: str, hook: str, error: str, move: Move | None
 ) -> None:
     """A plugin call failed: ``plugin`` is the failing plugin's name, ``hook`` the hook it failed in
-    (``"report"`` for a failure it reported itself with ``context.report``), ``error`` the exception as
-    ``"Type: message"``, ``"timeout after N s"`` or ``"cancelled"``, and ``move`` the move concerned
-    (an ``orchestrator_uplink_changed`` call's, or the one given to ``context.report``) or None.
+    (``"report"`` for a failure it reported itself with ``context.report``, or with ``part.failed``
+    after the part's move ended), ``error`` the exception as ``"Type: message"``,
+    ``"timeout after N s"`` or ``"cancelled"``, and ``move`` the move concerned (an
+    ``orchestrator_uplink_changed`` call's, or the one given to ``context.report``) or None.  A move
+    that had already ended keeps its outcome and problems: this call is then the only place the
+    failure shows.
 
-    * Called: for every failed call in a lane and every ``context.report``, the failing plugin
-      included; not for the hooks called directly (configuration, commands, questions).
+    * Called: for every failed call in a lane, every ``context.report`` and every ``part.failed``
+      after its move ended, the failing plugin included; not for the hooks called directly
+      (configuration, commands, questions).
     * Lane: ``control``; never superseded; bounded by ``daemon.plugin_timeout_s``.  A failure inside
       this hook is logged and counted but not reported to it again.
     * Result: ignored.

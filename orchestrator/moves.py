@@ -4,21 +4,38 @@ A move begins at the kernel event that completed (or lost) the uplink and ends w
 has reported its part, at ``daemon.move_timeout_s`` (``timeout``), or when a newer move begins
 (``superseded``).  Phases are seconds since the beginning, so a status reader sees at once where
 the time went.
+
+An ended move is a record: a problem that comes after it ended (a hook call that failed late, a
+late ``context.report`` or ``part.failed``) never changes its outcome or its problems
+(``Move.record`` says so to every path), and is reported on its own: logged, counted and passed to
+``orchestrator_on_error``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .events import UplinkChanged
 
+if TYPE_CHECKING:
+    from .context import PluginContext
+
+log = logging.getLogger(__name__)
+
 RECENT_MOVES = 32
+
+#: The plugin whose code is running: the dispatcher sets it for each coroutine hook call and each
+#: answer to a question, and the tasks and callbacks that code schedules inherit it.  A part
+#: remembers it, so that its failure after the move ended is reported as that plugin's.
+running_plugin: ContextVar[PluginContext | None] = ContextVar("running_plugin", default=None)
 
 
 @dataclass
@@ -47,15 +64,26 @@ class Move:
             if self._on_change:
                 self._on_change(self, name)
 
+    def record(self, problem: str) -> bool:
+        """Add ``problem`` (once) while the move is open; False when it has ended.
+
+        The one rule for a problem from any path (a failed hook call, ``context.report``,
+        ``part.failed``, the move timeout): an ended move keeps its outcome and problems, and the
+        caller reports the problem on its own instead.
+        """
+        if self.finished:
+            return False
+        if problem not in self.problems:
+            self.problems.append(problem)
+        return True
+
     def hold(self) -> Part:
         """Keep the move open until the returned part is released (``done`` or ``failed``)."""
         token = next(self._parts)
         self._open_parts.add(token)
-        return Part(self, token)
+        return Part(self, token, running_plugin.get())
 
-    def release(self, token: int, problem: str | None) -> None:
-        if problem:
-            self.problems.append(problem)
+    def release(self, token: int) -> None:
         self._open_parts.discard(token)
         if self._on_change:
             self._on_change(self, None)
@@ -82,12 +110,23 @@ class Part:
 
     move: Move
     token: int
+    holder: PluginContext | None = field(default=None, repr=False)  # who took it (``running_plugin``)
 
     def done(self) -> None:
-        self.move.release(self.token, None)
+        self.move.release(self.token)
 
     def failed(self, reason: str) -> None:
-        self.move.release(self.token, reason)
+        """Release the part with a problem: the move's while it is open; after it ended, reported
+        as the holder's ``context.report``, which leaves the ended move as it is."""
+        if not self.move.record(reason):
+            self._report_late(reason)
+        self.move.release(self.token)
+
+    def _report_late(self, reason: str) -> None:
+        if self.holder is None:  # taken outside any plugin call (a test calling a hook itself)
+            log.error("a part of move %d failed after the move ended: %s", self.move.id, reason)
+        else:
+            self.holder.report(reason, self.move)
 
 
 class MoveLog:
@@ -137,8 +176,7 @@ class MoveLog:
             self.finish(move, "failed" if move.problems else "ok")
 
     def _expire(self, move: Move) -> None:
-        if not move.finished:
-            move.problems.append(f"not finished within {self.timeout_s:g} s")
+        if move.record(f"not finished within {self.timeout_s:g} s"):
             self.finish(move, "timeout")
 
     def finish(self, move: Move, outcome: str) -> None:

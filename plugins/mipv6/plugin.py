@@ -200,9 +200,9 @@ class MobilityPlugin:
             self.context.status.update(handover="confirmed", handover_coa=pending.coa, handover_problem=None)
             return
         self.context.counters["mipv6_handovers_failed"] += 1
+        self.context.report(problem, pending.move)  # on the move unless it has ended, and to on_error
         if pending.part is not None:
-            pending.part.failed(problem)
-        self.context.report(problem, pending.move)
+            pending.part.done()  # the report has said why: a failed part would report it again late
         self.context.status.update(handover="failed", handover_coa=pending.coa, handover_problem=problem)
         if requalify and pending.tunnel is not None:
             self._ask_requalify(pending.tunnel, problem)

@@ -12,13 +12,15 @@ from orchestrator_testkit import plugin_site
 from orchestrator_testkit.configs import check_config, write
 from orchestrator_testkit.lab import Lab
 from orchestrator_testkit.netns import Namespace, wait_for
-from orchestrator_testkit.orchestrator_processes import DaemonProcess
+from orchestrator_testkit.orchestrator_processes import ORCHESTRATOR, DaemonProcess
 from orchestrator_testkit.scenarios import (
     finished_moves,
     move_to_first_network,
     move_to_second_network,
     node_with_uplink,
 )
+
+from orchestrator.workers import STUCK_THREADS_PER_PLUGIN
 
 pytestmark = pytest.mark.netns
 
@@ -60,6 +62,64 @@ def test_misbehaving_plugins_are_isolated_and_the_daemon_survives(lab: Lab) -> N
     # Still alive and still working: the next move is handled the same way.
     move_to_first_network(node)
     wait_for(lambda: len(finished_moves(daemon)) == 2, 30, "the second move")
+    assert daemon.stop() == 0
+
+
+def test_a_plain_function_reports_through_the_event_loop(lab: Lab) -> None:
+    """A hook written as a plain function runs in a worker thread; its context.report reaches the
+    move and every orchestrator_on_error, move after move."""
+    site = plugin_site.build(lab.tmp / "site")
+    witness = lab.tmp / "witness.jsonl"
+    config = write(lab.tmp, enable=["threaded", "witness"])
+    node = node_with_uplink(lab)
+    daemon = DaemonProcess(node, config, lab.tmp / "control.sock",
+                           env=plugin_site.environment(site, WITNESS_FILE=str(witness)))
+
+    for number, move in enumerate((move_to_second_network, move_to_first_network, move_to_second_network), 1):
+        move(node)
+        wait_for(lambda n=number: len(finished_moves(daemon)) == n, 30, f"move {number} to finish")
+
+    def witnessed() -> list[dict[str, Any]] | None:
+        lines = [json.loads(x) for x in witness.read_text().splitlines()] if witness.exists() else []
+        heard = [x for x in lines if x["hook"] in ("on_error", "move_finished")]
+        return heard if len(heard) == 6 else None
+
+    records = wait_for(witnessed, 15, "three on_error and three move_finished calls")
+    moves = [m["id"] for m in finished_moves(daemon)]
+    problems = {m: f"reported from a thread in move {m}" for m in moves}
+    assert [(r["plugin"], r["failed"], r["error"]) for r in records if r["hook"] == "on_error"] == [
+        ("threaded", "report", problems[m]) for m in moves]
+    assert [(r["move"], r["outcome"], r["problems"]) for r in records if r["hook"] == "move_finished"] == [
+        (m, "failed", [problems[m]]) for m in moves]
+    counters = daemon.status()["counters"]
+    assert counters["plugin_failures"] == 3 and counters["plugin_errors"] == 0
+    assert daemon.stop() == 0
+
+
+def test_a_plugin_whose_threads_never_return_gets_no_more_of_them(lab: Lab) -> None:
+    """Each move abandons one more call of the blocks plugin (a plain function that never returns);
+    once it holds the bound, its calls are refused at once, and status says how many it holds."""
+    site = plugin_site.build(lab.tmp / "site")
+    config = write(lab.tmp, enable=["blocks"], daemon="plugin_timeout_s = 0.2")
+    node = node_with_uplink(lab)
+    daemon = DaemonProcess(node, config, lab.tmp / "control.sock", env=plugin_site.environment(site))
+
+    bound = STUCK_THREADS_PER_PLUGIN
+    for number in range(1, bound + 2):
+        (move_to_second_network if number % 2 else move_to_first_network)(node)
+        wait_for(lambda n=number: len(finished_moves(daemon)) == n, 30, f"move {number} to finish")
+
+    status = daemon.status()
+    *abandoned, refused = [move["problems"] for move in status["moves"]]
+    assert abandoned == [["blocks: orchestrator_uplink_changed: timeout after 0.2 s"]] * bound
+    assert refused == [f"blocks: orchestrator_uplink_changed: plugin blocks holds {bound} threads that never "
+                       "returned: call not started"]
+    blocks = next(plugin for plugin in status["plugins"] if plugin["name"] == "blocks")
+    assert blocks["stuck_threads"] == bound
+    counters = status["counters"]
+    assert counters["plugin_calls_refused"] == 1 and counters["plugin_errors"] == bound + 1
+    shown = node.run(*ORCHESTRATOR, "status", "--config", str(config)).stdout
+    assert f"plugin:  blocks [enabled, holds {bound} threads that never returned] from " in shown
     assert daemon.stop() == 0
 
 

@@ -64,8 +64,19 @@ MISBEHAVING = {
             record(hook="on_error", plugin=plugin, failed=hook, error=error)
 
         @hookimpl
+        def orchestrator_move_finished(move):
+            record(hook="move_finished", move=move.id, outcome=move.outcome, problems=move.problems)
+
+        @hookimpl
         def orchestrator_shutdown(context):
             record(hook="shutdown", plugin=context.name)
+    """,
+    "orch_test_threaded": """
+        from orchestrator import hookimpl
+
+        @hookimpl
+        def orchestrator_uplink_changed(context, move):  # a plain function: run in a worker thread
+            context.report(f"reported from a thread in move {move.id}", move)
     """,
     "orch_test_holder": """
         from orchestrator import hookimpl
@@ -128,7 +139,7 @@ def build(site: Path) -> Path:
     distribution(site, "orchestrator-test-plugins", {
         "raises": "orch_test_raises", "blocks": "orch_test_blocks",
         "hangs": "orch_test_hangs", "wedged": "orch_test_wedged", "witness": "orch_test_witness",
-        "holder": "orch_test_holder", "commander": "orch_test_commander",
+        "holder": "orch_test_holder", "commander": "orch_test_commander", "threaded": "orch_test_threaded",
     })
     distribution(site, "orchestrator-broken", {"broken": "orch_test_broken"})
     distribution(site, "orchestrator-misfits", {"typo": "orch_test_typo", "signature": "orch_test_signature"})

@@ -10,9 +10,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from orchestrator_testkit.configs import load, write
 
-from orchestrator import hookimpl, plugins
+from orchestrator import hookimpl, plugins, workers
 from orchestrator.context import PluginContext
 from orchestrator.dispatch import UPLINK_LANE, Dispatcher, interface_lane
 from orchestrator.events import LinkChanged, Uplink, UplinkChanged
@@ -85,11 +86,11 @@ class Harness:
         self.finished: list[str] = []
         self.moves = MoveLog(5.0, lambda m, p: None, lambda m: self.finished.append(m.outcome or ""))
         state = NetworkState(config, lookup=lambda _d: None, reread=lambda _f, _t: [])
-        contexts = {
-            name: PluginContext(name, config, state, self.moves, logging.getLogger(name), self.counters)
-            for name in named
-        }
+        contexts: dict[str, PluginContext] = {}
         self.dispatcher = Dispatcher(self.pm, contexts, timeout, self.counters)
+        for name in named:  # as the daemon makes them: the dispatcher serves their ask and report
+            contexts[name] = PluginContext(name, config, state, self.moves, logging.getLogger(name),
+                                           self.counters, services=self.dispatcher)
 
     def move(self, old: Uplink | None, new: Uplink | None, number: int) -> None:
         event = UplinkChanged(old, new, number)
@@ -98,10 +99,9 @@ class Harness:
                                move, on_done=lambda: self.moves.dispatched(move))
 
     async def settle(self) -> None:
-        for name in list(self.dispatcher.lanes):
-            assert await self.dispatcher.drain(name, 5.0)
-        for name in list(self.dispatcher.lanes):  # errors queued by the first pass
-            assert await self.dispatcher.drain(name, 5.0)
+        for _ in range(2):  # the second pass: errors queued by the first
+            for name in list(self.dispatcher.lanes):
+                assert await self.dispatcher.drain(name, 5.0), f"lane {name} never became idle"
 
 
 def run(coro: Any) -> Any:
@@ -333,3 +333,252 @@ def test_a_reported_failure_reaches_on_error_and_the_move(tmp_path: Path) -> Non
         await h.dispatcher.close()
 
     run(go())
+
+
+class PredictsOnTheLoop:
+    """Answers only on the event loop, where questions are answered (``get_running_loop`` raises
+    in a thread without one)."""
+
+    @hookimpl
+    def orchestrator_expected_coa(self) -> str:
+        asyncio.get_running_loop()
+        return "2001:db8::1"
+
+
+class ReportsFromAThread:
+    """A plain-function hook, so it runs in a worker thread: it asks a question and reports a problem."""
+
+    def __init__(self) -> None:
+        self.answers: list[Any] = []
+
+    @hookimpl
+    def orchestrator_uplink_changed(self, context: PluginContext, move: Any) -> None:
+        self.answers.append(context.ask("orchestrator_expected_coa", config=None, state=None, exclude=None))
+        context.report(f"found in a thread during move {move.id}", move)
+
+
+def test_report_and_ask_from_a_plain_function_are_handed_to_the_loop(tmp_path: Path) -> None:
+    log: list[tuple[str, Any]] = []
+    threaded = ReportsFromAThread()
+
+    async def go() -> Harness:
+        named = {"threaded": threaded, "predicts": PredictsOnTheLoop(), "witness": Recorder("witness", log)}
+        h = Harness(tmp_path, named)
+        for number, (old, new) in enumerate([(A, B), (B, C), (C, A)], 1):
+            h.move(old, new, number)
+            await h.settle()
+        await h.dispatcher.close()
+        return h
+
+    h = run(go())
+    problems = [f"found in a thread during move {n}" for n in (1, 2, 3)]
+    errors = [entry[1] for entry in log if entry[1][0] == "error"]
+    assert errors == [("error", "threaded", "report", problem) for problem in problems]
+    assert threaded.answers == ["2001:db8::1"] * 3
+    assert [move.problems for move in h.moves.recent] == [[problem] for problem in problems]
+    assert h.finished == ["failed"] * 3
+    assert h.counters["plugin_failures"] == 3 and h.counters["plugin_errors"] == 0
+
+
+def test_a_thread_waits_for_the_loop_at_most_its_bound() -> None:
+    """The loop is kept busy (it waits for the thread) until the thread has given up: the question
+    is then never run."""
+    ran: list[str] = []
+    outcome: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            workers.answer_from(loop, lambda: ran.append("asked"), 0.05)
+        except TimeoutError as error:
+            outcome.append(error)
+
+    async def go() -> None:
+        thread = threading.Thread(target=ask)
+        thread.start()
+        thread.join()  # blocks the loop on purpose
+        await asyncio.sleep(0)  # the handed-over question's turn, now that nobody waits for it
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(go())
+    finally:
+        loop.close()
+    assert [str(error) for error in outcome] == ["the event loop did not answer within 0.05 s"]
+    assert ran == []
+
+
+# -- a problem after its move ended: logged, counted, passed to on_error; the ended move stays ----------
+
+class HearsErrors:
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, str, str, int | None]] = []
+
+    @hookimpl
+    def orchestrator_on_error(self, plugin: str, hook: str, error: str, move: Any) -> None:
+        self.heard.append((plugin, hook, error, move.id if move is not None else None))
+
+
+def test_a_call_that_fails_after_its_move_ended_leaves_the_move_as_it_was(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+
+    class FailsLate:
+        @hookimpl
+        async def orchestrator_uplink_changed(self, move: Any) -> None:
+            if move.id == 1:
+                await gate.wait()
+                raise RuntimeError("too late")
+
+    listener = HearsErrors()
+
+    async def go() -> Harness:
+        h = Harness(tmp_path, {"fails": FailsLate(), "listener": listener}, timeout=5)
+        h.move(A, B, 1)  # waits at the gate ...
+        h.move(B, C, 2)  # ... while a newer move supersedes its move
+        gate.set()
+        await h.settle()
+        await h.dispatcher.close()
+        return h
+
+    h = run(go())
+    first, second = h.moves.recent
+    assert (first.outcome, first.problems) == ("superseded", [])
+    assert (second.outcome, second.problems) == ("ok", [])
+    assert listener.heard == [("fails", "orchestrator_uplink_changed", "RuntimeError: too late", 1)]
+    assert h.counters["plugin_errors"] == 1
+
+
+def test_a_part_failed_after_its_move_ended_is_reported_as_its_holders(tmp_path: Path) -> None:
+    parts: list[Any] = []
+
+    class Holder:
+        @hookimpl
+        async def orchestrator_uplink_changed(self, move: Any) -> None:
+            parts.append(move.hold())
+
+    listener = HearsErrors()
+
+    async def go() -> Harness:
+        h = Harness(tmp_path, {"holder": Holder(), "listener": listener})
+        h.move(A, B, 1)
+        await h.settle()
+        h.moves.finish(h.moves.recent[-1], "timeout")
+        parts[0].failed("the tunnel never came up")
+        await h.settle()
+        await h.dispatcher.close()
+        return h
+
+    h = run(go())
+    move = h.moves.recent[-1]
+    assert (move.outcome, move.problems) == ("timeout", [])
+    assert listener.heard == [("holder", "report", "the tunnel never came up", 1)]
+    assert h.counters["plugin_failures"] == 1
+
+
+def test_a_part_taken_while_answering_a_question_is_the_answering_plugins(tmp_path: Path) -> None:
+    """The answer runs inside the asking plugin's call, yet the part it takes is its own."""
+
+    class Asks:
+        @hookimpl
+        async def orchestrator_uplink_changed(self, context: PluginContext) -> None:
+            context.ask("orchestrator_requalify_tunnel", interface="teredo", reason="no answer")
+
+    class Answers:
+        def __init__(self) -> None:
+            self.moves: MoveLog | None = None
+            self.parts: list[Any] = []
+
+        @hookimpl
+        def orchestrator_requalify_tunnel(self) -> bool:
+            assert self.moves is not None and self.moves.current is not None
+            self.parts.append(self.moves.current.hold())
+            return True
+
+    answers, listener = Answers(), HearsErrors()
+
+    async def go() -> None:
+        h = Harness(tmp_path, {"asks": Asks(), "answers": answers, "listener": listener})
+        answers.moves = h.moves
+        h.move(A, B, 1)
+        await h.settle()
+        h.moves.finish(h.moves.recent[-1], "superseded")
+        answers.parts[0].failed("the re-qualification failed")
+        await h.settle()
+        await h.dispatcher.close()
+
+    run(go())
+    assert listener.heard == [("answers", "report", "the re-qualification failed", 1)]
+
+
+def test_a_part_taken_outside_any_plugin_call_is_only_logged_when_it_fails_late(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def go() -> Harness:
+        h = Harness(tmp_path, {"listener": HearsErrors()})
+        move = h.moves.begin(UplinkChanged(A, B, 1), time.monotonic())
+        part = move.hold()  # the test's own code: no plugin is running
+        h.moves.finish(move, "superseded")
+        part.failed("late")
+        await h.dispatcher.close()
+        return h
+
+    h = run(go())
+    assert h.moves.recent[-1].problems == []
+    assert "a part of move 1 failed after the move ended: late" in caplog.text
+
+
+# -- threads a plugin leaves behind -------------------------------------------------------------------
+
+class Stuck:
+    """A plain function that returns only when the test lets one call go: each call abandoned at the
+    timeout keeps its thread meanwhile."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.go = threading.Semaphore(0)
+
+    @hookimpl
+    def orchestrator_uplink_changed(self) -> None:
+        self.started += 1
+        self.go.acquire(timeout=60)  # bounded only so that a failing test leaves no thread for long
+
+
+async def until(condition: Any, what: str) -> None:
+    """Wait for ``condition()`` on the loop; fail after 10 s (a deadline for a broken test only)."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} never happened"
+        await asyncio.sleep(0.01)
+
+
+def test_a_plugin_holding_too_many_stuck_threads_gets_no_more_until_one_returns(tmp_path: Path) -> None:
+    bound = workers.STUCK_THREADS_PER_PLUGIN
+    stuck, listener = Stuck(), HearsErrors()
+    timeout = "stuck: orchestrator_uplink_changed: timeout after 0.05 s"
+    refused = f"plugin stuck holds {bound} threads that never returned: call not started"
+
+    async def go() -> Harness:
+        h = Harness(tmp_path, {"stuck": stuck, "listener": listener}, timeout=0.05)
+        uplinks = [A, B] * bound + [A, B, A]
+        for number in range(1, bound + 2):  # ``bound`` calls abandoned, then one more
+            h.move(uplinks[number - 1], uplinks[number], number)
+            await h.settle()
+        assert h.moves.recent[-1].problems == [f"stuck: orchestrator_uplink_changed: {refused}"]
+        assert h.dispatcher.stuck_threads("stuck") == bound
+        stuck.go.release()  # one of them returns at last: the plugin's calls run again
+        await until(lambda: h.dispatcher.stuck_threads("stuck") == bound - 1, "the thread's return")
+        h.move(uplinks[bound + 1], uplinks[bound + 2], bound + 2)
+        await h.settle()
+        await h.dispatcher.close()
+        return h
+
+    try:
+        h = run(go())
+    finally:
+        for _ in range(bound + 2):
+            stuck.go.release()
+    assert [move.problems for move in h.moves.recent] == [[timeout]] * bound + [
+        [f"stuck: orchestrator_uplink_changed: {refused}"], [timeout]]
+    assert stuck.started == bound + 1  # the refused call never started, the next one did
+    assert [heard for heard in listener.heard if heard[2] == refused] == [
+        ("stuck", "orchestrator_uplink_changed", refused, bound + 1)]
+    assert h.counters["plugin_calls_refused"] == 1 and h.counters["plugin_errors"] == bound + 2

@@ -77,7 +77,8 @@ def test_the_plugins_command_lists_every_plugin_and_why_broken_ones_are_not_load
     witness = listed["witness"]
     assert (witness["distribution"], witness["version"], witness["enabled"], witness["error"]) == (
         "orchestrator-test-plugins", "1.0", True, None)
-    hooks = ["orchestrator_on_error", "orchestrator_shutdown", "orchestrator_uplink_changed"]
+    hooks = ["orchestrator_move_finished", "orchestrator_on_error", "orchestrator_shutdown",
+             "orchestrator_uplink_changed"]
     assert witness["hooks"] == hooks
     assert listed["routing"]["enabled"] and listed["routing"]["error"] is None
     assert not listed["teredo"]["enabled"] and listed["teredo"]["error"] is None
