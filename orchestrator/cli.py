@@ -17,12 +17,15 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import __version__, control, plugins
+from . import __version__, control
 from .commands import Command
 from .config import DAEMON, DEFAULT_PATH, RESTART_ONLY_KEYS, ConfigError, read_toml
 from .events import AddressEvent, AnyEvent, LinkEvent, UplinkChanged, event_to_json
+
+if TYPE_CHECKING:
+    from .plugins import PluginInfo
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -92,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     owners: dict[str, str] = {}
     word = _command_word(argv)
     if word not in commands:  # a plugin's command, or the help that lists them all
+        from . import plugins
+
         infos = plugins.discover()
         owners = add_plugin_commands(infos, commands)
         if word is not None and word not in commands:
@@ -122,10 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     return result
 
 
-def add_plugin_commands(infos: list[plugins.PluginInfo], commands: dict[str, Command]) -> dict[str, str]:
+def add_plugin_commands(infos: list[PluginInfo], commands: dict[str, Command]) -> dict[str, str]:
     """Add the commands every loadable plugin declares (enabled or not, so that help lists them)
     to ``commands``; returns each added command's plugin.  A name already taken, or a declaration
     that fails, is said on stderr and skipped."""
+    from . import plugins
+
     owners: dict[str, str] = {}
     manager = plugins.activate(infos, [info.name for info in infos if info.loaded])
     for plugin, offered, error in plugins.call_each(manager.hook.orchestrator_commands, {}):
@@ -194,6 +201,7 @@ def setup_logging(level: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import plugins
     from .daemon import Daemon
 
     config, infos = plugins.load(args.config)
@@ -218,6 +226,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from . import plugins
+
     config, infos = plugins.load(args.config)
     for warning in plugins.config_warnings(plugins.activate(infos, config.enable), config):
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
@@ -236,6 +246,7 @@ def format_event(event: AnyEvent, ifname: str | None) -> str:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
+    from . import plugins
     from .engine import Engine
 
     config, infos = plugins.load(args.config)
@@ -341,6 +352,8 @@ def human_status(status: dict[str, Any]) -> str:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from . import plugins
+
     infos = plugins.discover()
     enabled = enabled_plugins(args.config)
     if enabled is None:
