@@ -9,6 +9,8 @@ configuration" lines); "nothing happened" is proven by the rig's marker and idle
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from orchestrator_testkit.netns import wait_for
 from orchestrator_testkit.orchestrator_processes import DaemonProcess
@@ -41,10 +43,13 @@ def test_a_healthy_restart_sends_nothing(rig: Rig) -> None:
     assert rig.daemon.status()["moves"] == []
 
 
-def test_a_move_while_the_daemon_was_down_is_one_kick_at_start(rig: Rig) -> None:
+def healed_after_an_unseen_move(rig: Rig, forget_record: bool = False) -> dict[str, Any]:
+    """Kill the daemon, move the node to nb, start a new one: exactly one kick and a routed Teredo
+    address behind nb's NAT.  Returns the move the new daemon reported."""
     first = rig.lab.teredo_addresses()[0]
-    before = rig.daemon.status()["uplink"]
     rig.daemon.kill()
+    if forget_record:
+        record_path(rig.daemon.socket).unlink()  # a final stop, a reboot: the runtime directory is gone
     rig.lab.move_to("nb")
     restart(rig)
     rig.routed({first}, "nb")
@@ -53,6 +58,12 @@ def test_a_move_while_the_daemon_was_down_is_one_kick_at_start(rig: Rig) -> None
     assert rig.reloads() == 1 and rig.counter("teredo_kicks") == 1
     (move,) = rig.daemon.status()["moves"]
     assert move["outcome"] == "ok", move
+    return dict(move)
+
+
+def test_a_move_while_the_daemon_was_down_is_one_kick_at_start(rig: Rig) -> None:
+    before = rig.daemon.status()["uplink"]
+    move = healed_after_an_unseen_move(rig)
     assert (move["old"]["address"], move["new"]["gateway"]) == (before["address"], "10.2.0.1")
 
 
@@ -73,16 +84,7 @@ def test_the_same_address_behind_another_router_while_down_is_told_by_the_gatewa
 
 
 def test_without_a_record_a_teredo_address_older_than_the_uplink_is_stale(rig: Rig) -> None:
-    first = rig.lab.teredo_addresses()[0]
-    rig.daemon.kill()
-    record_path(rig.daemon.socket).unlink()  # a final stop, a reboot: the runtime directory is gone
-    rig.lab.move_to("nb")
-    restart(rig)
-    rig.routed({first}, "nb")
-    rig.wait_state("up", "after the move the daemon did not see")
-    rig.sync()
-    assert rig.reloads() == 1 and rig.counter("teredo_kicks") == 1
-    (move,) = rig.daemon.status()["moves"]
+    move = healed_after_an_unseen_move(rig, forget_record=True)
     assert move["old"] is None and move["new"]["gateway"] == "10.2.0.1"
 
 
