@@ -43,6 +43,14 @@ class WrongSignature:
         """``moov`` is no argument of the hook: pluggy refuses the plugin when it is registered."""
 
 
+class AnswersWithACoroutine:
+    """An ``async def`` answer to a question answered at once: nothing would await it."""
+
+    @hookimpl
+    async def orchestrator_expected_coa(self) -> Any:
+        return "2001:db8::1"
+
+
 class Declares:
     """Declares interfaces and address prefixes: ``entries`` and ``prefixes`` are what it returns
     (a test sets them)."""
@@ -64,3 +72,4 @@ class Declares:
 
 core_thief, clash_a, clash_b, declares = CoreThief(), ClashA(), ClashB(), Declares()
 wrapper, unknown_hook, wrong_signature = Wrapper(), UnknownHook(), WrongSignature()
+async_answer = AnswersWithACoroutine()

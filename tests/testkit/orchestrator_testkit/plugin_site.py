@@ -108,6 +108,13 @@ MISBEHAVING = {
         def orchestrator_uplink_changed(event, moov):  # an argument the hook does not have
             pass
     """,
+    "orch_test_async_answer": """
+        from orchestrator import hookimpl
+
+        @hookimpl
+        async def orchestrator_uplink_reference(config):  # answered at once: nothing would await it
+            return "192.0.2.1"
+    """,
 }
 
 
@@ -121,7 +128,8 @@ def distribution(site: Path, name: str, entry_points: dict[str, str]) -> None:
 
 def build(site: Path) -> Path:
     """Write the modules and three distributions: the test plugins, one that cannot import, and
-    one whose plugins implement a hook that does not exist or with the wrong arguments."""
+    one whose plugins are invalid (a hook that does not exist, or with the wrong arguments, or an
+    ``async def`` answer to a hook answered at once)."""
     site.mkdir(parents=True, exist_ok=True)
     for module, source in MISBEHAVING.items():
         (site / f"{module}.py").write_text(textwrap.dedent(source))
@@ -131,7 +139,10 @@ def build(site: Path) -> Path:
         "holder": "orch_test_holder", "commander": "orch_test_commander",
     })
     distribution(site, "orchestrator-broken", {"broken": "orch_test_broken"})
-    distribution(site, "orchestrator-misfits", {"typo": "orch_test_typo", "signature": "orch_test_signature"})
+    distribution(site, "orchestrator-misfits", {
+        "typo": "orch_test_typo", "signature": "orch_test_signature",
+        "asks": "orch_test_async_answer",
+    })
     return site
 
 

@@ -14,7 +14,7 @@ from orchestrator_testkit import fake_plugins, plugin_site
 from orchestrator_testkit.configs import load, write
 from orchestrator_testkit.orchestrator_processes import ORCHESTRATOR
 
-from orchestrator import load_config, plugins
+from orchestrator import hookspecs, load_config, plugins
 from orchestrator.config import ConfigError
 
 
@@ -45,6 +45,22 @@ def test_broken_plugins_are_reported_and_the_others_load() -> None:
     assert "hook wrappers are not supported" in (found["wrapper"].error or "")
     assert "orchestrator_no_such_hook" in (found["typo"].error or "")
     assert "cannot import no_such_module_anywhere" in (found["missing"].error or "")
+
+
+def test_an_async_def_answer_to_a_hook_answered_at_once_is_refused_at_load() -> None:
+    found = discover(asks="orchestrator_testkit.fake_plugins:async_answer")["asks"]
+    assert not found.loaded and found.plugin is None
+    assert found.error == (
+        "invalid plugin: PluginValidationError: plugin 'asks': orchestrator_expected_coa must be a plain "
+        "function: it is answered at once, outside the lanes"
+    )
+
+
+def test_the_hooks_answered_at_once_are_those_outside_the_lanes() -> None:
+    """A lane's hook gets the plugin's ``context``; a hook answered at once never does."""
+    callers = vars(plugins.new_manager().hook)  # every hookspec's
+    outside = {name for name, caller in callers.items() if "context" not in caller.spec.argnames}
+    assert outside == hookspecs.ANSWERED_AT_ONCE
 
 
 def test_the_teredo_server_is_the_uplink_reference_unless_one_is_set(tmp_path: Path) -> None:
@@ -85,6 +101,10 @@ def test_the_plugins_command_lists_every_plugin_and_why_broken_ones_are_not_load
     assert "orchestrator_uplink_changd" in listed["typo"]["error"]
     assert "moov" in listed["signature"]["error"]
     assert listed["typo"]["distribution"] == "orchestrator-misfits" and listed["typo"]["hooks"] == []
+    assert listed["asks"]["error"].endswith(
+        "plugin 'asks': orchestrator_uplink_reference must be a plain function: it is answered at once, "
+        "outside the lanes"
+    )
 
     text = orchestrator_plugins(site, "--config", str(config)).stdout
     assert "witness (orchestrator-test-plugins 1.0) [enabled]\n" in text
