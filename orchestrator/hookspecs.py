@@ -103,7 +103,8 @@ def orchestrator_config_schema() -> Mapping[str, Section]:
     * Lane: none; no timeout: called directly, so it must be a plain function (``async def`` is
       refused) and quick (never block).
     * Result: the sections.  The plugin is not loaded (``orchestrator plugins`` says why) when this
-      raises, or declares a core section (``daemon``, ``plugins``, ``uplinks``, ``interfaces``) or a
+      raises, or declares a malformed section (not a ``Section``, a key that is not a ``Key``, an
+      unknown ``kind``), a core section (``daemon``, ``plugins``, ``uplinks``, ``interfaces``) or a
       section that a plugin earlier by name already declared.
     """
     raise NotImplementedError

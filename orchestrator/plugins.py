@@ -23,7 +23,7 @@ from . import config as config_module
 from . import hookspecs
 from .config import CORE_SECTIONS, Config, ConfigError, InterfaceSpec, interface_specs
 from .netlink.wire import RT_TABLE_MAIN
-from .schema import Section
+from .schema import Section, schema_problems
 
 GROUP = "orchestrator.plugins"
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ def _load(info: PluginInfo, entry_point: importlib.metadata.EntryPoint) -> None:
         info.hooks = sorted(impl.function.__name__ for impl in impls)
         for declared in scratch.hook.orchestrator_config_schema():
             info.sections.update(declared)
+        _refuse(plugin, info.name, schema_problems(info.sections))
         taken = sorted(set(info.sections) & RESERVED_SECTIONS)
         if taken:
             raise pluggy.PluginValidationError(plugin, f"declares the core's sections {taken}")

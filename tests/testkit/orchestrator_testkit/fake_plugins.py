@@ -51,6 +51,24 @@ class AnswersWithACoroutine:
         return "2001:db8::1"
 
 
+class MisspeltKind:
+    @hookimpl
+    def orchestrator_config_schema(self) -> Any:
+        return {"strange": Section({"name": Key("strng", "a name")})}
+
+
+class NotASection:
+    @hookimpl
+    def orchestrator_config_schema(self) -> Any:
+        return {"loose": {"name": Key("str", "a name")}}
+
+
+class NotAKey:
+    @hookimpl
+    def orchestrator_config_schema(self) -> Any:
+        return {"odd": Section({"size": Key("int", "a size")}, tables={"items": Section({"name": "str"})})}
+
+
 class Declares:
     """Declares interfaces and address prefixes: ``entries`` and ``prefixes`` are what it returns
     (a test sets them)."""
@@ -72,4 +90,6 @@ class Declares:
 
 core_thief, clash_a, clash_b, declares = CoreThief(), ClashA(), ClashB(), Declares()
 wrapper, unknown_hook, wrong_signature = Wrapper(), UnknownHook(), WrongSignature()
-async_answer = AnswersWithACoroutine()
+async_answer, misspelt_kind, not_a_section, not_a_key = (
+    AnswersWithACoroutine(), MisspeltKind(), NotASection(), NotAKey()
+)

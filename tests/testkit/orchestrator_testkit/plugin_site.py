@@ -115,6 +115,13 @@ MISBEHAVING = {
         async def orchestrator_uplink_reference(config):  # answered at once: nothing would await it
             return "192.0.2.1"
     """,
+    "orch_test_strange": """
+        from orchestrator import Key, Section, hookimpl
+
+        @hookimpl
+        def orchestrator_config_schema():
+            return {"strange": Section({"name": Key("strng", "a name")})}  # no such kind
+    """,
 }
 
 
@@ -129,7 +136,7 @@ def distribution(site: Path, name: str, entry_points: dict[str, str]) -> None:
 def build(site: Path) -> Path:
     """Write the modules and three distributions: the test plugins, one that cannot import, and
     one whose plugins are invalid (a hook that does not exist, or with the wrong arguments, or an
-    ``async def`` answer to a hook answered at once)."""
+    ``async def`` answer to a hook answered at once, or a schema with a misspelt kind)."""
     site.mkdir(parents=True, exist_ok=True)
     for module, source in MISBEHAVING.items():
         (site / f"{module}.py").write_text(textwrap.dedent(source))
@@ -141,7 +148,7 @@ def build(site: Path) -> Path:
     distribution(site, "orchestrator-broken", {"broken": "orch_test_broken"})
     distribution(site, "orchestrator-misfits", {
         "typo": "orch_test_typo", "signature": "orch_test_signature",
-        "asks": "orch_test_async_answer",
+        "asks": "orch_test_async_answer", "strange": "orch_test_strange",
     })
     return site
 
