@@ -28,10 +28,11 @@ failing plugin never stops the others.  For a hook called in a lane (see "Lanes"
 * an exception or a timeout is logged with the plugin's name, counted, recorded on the move, and
   passed to ``orchestrator_on_error``; the other plugins still run.
 
-The other hooks (configuration, commands, the uplink reference, the watched tables, and the
-questions asked through ``context.ask``) are called directly, in the caller's thread and without a
-timeout: they are plain functions, and quick.  Hookwrappers are refused: a plugin that declares one
-is reported and not loaded.  Each hook's docstring says when it is called, in which lane, under
+The other hooks (``ANSWERED_AT_ONCE``: configuration, commands, the uplink reference, the watched
+tables, and the questions asked through ``context.ask``) are called directly, in the caller's thread
+and without a timeout, and their result is used as returned: they are plain functions, and quick.  An
+``async def`` implementation of one is refused, and so are hookwrappers: a plugin that declares one is
+reported and not loaded.  Each hook's docstring says when it is called, in which lane, under
 which timeout and what its result means; docs/plugins.md's hook reference is generated from them
 (``scripts/hook-reference``).
 
@@ -75,6 +76,25 @@ CARRIES_STATE = frozenset(
     }
 )
 
+#: Hooks answered at once, outside the lanes (see "How hooks are called" above): called directly, or
+#: asked through ``context.ask``, and their result used as returned.  Nothing awaits it, so the
+#: coroutine of an ``async def`` implementation would be taken for the answer: a plugin with one is
+#: refused when it loads.  The hooks of the lanes are the others; they take ``context``, these never do.
+ANSWERED_AT_ONCE = frozenset(
+    {
+        "orchestrator_config_schema",
+        "orchestrator_check_config",
+        "orchestrator_config_warnings",
+        "orchestrator_interfaces",
+        "orchestrator_address_prefixes",
+        "orchestrator_commands",
+        "orchestrator_uplink_reference",
+        "orchestrator_watched_tables",
+        "orchestrator_expected_coa",
+        "orchestrator_requalify_tunnel",
+    }
+)
+
 
 @hookspec
 def orchestrator_config_schema() -> Mapping[str, Section]:
@@ -87,9 +107,11 @@ def orchestrator_config_schema() -> Mapping[str, Section]:
     * Called: once per process, when plugins are discovered (daemon start-up, ``check-config``,
       ``monitor``, ``plugins``, ``load_config``, a plugin's command; a reload keeps the answer), for
       every installed plugin, enabled or not, so that a section is checked before its plugin is enabled.
-    * Lane: none; no timeout: called directly, so it must be quick (never block).
+    * Lane: none; no timeout: called directly, so it must be a plain function (``async def`` is
+      refused) and quick (never block).
     * Result: the sections.  The plugin is not loaded (``orchestrator plugins`` says why) when this
-      raises, or declares a core section (``daemon``, ``plugins``, ``uplinks``, ``interfaces``) or a
+      raises, or declares a malformed section (not a ``Section``, a key that is not a ``Key``, an
+      unknown ``kind``), a core section (``daemon``, ``plugins``, ``uplinks``, ``interfaces``) or a
       section that a plugin earlier by name already declared.
     """
     raise NotImplementedError
@@ -107,7 +129,8 @@ def orchestrator_check_config(config: Config) -> list[str]:
     * Called: for enabled plugins, at every configuration load (daemon start-up, reload,
       ``check-config``, ``monitor``, ``load_config``), after ``orchestrator_interfaces`` and
       ``orchestrator_address_prefixes``.
-    * Lane: none; no timeout: called directly, so it must be quick (never block).
+    * Lane: none; no timeout: called directly, so it must be a plain function (``async def`` is
+      refused) and quick (never block).
     * Result: any problem makes the configuration invalid (a reload is then refused and the running
       policy stays).  A check that raises is one too: ``<plugin>: configuration check failed: ...``.
     """
@@ -122,7 +145,8 @@ def orchestrator_config_warnings(config: Config) -> list[str]:
 
     * Called: for enabled plugins, once the configuration is valid: by ``check-config``, which prints
       them and still succeeds, and when the daemon starts, which logs them (a reload does not ask).
-    * Lane: none; no timeout: called directly, so it must be quick (never block).
+    * Lane: none; no timeout: called directly, so it must be a plain function (``async def`` is
+      refused) and quick (never block).
     * Result: the warnings.  A check that raises is reported as one:
       ``<plugin>: configuration warnings failed: ...``.
     """
@@ -142,7 +166,8 @@ def orchestrator_interfaces(config: Config) -> list[Mapping[str, Any]]:
     * Called: for enabled plugins, at every configuration load (daemon start-up, reload,
       ``check-config``, ``monitor``, ``load_config``), first: ``orchestrator_address_prefixes`` and
       ``orchestrator_check_config`` see the entries.  A reload that changes them restarts every plugin.
-    * Lane: none; no timeout: called directly, so it must be quick (never block).
+    * Lane: none; no timeout: called directly, so it must be a plain function (``async def`` is
+      refused) and quick (never block).
     * Result: the entries.  An invalid entry makes the configuration invalid, and so does a
       declaration that raises: ``<plugin>: interface declaration failed: ...``.
     """
@@ -160,7 +185,8 @@ def orchestrator_address_prefixes(config: Config) -> Mapping[str, str]:
     * Called: for enabled plugins, at every configuration load (daemon start-up, reload,
       ``check-config``, ``monitor``, ``load_config``), after ``orchestrator_interfaces`` and before
       ``orchestrator_check_config``.
-    * Lane: none; no timeout: called directly, so it must be quick (never block).
+    * Lane: none; no timeout: called directly, so it must be a plain function (``async def`` is
+      refused) and quick (never block).
     * Result: the prefixes.  A prefix that is not an IPv6 network, an interface a plugin earlier in
       ``plugins.enable`` already declared, an answer that is not a mapping and a declaration that raises
       are configuration problems naming the plugin.
@@ -180,8 +206,8 @@ def orchestrator_commands() -> list[Command]:
     * Called: by the command line only, never by the daemon: for every installed plugin that loads,
       enabled or not, when the line names a command the core does not have, or none (the help that
       lists them all).
-    * Lane: none; no timeout: called directly, so it must be quick (never block): every
-      plugin is asked before a plugin's command runs.
+    * Lane: none; no timeout: called directly, so it must be a plain function (``async def`` is
+      refused) and quick (never block): every plugin is asked before a plugin's command runs.
     * Result: the commands.  A name the core or a plugin earlier by name already has is skipped, and so
       is the whole answer when this raises or returns no list (or tuple) of ``Command``; each skip is
       said on stderr.
@@ -200,7 +226,8 @@ def orchestrator_uplink_reference(config: Config) -> str | None:
     * Called: only when ``uplinks.reference`` is not set, for enabled plugins until one answers: when
       the daemon starts, on every reload (a new answer is used from the next kernel change on), and
       when ``orchestrator monitor`` starts.
-    * Lane: none; no timeout: called directly, so it must be quick (never block).
+    * Lane: none; no timeout: called directly, so it must be a plain function (``async def`` is
+      refused) and quick (never block).
     * Result: first non-None result wins, in ``plugins.enable`` order; None from everyone means the
       best default route through an interface with role ``uplink``.  An exception is logged and the next
       plugin is asked.
@@ -291,7 +318,8 @@ def orchestrator_watched_tables(config: Config) -> list[int]:
     * Called: for enabled plugins when the daemon starts, which watches the union of the answers; again
       on every reload, only to compare: a different union is reported in the reload's changes and
       applies after a restart.  ``orchestrator monitor`` does not ask: it watches ``main`` only.
-    * Lane: none; no timeout: called directly, so it must be quick (never block).
+    * Lane: none; no timeout: called directly, so it must be a plain function (``async def`` is
+      refused) and quick (never block).
     * Result: every plugin's answer is used.  An exception, or an answer that is not a list of table
       numbers, is logged.
     """
@@ -342,8 +370,8 @@ def orchestrator_expected_coa(config: Config, state: NetworkState, exclude: froz
 
     * Called: when a plugin asks through ``context.ask``, for enabled plugins until one answers, at
       once, on the event loop.
-    * Lane: none, and no timeout: a plain function that only computes (the coroutine of an ``async
-      def`` would be taken for its answer).
+    * Lane: none, and no timeout: a plain function that only computes (an ``async def`` implementation
+      is refused when its plugin loads).
     * Result: first non-None result wins, in ``plugins.enable`` order (``tryfirst``/``trylast``
       apply).  An answer that raises is logged, counted in ``plugin_errors`` and skipped;
       ``orchestrator_on_error`` is not told.
@@ -363,7 +391,7 @@ def orchestrator_requalify_tunnel(interface: str, reason: str) -> bool | None:
     * Called: when a plugin asks through ``context.ask``, for enabled plugins until one answers, at
       once, on the event loop.
     * Lane: none, and no timeout: a plain function that returns at once; schedule the work, do not do
-      it here (the coroutine of an ``async def`` would be taken for its answer).
+      it here (an ``async def`` implementation is refused when its plugin loads).
     * Result: first non-None result wins, in ``plugins.enable`` order; None from everyone: nobody took
       it.  An answer that raises is logged, counted in ``plugin_errors`` and skipped.
     """

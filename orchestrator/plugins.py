@@ -9,6 +9,7 @@ hook, or declares a hookwrapper is reported with the reason and skipped; the oth
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,7 +23,7 @@ from . import config as config_module
 from . import hookspecs
 from .config import CORE_SECTIONS, Config, ConfigError, InterfaceSpec, interface_specs
 from .netlink.wire import RT_TABLE_MAIN
-from .schema import Section
+from .schema import Section, schema_problems
 
 GROUP = "orchestrator.plugins"
 log = logging.getLogger(__name__)
@@ -100,13 +101,16 @@ def _load(info: PluginInfo, entry_point: importlib.metadata.EntryPoint) -> None:
     try:
         scratch.register(plugin, name=info.name)
         scratch.check_pending()
-        impls = [impl for caller in scratch.get_hookcallers(plugin) or [] for impl in caller.get_hookimpls()]
+        callers = scratch.get_hookcallers(plugin) or []
+        impls = [impl for caller in callers for impl in caller.get_hookimpls()]
         wrappers = sorted(i.function.__name__ for i in impls if i.wrapper or i.hookwrapper)
         if wrappers:
             raise pluggy.PluginValidationError(plugin, f"hook wrappers are not supported: {wrappers}")
+        _refuse(plugin, info.name, _coroutines_answered_at_once(callers))
         info.hooks = sorted(impl.function.__name__ for impl in impls)
         for declared in scratch.hook.orchestrator_config_schema():
             info.sections.update(declared)
+        _refuse(plugin, info.name, schema_problems(info.sections))
         taken = sorted(set(info.sections) & RESERVED_SECTIONS)
         if taken:
             raise pluggy.PluginValidationError(plugin, f"declares the core's sections {taken}")
@@ -114,6 +118,22 @@ def _load(info: PluginInfo, entry_point: importlib.metadata.EntryPoint) -> None:
         info.error = f"invalid plugin: {type(error).__name__}: {error}"
         return
     info.plugin = plugin
+
+
+def _coroutines_answered_at_once(callers: Iterable[pluggy.HookCaller]) -> list[str]:
+    """A hook answered at once takes what it returns as the answer: nothing would await a coroutine."""
+    return [
+        f"{caller.name} must be a plain function: it is answered at once, outside the lanes"
+        for caller in sorted(callers, key=lambda caller: caller.name)
+        if caller.name in hookspecs.ANSWERED_AT_ONCE
+        and any(inspect.iscoroutinefunction(impl.function) for impl in caller.get_hookimpls())
+    ]
+
+
+def _refuse(plugin: object, name: str, problems: list[str]) -> None:
+    """The plugin is invalid when there are ``problems``: its error names it and says each."""
+    if problems:
+        raise pluggy.PluginValidationError(plugin, f"plugin {name!r}: {'; '.join(problems)}")
 
 
 def _reject_section_clashes(infos: Iterable[PluginInfo]) -> None:
@@ -152,13 +172,17 @@ def call_each(
 ) -> Iterator[tuple[str, Any, Exception | None]]:
     """Call every implementation of ``hook`` now, in ``plugins.enable`` order, with the arguments it
     declares (``per_plugin`` adds a plugin's own, its context say): ``(plugin, result, error)``.
-    For the questions answered at once, outside the lanes; a failing plugin never stops the others."""
+    For the questions answered at once, outside the lanes; a failing plugin never stops the others.
+    A coroutine is no answer: ``async def`` is refused at load, but a plain wrapper can return one."""
     for impl in reversed(hook.get_hookimpls()):
         given = {**arguments, **(per_plugin(impl.plugin_name) if per_plugin else {})}
         try:
             result, error = impl.function(**{name: given[name] for name in impl.argnames}), None
         except Exception as caught:
             result, error = None, caught
+        if inspect.iscoroutine(result):
+            result.close()  # never awaited, and never warned about as such
+            result, error = None, TypeError(f"{hook.name} returned a coroutine: it is answered at once")
         yield impl.plugin_name, result, error
 
 

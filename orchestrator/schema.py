@@ -65,6 +65,41 @@ _KIND_NAMES = {
     "ipv6": "an IPv6 address literal",
     "str|int": "a string or an integer",
 }
+KINDS = tuple(_KIND_NAMES)
+
+
+def schema_problems(sections: Mapping[Any, object]) -> list[str]:
+    """What makes the sections a plugin declares unable to check a file: a value that is not a
+    ``Section``, keys that are not ``Key``s, a kind nobody knows.  Asked when the plugin loads, so that
+    its mistake is its own error rather than a crash of every configuration load (a disabled plugin's
+    sections are checked too).  Each problem names the section and the key."""
+    problems: list[str] = []
+    for name, section in sections.items():
+        problems += _section_problems(section, f"section {name!r}")
+    return problems
+
+
+def _section_problems(section: object, where: str, within: tuple[str, ...] = ()) -> list[str]:
+    """``within``: the path of a sub-table (``("profiles", "<name>")``) inside the section ``where``."""
+    here = f"{where}, table {'.'.join(within)!r}" if within else where
+    if not isinstance(section, Section):
+        return [f"{here}: expected a Section, got {type(section).__name__}"]
+    problems: list[str] = []
+    for label, found in (("keys", section.keys), ("tables", section.tables)):
+        if not isinstance(found, Mapping) or not all(isinstance(name, str) for name in found):
+            got = f"the names {[*found]!r}" if isinstance(found, Mapping) else type(found).__name__
+            problems.append(f"{here}: expected its {label} as a mapping by name (a string), got {got}")
+    if problems:
+        return problems
+    for name, key in section.keys.items():
+        at = f"{where}, key {'.'.join((*within, name))!r}"
+        if not isinstance(key, Key):
+            problems.append(f"{at}: expected a Key, got {type(key).__name__}")
+        elif key.kind not in KINDS:
+            problems.append(f"{at}: unknown kind {key.kind!r} (known kinds: {', '.join(KINDS)})")
+    for name, table in section.tables.items():
+        problems += _section_problems(table, where, (*within, name, "<name>"))
+    return problems
 
 
 def _type_ok(kind: str, value: Any) -> bool:

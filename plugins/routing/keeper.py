@@ -8,7 +8,8 @@ someone removes one of the tunnel's IPv6 routes or its rule (systemd-networkd de
 when it restarts), it brings the tunnel back to that step's end state — by difference, so it
 writes nothing when nothing of ours was touched.  It never re-asserts while a hook runs, and never
 on a stale tunnel (down, gone, or its IPv4 uplink lost):
-there is no state there to defend.
+there is no state there to defend.  Nor after ``orchestrator_shutdown``: a stopped keeper has no
+context, cancels the restore it had scheduled and ignores the calls still queued in other lanes.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ class Keeper:
         self.steps: dict[str, Step] = {}
         self.busy: dict[str, float] = {}  # interface -> monotonic time of the hook's "begin"
         self.pending: set[str] = set()  # tunnels whose policy was removed, restored once per burst
+        self.restore: asyncio.Handle | None = None  # the restore of ``pending``, once scheduled
         self.parts: dict[str, Part] = {}  # interface -> the move's hold while its hook brings it up
         self.stale: set[str] = set()
         self.profiles: dict[str, Profile] = {}  # by profile name
         self.sock: socket.socket | None = None
-        self.context: PluginContext | None = None
+        self.context: PluginContext | None = None  # None: stopped (or not started), writes nothing
 
     # -- life -------------------------------------------------------------------------------------
 
@@ -65,15 +67,25 @@ class Keeper:
         asyncio.get_running_loop().add_reader(sock.fileno(), self.read_notifications)
 
     def stop(self) -> None:
-        if self.sock is not None and self.context is not None:
+        """Defend nothing from now on: a restore already scheduled is cancelled, and a call queued
+        before the shutdown finds no context (``profile_for`` answers None) and writes nothing."""
+        if self.restore is not None:
+            self.restore.cancel()
+            self.restore = None
+        self.pending.clear()
+        if self.sock is not None:
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
             self.sock.close()
             self.sock = None
+        if self.context is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(notify_path(self.context.config))
+            self.context = None
 
     def profile_for(self, interface: str) -> Profile | None:
-        assert self.context is not None
+        """The profile ``interface`` is kept to; None when it has none or the keeper is stopped."""
+        if self.context is None:
+            return None
         spec = self.context.config.interface(interface)
         if spec is None or not spec.is_tunnel or not spec.routing_profile:
             return None
@@ -128,18 +140,19 @@ class Keeper:
         in has been read (``call_soon``), so a flush of N routes costs one read of the kernel per
         tunnel, not N."""
         self.read_notifications()
-        assert self.context is not None
         concerned = set()
         for interface in self.steps:
             profile = self.profile_for(interface)
             if profile is not None and self._concerns(event, interface, profile):
                 concerned.add(interface)
-        if concerned and not self.pending:
-            asyncio.get_running_loop().call_soon(self._restore)
+        if concerned and self.restore is None:
+            self.restore = asyncio.get_running_loop().call_soon(self._restore)
         self.pending |= concerned
 
     def _restore(self) -> None:
-        assert self.context is not None
+        self.restore = None
+        if self.context is None:  # stopped since: nothing of ours is defended any more
+            return
         self.read_notifications()
         pending, self.pending = self.pending, set()
         now = time.monotonic()

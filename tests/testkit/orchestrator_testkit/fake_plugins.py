@@ -43,6 +43,32 @@ class WrongSignature:
         """``moov`` is no argument of the hook: pluggy refuses the plugin when it is registered."""
 
 
+class AnswersWithACoroutine:
+    """An ``async def`` answer to a question answered at once: nothing would await it."""
+
+    @hookimpl
+    async def orchestrator_expected_coa(self) -> Any:
+        return "2001:db8::1"
+
+
+class MisspeltKind:
+    @hookimpl
+    def orchestrator_config_schema(self) -> Any:
+        return {"strange": Section({"name": Key("strng", "a name")})}
+
+
+class NotASection:
+    @hookimpl
+    def orchestrator_config_schema(self) -> Any:
+        return {"loose": {"name": Key("str", "a name")}}
+
+
+class NotAKey:
+    @hookimpl
+    def orchestrator_config_schema(self) -> Any:
+        return {"odd": Section({"size": Key("int", "a size")}, tables={"items": Section({"name": "str"})})}
+
+
 class Declares:
     """Declares interfaces and address prefixes: ``entries`` and ``prefixes`` are what it returns
     (a test sets them)."""
@@ -64,3 +90,6 @@ class Declares:
 
 core_thief, clash_a, clash_b, declares = CoreThief(), ClashA(), ClashB(), Declares()
 wrapper, unknown_hook, wrong_signature = Wrapper(), UnknownHook(), WrongSignature()
+async_answer, misspelt_kind, not_a_section, not_a_key = (
+    AnswersWithACoroutine(), MisspeltKind(), NotASection(), NotAKey()
+)

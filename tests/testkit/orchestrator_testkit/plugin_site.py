@@ -119,6 +119,20 @@ MISBEHAVING = {
         def orchestrator_uplink_changed(event, moov):  # an argument the hook does not have
             pass
     """,
+    "orch_test_async_answer": """
+        from orchestrator import hookimpl
+
+        @hookimpl
+        async def orchestrator_uplink_reference(config):  # answered at once: nothing would await it
+            return "192.0.2.1"
+    """,
+    "orch_test_strange": """
+        from orchestrator import Key, Section, hookimpl
+
+        @hookimpl
+        def orchestrator_config_schema():
+            return {"strange": Section({"name": Key("strng", "a name")})}  # no such kind
+    """,
 }
 
 
@@ -132,7 +146,8 @@ def distribution(site: Path, name: str, entry_points: dict[str, str]) -> None:
 
 def build(site: Path) -> Path:
     """Write the modules and three distributions: the test plugins, one that cannot import, and
-    one whose plugins implement a hook that does not exist or with the wrong arguments."""
+    one whose plugins are invalid (a hook that does not exist, or with the wrong arguments, or an
+    ``async def`` answer to a hook answered at once, or a schema with a misspelt kind)."""
     site.mkdir(parents=True, exist_ok=True)
     for module, source in MISBEHAVING.items():
         (site / f"{module}.py").write_text(textwrap.dedent(source))
@@ -142,7 +157,10 @@ def build(site: Path) -> Path:
         "holder": "orch_test_holder", "commander": "orch_test_commander", "threaded": "orch_test_threaded",
     })
     distribution(site, "orchestrator-broken", {"broken": "orch_test_broken"})
-    distribution(site, "orchestrator-misfits", {"typo": "orch_test_typo", "signature": "orch_test_signature"})
+    distribution(site, "orchestrator-misfits", {
+        "typo": "orch_test_typo", "signature": "orch_test_signature",
+        "asks": "orch_test_async_answer", "strange": "orch_test_strange",
+    })
     return site
 
 

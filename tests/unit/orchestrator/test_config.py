@@ -9,6 +9,10 @@ from orchestrator_testkit import REPO
 from orchestrator_testkit.configs import check_config as check
 from orchestrator_testkit.configs import write
 
+from orchestrator import Key, Section, plugins
+from orchestrator.config import CORE_SECTIONS
+from orchestrator.schema import KINDS, schema_problems
+
 
 def test_shipped_configuration_is_valid() -> None:
     result = check(REPO / "etc" / "orchestrator.toml")
@@ -85,3 +89,30 @@ def test_routing_profile_only_on_a_tunnel(tmp_path: Path) -> None:
     path.write_text('[[interfaces]]\nmatch = "eth0"\nrole = "uplink"\nrouting_profile = "teredo"\n')
     expected = "interfaces[0].routing_profile: only a tunnel (role tunnel, or an uplink with ipv6_tunnel)"
     assert expected in check(path).stderr
+
+
+NAME = Key("str", "a name")
+BY_NAME = "expected its keys as a mapping by name (a string), got"
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        (Section([NAME]), f"section 's': {BY_NAME} list"),
+        (Section({1: NAME}), f"section 's': {BY_NAME} the names [1]"),
+        (
+            Section({}, tables={"t": Section({"k": Key("string", "a name")})}),
+            f"section 's', key 't.<name>.k': unknown kind 'string' (known kinds: {', '.join(KINDS)})",
+        ),
+        (Section({}, tables={"t": {"k": NAME}}),
+         "section 's', table 't.<name>': expected a Section, got dict"),
+    ],
+    ids=["keys-listed", "key-named-by-a-number", "kind-in-a-sub-table", "sub-table-not-a-section"],
+)
+def test_a_malformed_schema_is_described_by_section_and_key(section: Section, problem: str) -> None:
+    assert schema_problems({"s": section}) == [problem]
+
+
+def test_the_core_and_built_in_schemas_are_well_formed() -> None:
+    assert schema_problems(CORE_SECTIONS) == []
+    assert schema_problems(plugins.sections(plugins.discover())) == []

@@ -308,6 +308,29 @@ def test_a_question_gets_the_first_answer_in_enable_order_past_failures(tmp_path
     run(go())
 
 
+class PredictsThroughACoroutine:
+    """A plain function returning a coroutine (as a decorator around ``async def`` can): loading
+    cannot tell, so the question takes it for no answer."""
+
+    @hookimpl
+    def orchestrator_expected_coa(self) -> Any:
+        async def predicted() -> str:
+            return "2001:db8::c"
+
+        return predicted()
+
+
+def test_a_coroutine_is_no_answer_to_a_question(tmp_path: Path) -> None:
+    async def go() -> None:
+        h = Harness(tmp_path, {"wrapped": PredictsThroughACoroutine(), "a": Predicts("2001:db8::a")})
+        question = {"config": None, "state": None, "exclude": None}
+        assert h.dispatcher.ask("orchestrator_expected_coa", question) == "2001:db8::a"
+        assert h.counters["plugin_errors"] == 1
+        await h.dispatcher.close()
+
+    run(go())
+
+
 def test_a_reported_failure_reaches_on_error_and_the_move(tmp_path: Path) -> None:
     heard: list[tuple[str, str, str]] = []
 

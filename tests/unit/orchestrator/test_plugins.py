@@ -14,7 +14,7 @@ from orchestrator_testkit import fake_plugins, plugin_site
 from orchestrator_testkit.configs import load, write
 from orchestrator_testkit.orchestrator_processes import ORCHESTRATOR
 
-from orchestrator import load_config, plugins
+from orchestrator import hookspecs, load_config, plugins
 from orchestrator.config import ConfigError
 
 
@@ -45,6 +45,52 @@ def test_broken_plugins_are_reported_and_the_others_load() -> None:
     assert "hook wrappers are not supported" in (found["wrapper"].error or "")
     assert "orchestrator_no_such_hook" in (found["typo"].error or "")
     assert "cannot import no_such_module_anywhere" in (found["missing"].error or "")
+
+
+def test_an_async_def_answer_to_a_hook_answered_at_once_is_refused_at_load() -> None:
+    found = discover(asks="orchestrator_testkit.fake_plugins:async_answer")["asks"]
+    assert not found.loaded and found.plugin is None
+    assert found.error == (
+        "invalid plugin: PluginValidationError: plugin 'asks': orchestrator_expected_coa must be a plain "
+        "function: it is answered at once, outside the lanes"
+    )
+
+
+def test_the_hooks_answered_at_once_are_those_outside_the_lanes() -> None:
+    """A lane's hook gets the plugin's ``context``; a hook answered at once never does."""
+    callers = vars(plugins.new_manager().hook)  # every hookspec's
+    outside = {name for name, caller in callers.items() if "context" not in caller.spec.argnames}
+    assert outside == hookspecs.ANSWERED_AT_ONCE
+
+
+KINDS = "str, int, float, bool, list[str], ipv4, ipv6, str|int"
+
+
+def test_a_malformed_schema_makes_its_plugin_invalid_and_spoils_only_a_configuration_that_enables_it(
+    tmp_path: Path,
+) -> None:
+    found = discover(
+        strange="orchestrator_testkit.fake_plugins:misspelt_kind",
+        loose="orchestrator_testkit.fake_plugins:not_a_section",
+        odd="orchestrator_testkit.fake_plugins:not_a_key",
+    )
+    infos = [*plugins.discover(), *found.values()]
+    assert plugins.validate(write(tmp_path, enable=["routing"]), infos).enable == ("routing",)
+
+    assert not any(info.loaded for info in found.values())
+    invalid = "invalid plugin: PluginValidationError: plugin"
+    assert found["strange"].error == (
+        f"{invalid} 'strange': section 'strange', key 'name': unknown kind 'strng' (known kinds: {KINDS})"
+    )
+    assert found["loose"].error == f"{invalid} 'loose': section 'loose': expected a Section, got dict"
+    assert found["odd"].error == (
+        f"{invalid} 'odd': section 'odd', key 'items.<name>.name': expected a Key, got str"
+    )
+    with pytest.raises(ConfigError) as refused:
+        plugins.validate(write(tmp_path, enable=["routing", "strange"]), infos)
+    assert refused.value.problems == [
+        f"plugins.enable[1]: plugin 'strange' cannot be loaded: {found['strange'].error}"
+    ]
 
 
 def test_the_teredo_server_is_the_uplink_reference_unless_one_is_set(tmp_path: Path) -> None:
@@ -86,11 +132,34 @@ def test_the_plugins_command_lists_every_plugin_and_why_broken_ones_are_not_load
     assert "orchestrator_uplink_changd" in listed["typo"]["error"]
     assert "moov" in listed["signature"]["error"]
     assert listed["typo"]["distribution"] == "orchestrator-misfits" and listed["typo"]["hooks"] == []
+    assert listed["asks"]["error"].endswith(
+        "plugin 'asks': orchestrator_uplink_reference must be a plain function: it is answered at once, "
+        "outside the lanes"
+    )
+    assert listed["strange"]["error"].endswith(
+        f"plugin 'strange': section 'strange', key 'name': unknown kind 'strng' (known kinds: {KINDS})"
+    )
 
     text = orchestrator_plugins(site, "--config", str(config)).stdout
     assert "witness (orchestrator-test-plugins 1.0) [enabled]\n" in text
     assert "teredo (netlink-orchestrator 0.1.0) [disabled]\n" in text
     assert "typo (orchestrator-misfits 1.0) [error]\n    error: invalid plugin: " in text
+
+
+def test_an_invalid_third_party_plugin_spoils_only_a_configuration_that_enables_it(tmp_path: Path) -> None:
+    site = plugin_site.build(tmp_path / "site")
+    others = write(tmp_path, enable=["routing"])
+    checked = orchestrator_cli(site, "check-config", "--config", str(others))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout == f"{others}: OK (plugins: routing)\n"
+    config = write(tmp_path, enable=["routing", "strange"], name="strange.toml")
+    refused = orchestrator_cli(site, "check-config", "--config", str(config))
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"{config}: plugins.enable[1]: plugin 'strange' cannot be loaded: invalid plugin: "
+        "PluginValidationError: plugin 'strange': section 'strange', key 'name': unknown kind 'strng' "
+        f"(known kinds: {KINDS})\n"
+    )
 
 
 def test_declared_interfaces_come_after_the_files_and_are_validated_like_them(

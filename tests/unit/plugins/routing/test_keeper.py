@@ -1,0 +1,102 @@
+"""The keeper's life: what it restores while the plugin runs, and that it writes nothing after
+``orchestrator_shutdown``, neither a restore already scheduled nor a call that arrives late (queued
+before the shutdown in another lane).  The kernel is a recorder: these tests are about when."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from orchestrator_routing import kernel
+from orchestrator_routing.follow import address_changed
+from orchestrator_routing.keeper import COUNTER, Keeper
+from orchestrator_testkit.configs import load, write
+
+from orchestrator.context import PluginContext
+from orchestrator.events import RuleEvent, TunnelAddressChanged
+from orchestrator.moves import MoveLog
+from orchestrator.state import NetworkState
+
+A1 = "2001:0:c633:6401:8000:f227:9c3a:73f0"
+A2 = "2001:0:c633:6401:8000:f227:9c3a:73f1"
+LL = "fe80::ffff:ffff:ffff"
+PROFILE = "[routing.profiles.teredo]\ntable = 100\nsource_rule = true\nfollow_address = true\n"
+RULE_REMOVED = RuleEvent(socket.AF_INET6, 32765, 100, A1, 128, deleted=True)
+
+Scenario = Callable[[Keeper, list[str]], Coroutine[Any, Any, None]]
+
+
+async def next_turn() -> None:
+    """Return once every callback the loop already had scheduled (``call_soon``) has run."""
+    loop = asyncio.get_running_loop()
+    turned = loop.create_future()
+    loop.call_soon(turned.set_result, None)
+    await turned
+
+
+def run_keeper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: Scenario) -> None:
+    """Start a keeper defending the teredo tunnel at ``A1``, then play ``scenario`` with the list of
+    the interfaces it writes to the kernel."""
+    written: list[str] = []
+
+    def converge(interface: str, *_: Any) -> list[str]:
+        written.append(interface)
+        return ["an operation"]
+
+    monkeypatch.setattr(kernel, "converge", converge)
+    config = load(write(tmp_path, enable=["routing"], tunnel_profile="teredo", extra=PROFILE))
+    state = NetworkState(config, lookup=lambda _d: None, reread=lambda _f, _t: [])
+    moves = MoveLog(5.0, lambda _m, _p: None, lambda _m: None)
+    context = PluginContext("routing", config, state, moves, logging.getLogger("routing"), Counter())
+
+    async def go() -> None:
+        keeper = Keeper()
+        keeper.start(context)
+        keeper.heard(["end", "teredo", "up", A1, LL, "1280"])
+        await scenario(keeper, written)
+        assert context.counters[COUNTER] == len(written)
+
+    asyncio.run(go())
+
+
+def test_a_removal_is_restored_once_its_burst_has_been_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario(keeper: Keeper, written: list[str]) -> None:
+        keeper.policy_removed(RULE_REMOVED)
+        keeper.policy_removed(RULE_REMOVED)
+        assert written == []
+        await next_turn()
+        assert written == ["teredo"]
+        keeper.stop()
+
+    run_keeper(tmp_path, monkeypatch, scenario)
+
+
+def test_a_restore_scheduled_before_shutdown_is_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario(keeper: Keeper, written: list[str]) -> None:
+        keeper.policy_removed(RULE_REMOVED)
+        keeper.stop()
+        await next_turn()
+        assert written == []
+
+    run_keeper(tmp_path, monkeypatch, scenario)
+
+
+def test_calls_after_shutdown_write_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario(keeper: Keeper, written: list[str]) -> None:
+        keeper.stop()
+        keeper.policy_removed(RULE_REMOVED)
+        address_changed(keeper, TunnelAddressChanged("teredo", A1, A2), None)
+        await next_turn()
+        assert written == []
+
+    run_keeper(tmp_path, monkeypatch, scenario)
