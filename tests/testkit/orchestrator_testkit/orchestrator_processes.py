@@ -2,19 +2,60 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from orchestrator import control
 
-from .netns import Namespace, TrackedProcess, wait_for
+from .netns import Namespace, TrackedProcess, run_prefix, wait_for
 
 ORCHESTRATOR = [sys.executable, "-m", "orchestrator.cli"]
+
+#: The host's own interpreter, the one another user runs an installed daemon's commands with.
+SYSTEM_PYTHON = "/usr/bin/python3"
+#: What the command line imports beyond the standard library: the package and its runtime
+#: dependencies (pyproject.toml), plus tomli where the standard library has no tomllib (3.10).
+RUNTIME_PACKAGES = ("orchestrator", "pluggy", "sdnotify")
+
+
+@contextlib.contextmanager
+def world_readable_orchestrator() -> Iterator[list[str]]:
+    """The ``orchestrator`` command line as another user runs it from an installation every user
+    can read (as /opt/orchestrator): a private directory (0755, removed at exit) holding copies of
+    the packages it imports, taken from this virtualenv, and :data:`SYSTEM_PYTHON` started isolated
+    and without site-packages (``-I -S``) with that directory alone on its ``sys.path``.  Nothing
+    is read from the checkout, which may be a user's private (0700) directory."""
+    probe = [SYSTEM_PYTHON, "-I", "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+    release = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+    version = tuple(int(number) for number in release.split("."))
+    python = f"{SYSTEM_PYTHON} (Python {release})"
+    if version < (3, 10):
+        raise RuntimeError(f"{python}: orchestrator needs Python 3.10 or later")
+    packages = RUNTIME_PACKAGES if version >= (3, 11) else (*RUNTIME_PACKAGES, "tomli")
+    site = Path(tempfile.mkdtemp(prefix=f"{run_prefix()}install-"))
+    try:
+        for name in packages:
+            spec = importlib.util.find_spec(name)
+            if spec is None or not spec.submodule_search_locations:
+                raise RuntimeError(f"{python} needs package {name}, which {sys.prefix} does not have")
+            ignore = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(spec.submodule_search_locations[0], site / name, ignore=ignore)
+        for path in [site, *site.rglob("*")]:  # readable by every user, whatever the umask
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        main = "from orchestrator.cli import main; sys.exit(main())"
+        yield [SYSTEM_PYTHON, "-I", "-S", "-c", f"import sys; sys.path[:0] = [{str(site)!r}]; {main}"]
+    finally:
+        shutil.rmtree(site)
 
 
 class MonitorProcess:
