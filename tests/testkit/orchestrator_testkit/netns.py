@@ -282,12 +282,17 @@ class Namespace:
 
 
 def descendants(pid: int) -> list[int]:
-    """All descendants of ``pid`` (from /proc/PID/task/*/children)."""
+    """All descendants of ``pid`` (from /proc/PID/task/*/children).  A process that exits while it
+    is read (a miredo worker ending after a SIGHUP) simply has no children."""
     out: list[int] = []
     todo = [pid]
     while todo:
         p = todo.pop()
-        for task in Path(f"/proc/{p}/task").glob("*"):
+        try:
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
             try:
                 kids = [int(k) for k in (task / "children").read_text().split()]
             except OSError:
