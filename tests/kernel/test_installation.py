@@ -1,0 +1,49 @@
+"""The project installed the way the README installs it: built by pip into a directory of its own,
+not editable, so every package must be in the distribution (the editable install of the test
+environment would hide a missing one)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from orchestrator_testkit import REPO
+
+SOURCES = ("pyproject.toml", "README.md", "orchestrator", "plugins")
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``pip install`` of a copy of the sources (setuptools writes build files beside them)."""
+    source, site = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("site")
+    for name in SOURCES:
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
+        copy(REPO / name, source / name)
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--target", str(site), str(source)], check=True, timeout=300)
+    return site
+
+
+def from_site(site: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run without this environment's site-packages: only the installation and the
+    standard library can be imported."""
+    prelude = f"import sys; sys.path[:0] = [{str(site)!r}]; "
+    return subprocess.run([sys.executable, "-S", "-c", prelude + code], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_the_command_line_finds_every_command_of_the_installation(installed: Path) -> None:
+    result = from_site(installed, "from orchestrator.cli import main; sys.exit(main(['--help']))")
+    assert result.returncode == 0, result.stderr
+    for command in ("run", "status", "hook", "mip6d-conf"):
+        assert f"    {command}" in result.stdout, result.stdout
+
+
+def test_the_client_hook_imports_from_the_installation(installed: Path) -> None:
+    code = ("import orchestrator_routing.hook; from orchestrator import wire; "
+            "print(all(m.__file__.startswith(sys.path[0]) for m in (wire, orchestrator_routing.hook)))")
+    result = from_site(installed, code)
+    assert (result.returncode, result.stdout) == (0, "True\n"), result.stderr
