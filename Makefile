@@ -35,7 +35,8 @@ NO_TESTS = if [ $$rc -eq 5 ]; then echo "make $@: pytest collected no tests" >&2
 test: deps venv lint
 	@$(PYTEST) tests/unit tests/kernel; rc=$$?; $(NO_TESTS)
 
-# The unit tests alone, in seconds: no root, no namespaces, no packages beyond the virtualenv.
+# The unit tests alone, in seconds: no network namespaces; as root (the tests of the control
+# socket's credentials skip otherwise) with systemd-analyze, which `make deps` installs.
 unit: venv
 	@$(PYTEST) tests/unit; rc=$$?; $(NO_TESTS)
 
@@ -48,4 +49,4 @@ bench: deps venv
 	@for b in $(BENCHES); do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info tests/testkit/*.egg-info .mypy_cache .ruff_cache

@@ -18,7 +18,6 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def percentile(values: list[float], fraction: float) -> float:

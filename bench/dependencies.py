@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import REPO, summary, table
+from common import summary, table
 
 IMPORT_RUNS = 15
 DECODE_ROUNDS = 7
@@ -342,7 +342,6 @@ def main() -> int:
     if os.geteuid() != 0:
         print("run as root (a private network namespace records real notifications)", file=sys.stderr)
         return 1
-    os.chdir(REPO)
     started = time.perf_counter()
     import_table(import_costs())
     with tempfile.TemporaryDirectory(prefix="bench-deps-") as tmp:

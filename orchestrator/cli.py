@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import inspect
 import json
 import logging
 import os
@@ -137,9 +138,11 @@ def add_plugin_commands(infos: list[PluginInfo], commands: dict[str, Command]) -
     manager = plugins.activate(infos, [info.name for info in infos if info.loaded])
     for plugin, offered, error in plugins.call_each(manager.hook.orchestrator_commands, {}):
         if error is None and not (
-            isinstance(offered, (list, tuple)) and all(isinstance(c, Command) for c in offered)
+            isinstance(offered, (list, tuple))
+            and all(isinstance(c, Command) and not inspect.iscoroutinefunction(c.run) for c in offered)
         ):
-            error = TypeError("orchestrator_commands must return a list of orchestrator.Command")
+            error = TypeError("orchestrator_commands must return a list of orchestrator.Command "
+                              "whose run is a plain function")
         if error is not None:
             print(f"orchestrator: plugin {plugin}: its commands are skipped: {error}", file=sys.stderr)
             continue

@@ -247,7 +247,6 @@ class Daemon:
                 move,
                 on_done=lambda: self.moves.dispatched(move),
             )
-            self._record_uplink()
         elif isinstance(event, TunnelAddressChanged):
             current = self.moves.current
             self.dispatcher.submit(
@@ -274,14 +273,21 @@ class Daemon:
             log.debug("%s", event)
 
     def _record_uplink(self) -> None:
-        """Keep the uplink as reported for a restarted daemon (see ``uplink_record``)."""
-        uplink_record.write(self.record, self.engine.state.tracker.current)
+        """Keep the uplink for a restarted daemon (see ``uplink_record``) once it is served: not
+        while a move to it is open, so that a daemon restarted before its plugins finished (a kick
+        held back by its minimum interval, a wedged plugin) still finds the move missing, nor
+        after a move that failed."""
+        move = self.moves.current
+        if move is None or move.finished:
+            uplink_record.write(self.record, self.engine.state.tracker.current)
 
     def _on_phase(self, move: Move, phase: str) -> None:
         self.dispatcher.submit(CONTROL_LANE, "orchestrator_move_phase", {"move": move, "phase": phase})
 
     def _on_finished(self, move: Move) -> None:
         self.counters[f"moves_{move.outcome}"] += 1
+        if move.outcome == "ok" and move is self.moves.current:
+            self._record_uplink()
         problems = f": {'; '.join(move.problems)}" if move.problems else ""
         log.info("move %d %s after %.3f s%s", move.id, move.outcome, move.phases.get("finished", 0), problems)
         self.dispatcher.submit(CONTROL_LANE, "orchestrator_move_finished", {"move": move})

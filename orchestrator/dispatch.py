@@ -249,7 +249,8 @@ class Dispatcher:
                 if held >= workers.STUCK_THREADS_PER_PLUGIN:  # another thread would be one more left behind
                     self.counters["plugin_calls_refused"] += 1
                     return f"plugin {plugin} holds {held} threads that never returned: call not started"
-                future = self._threads.run(partial(function, **chosen), plugin)
+                job = partial(_as_plugin, context, partial(function, **chosen))  # in the worker thread
+                future = self._threads.run(job, plugin)
             if not await self._finished(future, self.timeout_s):
                 return f"timeout after {self.timeout_s:g} s"
             result = future.result()

@@ -64,7 +64,7 @@ class Engine:
         """Report what changed while no daemon watched (see ``NetworkState.resume``); called once
         the plugins have started, so they act on it like on any move."""
         now = time.monotonic()
-        for event in self.state.resume(last):
+        for event in self.state.resume(last, now):
             self._sink(event, now)
 
     def stream(self) -> None:

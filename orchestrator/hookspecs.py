@@ -180,7 +180,9 @@ def orchestrator_address_prefixes(config: Config) -> Mapping[str, str]:
     (the ``teredo`` plugin: its interface -> ``2001::/32``).
 
     The ``routing`` plugin's client hook refuses an ``ADDRESS`` outside it; ``config.address_prefixes``
-    holds every enabled plugin's answer.
+    holds every enabled plugin's answer.  Declare only tunnels whose addresses derive from the
+    uplink: a daemon started without a record of its previous uplink takes such a tunnel's address,
+    created before the uplink's IPv4 address, for a sign of a move it did not see.
 
     * Called: for enabled plugins, at every configuration load (daemon start-up, reload,
       ``check-config``, ``monitor``, ``load_config``), after ``orchestrator_interfaces`` and before

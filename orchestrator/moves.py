@@ -23,6 +23,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import workers
 from .events import UplinkChanged
 
 if TYPE_CHECKING:
@@ -52,17 +53,32 @@ class Move:
     _open_parts: set[int] = field(default_factory=set)
     _parts: Any = field(default_factory=itertools.count)
     _on_change: Callable[[Move, str | None], None] | None = None
+    _loop: asyncio.AbstractEventLoop | None = None  # the daemon's: where the move's state changes
 
     @property
     def finished(self) -> bool:
         return self.outcome is not None
 
     def phase(self, name: str) -> None:
-        """Record that the move reached ``name`` now (the first time counts)."""
+        """Record that the move reached ``name`` now (the first time counts).  From a worker thread
+        (a plain-function hook) the time is taken now and the record handed to the event loop."""
+        elapsed = round(time.monotonic() - self.started_monotonic, 6)
+        if not self.handed_to_loop(self._reached, name, elapsed):
+            self._reached(name, elapsed)
+
+    def _reached(self, name: str, elapsed: float) -> None:
         if name not in self.phases and not self.finished:
-            self.phases[name] = round(time.monotonic() - self.started_monotonic, 6)
+            self.phases[name] = elapsed
             if self._on_change:
                 self._on_change(self, name)
+
+    def handed_to_loop(self, method: Callable[..., None], *arguments: Any) -> bool:
+        """Called from a worker thread: schedule ``method`` on the move's loop and say so; the
+        move's state, its timers and the lanes it feeds belong to that loop."""
+        if self._loop is None or workers.on_loop(self._loop):
+            return False
+        self._loop.call_soon_threadsafe(method, *arguments)
+        return True
 
     def record(self, problem: str) -> bool:
         """Add ``problem`` (once) while the move is open; False when it has ended.
@@ -113,11 +129,14 @@ class Part:
     holder: PluginContext | None = field(default=None, repr=False)  # who took it (``running_plugin``)
 
     def done(self) -> None:
-        self.move.release(self.token)
+        if not self.move.handed_to_loop(self.done):
+            self.move.release(self.token)
 
     def failed(self, reason: str) -> None:
         """Release the part with a problem: the move's while it is open; after it ended, reported
         as the holder's ``context.report``, which leaves the ended move as it is."""
+        if self.move.handed_to_loop(self.failed, reason):
+            return
         if not self.move.record(reason):
             self._report_late(reason)
         self.move.release(self.token)
@@ -154,7 +173,7 @@ class MoveLog:
         move._on_change = self._changed
         self.current = move
         self.recent.append(move)
-        loop = asyncio.get_running_loop()
+        loop = move._loop = asyncio.get_running_loop()
         self._timer = loop.call_at(started_monotonic + self.timeout_s, self._expire, move)
         return move
 

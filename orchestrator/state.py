@@ -141,6 +141,7 @@ class NetworkState:
                 and self.config.role(link.name) == "uplink"
             ):
                 self.tracker.possible_move()
+        made_before = self._uplink_address_created()
         changes = self.view.diff(fresh)
         derived: list[DerivedEvent] = []
         for event in changes:
@@ -150,24 +151,31 @@ class NetworkState:
         settled = self.settle(now)
         changes.extend(e for e in settled if isinstance(e, RouteEvent))
         moves = [e for e in settled if isinstance(e, UplinkChanged)]
-        if not moves and self.tunnels_older_than_uplink():
+        recreated = self._uplink_address_created() not in (made_before, None)
+        if not moves and recreated and self.tunnels_older_than_uplink():
             moves.append(self.tracker.missed(None))  # gone and back within the overrun: unseen
         derived.extend(moves)
         return changes, derived
 
-    def resume(self, last: Uplink | None) -> list[UplinkChanged]:
+    def resume(self, last: Uplink | None, now: float) -> list[UplinkChanged]:
         """The moves that happened while no daemon watched, judged once the first dump is in.
 
         ``last`` is the uplink the previous run recorded (None: no usable record, or it had none).
-        A recorded uplink is the reference: another one now (or none) is a move, the same one is
-        not (even when a DHCP client restarted and re-created the address), and its gateway's
-        link-layer address is kept so the first probe tells another router apart.  Without one the
-        kernel's creation times decide: a tunnel address made before the uplink's IPv4 address
-        belongs to the network before.
+        A recorded uplink is the reference: another one now is a move, the same one is not (even
+        when a DHCP client restarted and re-created the address), and its gateway's link-layer
+        address is kept so the first probe tells another router apart.  No uplink now is judged as
+        a live daemon would: the recorded one is lost after the grace, unless it comes back.
+        Without a record the kernel's creation times decide: an address of a tunnel that takes its
+        addresses from a declared prefix (``Config.address_prefixes``: Teredo's, derived from the
+        uplink), made before the uplink's IPv4 address, belongs to the network before.
         """
         current = self.tracker.current
         if last is not None:
-            if current is not None and current.same_network(last):
+            if current is None:
+                self.tracker.current = last
+                self.tracker.observe(self.observe_uplink(), now)  # incomplete: a loss deadline
+                return []
+            if current.same_network(last):
                 self.tracker.remember_gateway(last.gateway_lladdr)
                 return []
             return [self.tracker.missed(last)]
@@ -176,23 +184,31 @@ class NetworkState:
         return []
 
     def tunnels_older_than_uplink(self) -> list[str]:
-        """Tunnels (role ``tunnel``) holding a global address the kernel created before the
-        uplink's IPv4 address: made on the previous network, so dead after the move."""
+        """Tunnels with a declared address prefix (their addresses derive from the uplink, as
+        Teredo's) holding a global address the kernel created before the uplink's IPv4 address:
+        made on the previous network, so dead after the move."""
+        made = self._uplink_address_created()
+        if made is None:
+            return []
+        older = []
+        for name in sorted(self.config.address_prefixes):
+            link = self.view.link_named(name)
+            stamps = [a.created for a in self.global_ipv6(link.index)] if link is not None else []
+            if self.config.role(name) == "tunnel" and any(
+                stamp is not None and _stamped_before(stamp, made) for stamp in stamps
+            ):
+                older.append(name)
+        return older
+
+    def _uplink_address_created(self) -> int | None:
+        """When the kernel created the uplink's IPv4 address (None: no uplink, or not known)."""
         uplink = self.tracker.current
         link = self.view.link_named(uplink.interface) if uplink is not None else None
         if uplink is None or link is None:
-            return []
+            return None
         ip = str(uplink.ip)
         addresses = self.view.addresses_of(link.index, socket.AF_INET)
-        made = next((a.created for a in addresses if a.address == ip), None)
-        if made is None:
-            return []
-        return sorted(
-            tunnel.name
-            for tunnel in self.view.links.values()
-            if self.config.role(tunnel.name) == "tunnel"
-            and any(a.created is not None and a.created < made for a in self.global_ipv6(tunnel.index))
-        )
+        return next((a.created for a in addresses if a.address == ip), None)
 
     # -- derived: uplink ----------------------------------------------------------------------
 
@@ -312,6 +328,12 @@ class NetworkState:
             for a in self.view.addresses_of(index, socket.AF_INET6)
             if a.scope == RT_SCOPE_UNIVERSE and not (usable and (a.tentative or a.deprecated))
         ]
+
+
+def _stamped_before(stamp: int, other: int) -> bool:
+    """``stamp`` is earlier than ``other``: IFA_CACHEINFO stamps are 32-bit hundredths of a second
+    since boot, so they wrap after ~497 days; compared as a signed difference, as the kernel does."""
+    return 0 < (other - stamp) & 0xFFFFFFFF < 0x80000000
 
 
 def _ipv4_int(address: str) -> int:

@@ -73,6 +73,10 @@ class Keeper:
             self.restore.cancel()
             self.restore = None
         self.pending.clear()
+        for part in self.parts.values():  # a hook's "end" will not be heard: its move goes on
+            part.done()
+        self.parts.clear()
+        self.busy.clear()
         if self.sock is not None:
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
             self.sock.close()

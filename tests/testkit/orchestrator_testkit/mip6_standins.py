@@ -1,7 +1,7 @@
 """Start the Mobile IPv6 stand-ins in a lab and read what they logged.
 
 Why: UMIP cannot run here (no ``CONFIG_IPV6_MIP6``), so a home agent and a mobile node are played
-by :mod:`mip6_nodes` (run as ``python -m orchestrator_testkit.mip6_nodes ha|mn ...``: its docstring has the
+by :mod:`mip6_nodes` (run by its file path, ``python .../mip6_nodes.py ha|mn ...``: its docstring has the
 rules each follows, the packets on the wire and the events it logs).  This module is the test-side
 handle: each stand-in is a tracked process of the lab (own process group, killed by PID at the
 lab's exit, stderr in a private log in ``lab.tmp``) and writes its events as JSON lines to a
@@ -45,7 +45,7 @@ from typing import Any, ClassVar, TypeVar
 
 from .lab import Lab
 from .mip6_nodes import INITIAL_BINDACK_TIMEOUT_FIRST_REG, MAX_BINDACK_TIMEOUT
-from .netns import Namespace, TrackedProcess, wait_for
+from .netns import Namespace, TrackedProcess, tail, wait_for
 
 STANDIN = Path(__file__).with_name("mip6_nodes.py")
 DEFAULT_LIFETIME = 60
@@ -105,9 +105,9 @@ class StandIn:
         try:
             return wait_for(check, timeout, f"{what} ({self!r})", interval=0.005)
         except AssertionError as e:
-            tail = "\n".join(json.dumps(ev) for ev in self.events()[-8:]) or "(none)"
+            recent = "\n".join(json.dumps(ev) for ev in self.events()[-8:]) or "(none)"
             stderr = "" if self.proc.exited() else f"\nstderr:\n{tail(self.proc.log_path)}"
-            raise AssertionError(f"{e}\nlast events:\n{tail}{stderr}") from None
+            raise AssertionError(f"{e}\nlast events:\n{recent}{stderr}") from None
 
     def wait_event(self, kind: str, timeout: float = 10.0, since: int = 0, **fields: Any) -> Event:
         """The first ``kind`` event at or after index ``since`` whose ``fields`` match."""

@@ -10,7 +10,7 @@ API
 ---
 ``wait_for(predicate, timeout, what, interval=0.02) -> T``
     poll until ``predicate()`` is truthy and return it; ``AssertionError`` naming ``what`` else.
-``run_prefix() -> str``, ``lab_namespaces(prefix=None) -> list[str]``, ``stale_namespaces() -> list[str]``,
+``run_prefix() -> str``, ``lab_namespaces(prefix=None) -> list[str]``,
 ``requirements_problem(*bins) -> str | None`` (with ``LAB_BINARIES``), ``tail(path, lines=15) -> str``
 
 ``Namespace``
@@ -83,18 +83,6 @@ def lab_namespaces(prefix: str | None = None) -> list[str]:
 # What every Lab needs (an AccessLab adds its own: access_lab.ACCESS_LAB_BINARIES).
 LAB_BINARIES = ("ip", "unshare", "mount")
 
-
-
-def stale_namespaces() -> list[str]:
-    """``orch<PID>-*`` namespaces whose test run (PID) is gone: leaks of a killed run, listed for
-    a human to inspect (``ip netns pids NAME``) and delete; never deleted automatically."""
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    stale = []
-    for line in out.splitlines():
-        m = re.match(r"(orch(\d+)-\S+)", line)
-        if m and not Path(f"/proc/{m.group(2)}").exists():
-            stale.append(m.group(1))
-    return stale
 
 
 def requirements_problem(*binaries: str) -> str | None:

@@ -16,8 +16,6 @@ from orchestrator.events import RawEvent
 from orchestrator.netlink import wire
 from orchestrator.netlink.decode import RawDecoder
 
-IFF_UP_RUNNING_LOWER = 0x1 | 0x40 | 0x10000
-
 
 def _finish(msg: object, kind: int) -> bytes:
     msg["header"]["type"] = kind  # type: ignore[index]

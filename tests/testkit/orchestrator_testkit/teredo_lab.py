@@ -622,6 +622,7 @@ __all__ = [
     "TEREDO_LAB_BINARIES",
     "NatSpec",
     "TeredoLab",
+    "host_hook_fingerprint",
     "is_teredo",
     "miredo_client_config",
     "read_hook_calls",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import select
 import socket
 import sys
@@ -24,6 +25,8 @@ from orchestrator_testkit.control_client import talk
 from orchestrator_testkit.orchestrator_processes import NOBODY, NOGROUP, socket_owner_and_mode
 
 from orchestrator.control import CLIENT_TIMEOUT_S, MAX_CLIENTS, MAX_REQUEST, ControlServer
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to see other users' credentials")
 
 CLIENT = Path(control_client.__file__)
 OTHER_GID = 65533  # a gid outside it (setresgid does not need it to exist)

@@ -38,7 +38,7 @@ class Recorder:
         self.log.append((self.name, event.carrier))
 
     @hookimpl
-    def orchestrator_on_error(self, plugin: str, hook: str, error: str) -> None:
+    async def orchestrator_on_error(self, plugin: str, hook: str, error: str) -> None:
         self.log.append((self.name, ("error", plugin, hook, error)))
 
 
@@ -78,7 +78,9 @@ class NeverFinishes:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, named: dict[str, object], timeout: float = 0.2) -> None:
+    def __init__(self, tmp_path: Path, named: dict[str, object], timeout: float = 10.0) -> None:
+        """``timeout``: the plugin call bound; short only in tests about calls that time out, so
+        that no other call depends on how soon a worker thread gets a CPU."""
         config = load(write(tmp_path))
         infos = [plugins.PluginInfo(name, "test", None, None, plugin=p) for name, p in named.items()]
         self.pm = plugins.activate(infos, list(named))
@@ -127,7 +129,7 @@ def test_failures_are_isolated_reported_and_counted(tmp_path: Path) -> None:
 
     async def go() -> Harness:
         h = Harness(tmp_path, {"raises": Raises(), "blocks": blocker, "hangs": NeverFinishes(),
-                               "witness": Recorder("witness", log)})
+                               "witness": Recorder("witness", log)}, timeout=0.2)
         h.move(A, B, 1)
         await h.settle()
         await h.dispatcher.close()
@@ -401,6 +403,46 @@ def test_report_and_ask_from_a_plain_function_are_handed_to_the_loop(tmp_path: P
     assert [move.problems for move in h.moves.recent] == [[problem] for problem in problems]
     assert h.finished == ["failed"] * 3
     assert h.counters["plugin_failures"] == 3 and h.counters["plugin_errors"] == 0
+
+
+class WorksOnItsMoveFromAThread:
+    """A plain-function hook (a worker thread) that records a phase, takes a part and releases it,
+    and keeps a second part, failed only after its move has ended."""
+
+    def __init__(self) -> None:
+        self.kept: list[Any] = []
+
+    @hookimpl
+    def orchestrator_uplink_changed(self, move: Any) -> None:
+        move.phase("threaded")
+        move.hold().done()
+        self.kept.append(move.hold())
+
+
+def test_a_plain_function_may_work_on_its_move_and_fail_a_part_late(tmp_path: Path) -> None:
+    threaded = WorksOnItsMoveFromAThread()
+    heard: list[tuple[str, str, str]] = []
+
+    class Listens:
+        @hookimpl
+        async def orchestrator_on_error(self, plugin: str, hook: str, error: str) -> None:
+            heard.append((plugin, hook, error))
+
+    async def go() -> None:
+        h = Harness(tmp_path, {"threaded": threaded, "listens": Listens()})
+        h.move(A, B, 1)
+        await h.settle()
+        h.move(B, C, 2)  # the first move ends, superseded, while its part is still held
+        await h.settle()
+        first = h.moves.recent[0]
+        await asyncio.to_thread(threaded.kept[0].failed, "too late")
+        await h.settle()
+        assert (first.outcome, first.problems) == ("superseded", [])
+        assert "threaded" in first.phases
+        await h.dispatcher.close()
+
+    run(go())
+    assert heard == [("threaded", "report", "too late")]
 
 
 def test_a_thread_waits_for_the_loop_at_most_its_bound() -> None:

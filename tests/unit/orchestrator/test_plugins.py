@@ -14,7 +14,7 @@ from orchestrator_testkit import fake_plugins, plugin_site
 from orchestrator_testkit.configs import load, write
 from orchestrator_testkit.orchestrator_processes import ORCHESTRATOR
 
-from orchestrator import hookspecs, load_config, plugins
+from orchestrator import Command, cli, hookimpl, hookspecs, load_config, plugins
 from orchestrator.config import ConfigError
 
 
@@ -247,3 +247,18 @@ def test_the_teredo_plugin_declares_its_address_prefix_and_bad_declarations_are_
         "declares: address prefix of 'teredo': teredo declares it",
         "declares: address prefix of 'tun6': '99x' is not a valid netmask",
     ]
+
+
+def test_a_command_whose_run_is_a_coroutine_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    async def later(args: object) -> int:
+        return 0
+
+    class Plugin:
+        @hookimpl
+        def orchestrator_commands(self) -> list[Command]:
+            return [Command("later", "run later", "Never awaited.", later)]
+
+    commands: dict[str, Command] = {}
+    info = plugins.PluginInfo("later", "test", None, None, plugin=Plugin())
+    assert cli.add_plugin_commands([info], commands) == {} and commands == {}
+    assert "orchestrator: plugin later: its commands are skipped" in capsys.readouterr().err

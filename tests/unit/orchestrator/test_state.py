@@ -128,39 +128,74 @@ MAC_A, MAC_C = "02:00:00:00:0a:01", "02:00:00:00:0c:01"
 
 
 def aged(tmp_path: Path, uplink_made: int, teredo_made: int) -> NetworkState:
-    """The uplink of lease A and a Teredo address, created at the given kernel stamps."""
-    return state(
+    """The uplink of lease A and a Teredo address (its prefix declared, as the teredo plugin does),
+    created at the given kernel stamps."""
+    s = state(
         tmp_path,
         r.address(ETH, "10.1.0.100/24", created=uplink_made),
         *LEASE_A[1:],
         r.address(TEREDO, f"{TEREDO_ADDRESS}/128", created=teredo_made),
     )
+    s.config = replace(s.config, address_prefixes={"teredo": "2001::/32"})
+    return s
 
 
 def test_resuming_on_the_recorded_uplink_is_no_move_but_its_gateway_is_remembered(tmp_path: Path) -> None:
     s = aged(tmp_path, uplink_made=500, teredo_made=100)  # a DHCP client restarted: no matter
-    assert s.resume(replace(A, gateway_lladdr=MAC_A)) == []
+    assert s.resume(replace(A, gateway_lladdr=MAC_A), 1.0) == []
     assert s.gateway_seen(A, MAC_A)[0] == GatewayLearned("eth0", "10.1.0.1", MAC_A)
     s = aged(tmp_path, uplink_made=500, teredo_made=100)
-    s.resume(replace(A, gateway_lladdr=MAC_A))
+    s.resume(replace(A, gateway_lladdr=MAC_A), 1.0)
     assert uplink_changes(s.gateway_seen(A, MAC_C)) == [  # type: ignore[arg-type]
         (replace(A, gateway_lladdr=MAC_A), replace(A, gateway_lladdr=MAC_C))
     ]
 
 
-def test_another_uplink_than_the_recorded_one_or_none_is_a_missed_move(tmp_path: Path) -> None:
+def test_another_uplink_than_the_recorded_one_is_a_missed_move(tmp_path: Path) -> None:
     s = aged(tmp_path, uplink_made=100, teredo_made=500)
-    assert uplink_changes(s.resume(B)) == [(B, A)]  # type: ignore[arg-type]
+    assert uplink_changes(s.resume(B, 1.0)) == [(B, A)]  # type: ignore[arg-type]
+
+
+def test_no_uplink_at_start_is_judged_like_a_live_loss(tmp_path: Path) -> None:
     s = state(tmp_path)
-    assert uplink_changes(s.resume(A)) == [(A, None)]  # type: ignore[arg-type]
+    assert s.resume(A, 1.0) == []
+    assert s.tracker.loss_deadline == 1.3  # settle_ms: the address or route is missing
+    assert uplink_changes(feed(s, *LEASE_A, now=1.2)) == []  # back in time: nothing happened
+    s = state(tmp_path)
+    s.resume(A, 1.0)
+    assert uplink_changes(s.tracker.expire(1.3)) == [(A, None)]  # type: ignore[arg-type]
 
 
 def test_without_a_record_a_tunnel_address_older_than_the_uplink_is_a_missed_move(tmp_path: Path) -> None:
     s = aged(tmp_path, uplink_made=500, teredo_made=100)
     assert s.tunnels_older_than_uplink() == ["teredo"]
-    assert uplink_changes(s.resume(None)) == [(None, A)]  # type: ignore[arg-type]
+    assert uplink_changes(s.resume(None, 1.0)) == [(None, A)]  # type: ignore[arg-type]
     s = aged(tmp_path, uplink_made=100, teredo_made=500)
-    assert s.tunnels_older_than_uplink() == [] and s.resume(None) == []
+    assert s.tunnels_older_than_uplink() == [] and s.resume(None, 1.0) == []
+    s = aged(tmp_path, uplink_made=5, teredo_made=0xFFFFFFF0)  # the stamps wrapped in between
+    assert s.tunnels_older_than_uplink() == ["teredo"]
+
+
+def test_a_tunnel_without_a_declared_prefix_is_not_judged_by_its_age(tmp_path: Path) -> None:
+    s = aged(tmp_path, uplink_made=500, teredo_made=100)
+    s.config = replace(s.config, address_prefixes={})  # a static tunnel, configured before DHCP
+    assert s.tunnels_older_than_uplink() == [] and s.resume(None, 1.0) == []
+
+
+def dump(uplink_made: int) -> KernelView:
+    """A fresh dump after an overrun: lease A (its address made at ``uplink_made``) and Teredo's."""
+    view = KernelView()
+    for event in r.decode(r.link(ETH, "eth0"), r.link(TEREDO, "teredo"),
+                          r.address(ETH, "10.1.0.100/24", created=uplink_made), *LEASE_A[1:],
+                          r.address(TEREDO, f"{TEREDO_ADDRESS}/128", created=100)):
+        view.apply(event)
+    return view
+
+
+def test_an_overrun_hides_a_move_only_when_the_uplink_address_was_made_anew(tmp_path: Path) -> None:
+    s = aged(tmp_path, uplink_made=500, teredo_made=100)  # older, but nothing happened in the overrun
+    assert uplink_changes(s.resync(dump(uplink_made=500), 2.0)[1]) == []
+    assert uplink_changes(s.resync(dump(uplink_made=900), 3.0)[1]) == [(None, A)]
 
 
 def test_link_changed_only_for_configured_interfaces(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ def test_a_written_record_reads_back_and_none_is_recorded_too(tmp_path: Path) ->
     path = uplink_record.record_path(tmp_path / "control.sock")
     uplink_record.write(path, UPLINK)
     assert uplink_record.read(path) == UPLINK
-    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert not path.stat().st_mode & 0o022  # writable by root alone (the unit's umask makes it 0600)
     uplink_record.write(path, None)
     assert uplink_record.read(path) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["uplink.json"]  # no temporary left
@@ -25,9 +25,16 @@ def test_a_written_record_reads_back_and_none_is_recorded_too(tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     "text",
-    ["", "{", "[]", '{"format": 2, "uplink": null}', '{"format": 1}',
+    ["", "{", "[]",
+     '{"format": 2, "uplink": {"interface": "eth0", "address": "10.1.0.100/24", "gateway": null,'
+     ' "gateway_lladdr": null}}',
+     '{"format": 1}',
      '{"format": 1, "uplink": {"interface": 3, "address": "x", "gateway": null, "gateway_lladdr": null}}',
-     '{"format": 1, "uplink": {"interface": "eth0"}}'],
+     '{"format": 1, "uplink": {"interface": "eth0"}}',
+     '{"format": 1, "uplink": {"interface": "eth0", "address": "x", "gateway": null,'
+     ' "gateway_lladdr": null}}',
+     '{"format": 1, "uplink": {"interface": "eth0", "address": "10.1.0.100/24", "gateway": "y",'
+     ' "gateway_lladdr": null}}'],
 )
 def test_a_malformed_record_is_ignored(tmp_path: Path, text: str) -> None:
     path = tmp_path / "uplink.json"
@@ -47,7 +54,7 @@ def test_a_record_someone_else_could_write_is_ignored(
     os.chown(path, 0, 0)
     path.chmod(0o666)
     assert uplink_record.read(path) is None
-    assert "not root's, or writable by others" in caplog.text
+    assert "not a regular file that is root's and writable by no one else" in caplog.text
 
 
 def test_a_link_is_not_followed(tmp_path: Path) -> None:
@@ -55,3 +62,22 @@ def test_a_link_is_not_followed(tmp_path: Path) -> None:
     uplink_record.write(target, UPLINK)
     (tmp_path / "uplink.json").symlink_to(target)
     assert uplink_record.read(tmp_path / "uplink.json") is None
+
+
+def test_what_is_no_regular_file_is_ignored_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo" / "uplink.json"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    assert uplink_record.read(fifo) is None
+    directory = tmp_path / "dir" / "uplink.json"
+    directory.mkdir(parents=True)
+    assert uplink_record.read(directory) is None
+
+
+def test_a_record_in_a_directory_others_could_write_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "shared" / "uplink.json"
+    path.parent.mkdir()
+    uplink_record.write(path, UPLINK)
+    path.parent.chmod(0o1777)  # /tmp-like: anyone could have put it there
+    assert uplink_record.read(path) is None
+

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -19,7 +20,7 @@ from orchestrator_routing.keeper import COUNTER, Keeper
 from orchestrator_testkit.configs import load, write
 
 from orchestrator.context import PluginContext
-from orchestrator.events import RuleEvent, TunnelAddressChanged
+from orchestrator.events import RuleEvent, TunnelAddressChanged, UplinkChanged
 from orchestrator.moves import MoveLog
 from orchestrator.state import NetworkState
 
@@ -98,5 +99,21 @@ def test_calls_after_shutdown_write_nothing(tmp_path: Path, monkeypatch: pytest.
         address_changed(keeper, TunnelAddressChanged("teredo", A1, A2), None)
         await next_turn()
         assert written == []
+
+    run_keeper(tmp_path, monkeypatch, scenario)
+
+
+def test_stopping_releases_the_move_a_hook_run_was_holding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload stops the plugin between the hook's "begin up" and its "end": the move it held goes
+    on (its "end" will not be heard) instead of waiting for its timeout."""
+    async def scenario(keeper: Keeper, written: list[str]) -> None:
+        moves = MoveLog(5.0, lambda _m, _p: None, lambda _m: None)
+        move = moves.begin(UplinkChanged(None, None, 1), time.monotonic())
+        keeper.parts["teredo"] = part = move.hold()
+        keeper.stop()
+        assert keeper.parts == {} and part.token not in move._open_parts
+        moves.close()
 
     run_keeper(tmp_path, monkeypatch, scenario)
