@@ -226,10 +226,8 @@ class Dispatcher:
     def report(self, plugin: str, problem: str, move: Move | None) -> None:
         """A failure a plugin found itself (see ``PluginContext.report``); reported from a worker
         thread (a plain-function hook), it is handed to the loop and handled there the same way."""
-        if not workers.on_loop(self._loop):
-            self._loop.call_soon_threadsafe(self.report, plugin, problem, move)
-            return
-        self._failure(plugin, REPORT, problem, move, "plugin_failures")
+        if not workers.handed_to(self._loop, self.report, plugin, problem, move):
+            self._failure(plugin, REPORT, problem, move, "plugin_failures")
 
     async def _call_one(
         self, impl: pluggy.HookImpl, context: PluginContext, kwargs: Mapping[str, Any]

@@ -38,9 +38,10 @@ class AddressEvent:
     tentative: bool
     deprecated: bool
     valid_lft: int | None = field(compare=False)  # ticks down every second: never a difference
-    #: When the kernel created the address (IFA_CACHEINFO cstamp: hundredths of a second since boot;
-    #: a renewal keeps it).  Tells an address made before a move from one made after it.
-    created: int | None = field(default=None, compare=False)
+    #: When the kernel created the address (IFA_CACHEINFO cstamp: hundredths of a second since boot).
+    #: A renewal keeps it, so it is no difference; an address deleted and made again is one.  Tells
+    #: an address made before a move from one made after it.
+    created: int | None = None
     deleted: bool = False
     scope: int = 0  # the kernel's own classification: 0 global, 253 link, 254 host
     peer: str | None = None

@@ -28,13 +28,13 @@ failing plugin never stops the others.  For a hook called in a lane (see "Lanes"
 * an exception or a timeout is logged with the plugin's name, counted, recorded on the move, and
   passed to ``orchestrator_on_error``; the other plugins still run.
 
-The other hooks (``ANSWERED_AT_ONCE``: configuration, commands, the uplink reference, the watched
-tables, and the questions asked through ``context.ask``) are called directly, in the caller's thread
-and without a timeout, and their result is used as returned: they are plain functions, and quick.  An
-``async def`` implementation of one is refused, and so are hookwrappers: a plugin that declares one is
-reported and not loaded.  Each hook's docstring says when it is called, in which lane, under
-which timeout and what its result means; docs/plugins.md's hook reference is generated from them
-(``scripts/hook-reference``).
+The other hooks, those without a ``context`` argument (configuration, commands, the uplink
+reference, the watched tables, and the questions asked through ``context.ask``), are called
+directly, in the caller's thread and without a timeout, and their result is used as returned: they
+are plain functions, and quick. An ``async def`` implementation of one is refused, and so are
+hookwrappers: a plugin that declares one is reported and not loaded. Each hook's docstring says when
+it is called, in which lane, under which timeout and what its result means; docs/plugins.md's hook
+reference is generated from them (``scripts/hook-reference``).
 
 Lanes
 -----
@@ -75,26 +75,6 @@ CARRIES_STATE = frozenset(
         "orchestrator_link_changed",
     }
 )
-
-#: Hooks answered at once, outside the lanes (see "How hooks are called" above): called directly, or
-#: asked through ``context.ask``, and their result used as returned.  Nothing awaits it, so the
-#: coroutine of an ``async def`` implementation would be taken for the answer: a plugin with one is
-#: refused when it loads.  The hooks of the lanes are the others; they take ``context``, these never do.
-ANSWERED_AT_ONCE = frozenset(
-    {
-        "orchestrator_config_schema",
-        "orchestrator_check_config",
-        "orchestrator_config_warnings",
-        "orchestrator_interfaces",
-        "orchestrator_address_prefixes",
-        "orchestrator_commands",
-        "orchestrator_uplink_reference",
-        "orchestrator_watched_tables",
-        "orchestrator_expected_coa",
-        "orchestrator_requalify_tunnel",
-    }
-)
-
 
 @hookspec
 def orchestrator_config_schema() -> Mapping[str, Section]:

@@ -75,10 +75,7 @@ class Move:
     def handed_to_loop(self, method: Callable[..., None], *arguments: Any) -> bool:
         """Called from a worker thread: schedule ``method`` on the move's loop and say so; the
         move's state, its timers and the lanes it feeds belong to that loop."""
-        if self._loop is None or workers.on_loop(self._loop):
-            return False
-        self._loop.call_soon_threadsafe(method, *arguments)
-        return True
+        return self._loop is not None and workers.handed_to(self._loop, method, *arguments)
 
     def record(self, problem: str) -> bool:
         """Add ``problem`` (once) while the move is open; False when it has ended.

@@ -121,11 +121,12 @@ def _load(info: PluginInfo, entry_point: importlib.metadata.EntryPoint) -> None:
 
 
 def _coroutines_answered_at_once(callers: Iterable[pluggy.HookCaller]) -> list[str]:
-    """A hook answered at once takes what it returns as the answer: nothing would await a coroutine."""
+    """A hook answered at once (outside the lanes: one without a ``context`` argument) takes what it
+    returns as the answer: nothing would await a coroutine."""
     return [
         f"{caller.name} must be a plain function: it is answered at once, outside the lanes"
         for caller in sorted(callers, key=lambda caller: caller.name)
-        if caller.name in hookspecs.ANSWERED_AT_ONCE
+        if caller.spec is not None and "context" not in caller.spec.argnames
         and any(inspect.iscoroutinefunction(impl.function) for impl in caller.get_hookimpls())
     ]
 

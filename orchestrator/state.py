@@ -146,7 +146,6 @@ class NetworkState:
         derived: list[DerivedEvent] = []
         for event in changes:
             derived.extend(self.apply(event))
-        self.view.addresses.update(fresh.addresses)  # equal but for their creation times: take the kernel's
         self._uplink_dirty = True
         settled = self.settle(now)
         changes.extend(e for e in settled if isinstance(e, RouteEvent))
@@ -160,26 +159,15 @@ class NetworkState:
     def resume(self, last: Uplink | None, now: float) -> list[UplinkChanged]:
         """The moves that happened while no daemon watched, judged once the first dump is in.
 
-        ``last`` is the uplink the previous run recorded (None: no usable record, or it had none).
-        A recorded uplink is the reference: another one now is a move, the same one is not (even
-        when a DHCP client restarted and re-created the address), and its gateway's link-layer
-        address is kept so the first probe tells another router apart.  No uplink now is judged as
-        a live daemon would: the recorded one is lost after the grace, unless it comes back.
-        Without a record the kernel's creation times decide: an address of a tunnel that takes its
-        addresses from a declared prefix (``Config.address_prefixes``: Teredo's, derived from the
-        uplink), made before the uplink's IPv4 address, belongs to the network before.
+        ``last`` is the uplink the previous run recorded (None: no usable record, or it had none):
+        the tracker carries on from it (``UplinkTracker.resume``).  Without one the kernel's
+        creation times decide: an address of a tunnel that takes its addresses from a declared
+        prefix (``Config.address_prefixes``: Teredo's, derived from the uplink), made before the
+        uplink's IPv4 address, belongs to the network before.
         """
-        current = self.tracker.current
         if last is not None:
-            if current is None:
-                self.tracker.current = last
-                self.tracker.observe(self.observe_uplink(), now)  # incomplete: a loss deadline
-                return []
-            if current.same_network(last):
-                self.tracker.remember_gateway(last.gateway_lladdr)
-                return []
-            return [self.tracker.missed(last)]
-        if current is not None and self.tunnels_older_than_uplink():
+            return self.tracker.resume(last, self.observe_uplink(), now)
+        if self.tracker.current is not None and self.tunnels_older_than_uplink():
             return [self.tracker.missed(None)]
         return []
 

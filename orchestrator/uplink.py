@@ -118,11 +118,21 @@ class UplinkTracker:
         the daemon was not running, or hidden by a netlink overrun."""
         return UplinkChanged(old=last, new=self.current, move=next(self._moves))
 
-    def remember_gateway(self, lladdr: str | None) -> None:
-        """The gateway's link-layer address as last seen, for the same address and gateway: the
-        next probe's answer then tells the same router from another one handing out the same."""
-        if self.current is not None and self.current.gateway_lladdr is None and lladdr is not None:
-            self.current = replace(self.current, gateway_lladdr=lladdr)
+    def resume(self, last: Uplink, seen: Observation, now: float) -> list[UplinkChanged]:
+        """Carry on from ``last``, the uplink a previous daemon recorded, as if it had never
+        stopped: another complete uplink now is a move; none is a loss after the grace (``seen``
+        says which is missing), unless it comes back; the same one is nothing, and keeps the
+        gateway's link-layer address last seen, so that the next probe tells another router
+        handing out the same addresses apart."""
+        current = self.current
+        if current is None:
+            self.current = last
+            return self.observe(seen, now)  # incomplete: a loss deadline, nothing yet
+        if not current.same_network(last):
+            return [self.missed(last)]
+        if current.gateway_lladdr is None and last.gateway_lladdr is not None:
+            self.current = replace(current, gateway_lladdr=last.gateway_lladdr)
+        return []
 
     def _change(self, new: Uplink | None) -> UplinkChanged:
         event = UplinkChanged(old=self.current, new=new, move=next(self._moves))

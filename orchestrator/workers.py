@@ -8,9 +8,9 @@ end, each call names the plugin it is for and the pool counts, per plugin, the t
 calls that have not returned (``stuck``); the dispatcher starts no call of a plugin that holds
 ``STUCK_THREADS_PER_PLUGIN`` of them.
 
-A plain function may call back into the daemon (``context.report``, ``context.ask``), whose state
-belongs to the event loop: ``on_loop`` tells whether the caller is on it, ``answer_from`` runs a
-function there for a thread and waits for its result.
+A plain function may call back into the daemon (``context.report``, ``context.ask``, its move),
+whose state belongs to the event loop: ``handed_to`` schedules a call there for a thread,
+``answer_from`` runs a function there for a thread and waits for its result.
 """
 
 from __future__ import annotations
@@ -58,6 +58,15 @@ def on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:  # no loop runs in this thread
         return False
+
+
+def handed_to(loop: asyncio.AbstractEventLoop, function: Callable[..., None], *arguments: Any) -> bool:
+    """Called off ``loop`` (from a worker thread): schedule ``function(*arguments)`` there and say
+    so; on the loop, do nothing and say so (the caller goes on itself)."""
+    if on_loop(loop):
+        return False
+    loop.call_soon_threadsafe(function, *arguments)
+    return True
 
 
 def answer_from(loop: asyncio.AbstractEventLoop, function: Callable[[], Any], timeout_s: float) -> Any:

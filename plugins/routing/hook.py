@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = "/etc/orchestrator/orchestrator.toml"
 DEFAULT_CACHE_DIR = "/run/orchestrator"
 CACHE_NAME = "client-hook.cache"
-CACHE_FORMAT = 4  # part of the stamp: a cache written by another version is compiled anew
+CACHE_FORMAT = 5  # part of the stamp: a cache written by another version is compiled anew
 NOTIFY_NAME = "hook.sock"
 
 
@@ -176,7 +176,7 @@ def compile_config(config_path: str) -> dict[str, Any]:
     return {
         "interfaces": [(spec.match, spec.is_tunnel, spec.routing_profile) for spec in config.interfaces],
         "profiles": profiles,
-        "prefixes": {name: _prefix_bits(prefix) for name, prefix in config.address_prefixes.items()},
+        "prefixes": dict(config.address_prefixes),
         "notify": str(notify_path(config)),
     }
 
@@ -213,8 +213,8 @@ def _step(environ: dict[str, str], compiled: dict[str, Any]) -> tuple[Step, Prof
         step.address = _ipv6(environ, "ADDRESS")
         raw = _socket.inet_pton(_socket.AF_INET6, step.address)
         prefix = compiled["prefixes"].get(interface)
-        if prefix is not None and not _within(raw, prefix[0], prefix[1]):
-            raise BadInput(f"ADDRESS: {step.address!r} is not in {prefix[2]}, {interface}'s address prefix")
+        if prefix is not None and not _within(raw, prefix):
+            raise BadInput(f"ADDRESS: {step.address!r} is not in {prefix}, {interface}'s address prefix")
         if not _unicast_global(raw):
             raise BadInput(f"ADDRESS: {step.address!r} is not a global unicast address")
         step.lladdress = _ipv6(environ, "LLADDRESS")
@@ -229,15 +229,12 @@ def _step(environ: dict[str, str], compiled: dict[str, Any]) -> tuple[Step, Prof
     return step, profile
 
 
-def _prefix_bits(prefix: str) -> tuple[bytes, int, str]:
-    """A declared prefix (``2001::/32``) as the hook compares it: its bytes, its length, its text."""
-    network, length = prefix.split("/")
-    return _socket.inet_pton(_socket.AF_INET6, network), int(length), prefix
-
-
-def _within(raw: bytes, network: bytes, length: int) -> bool:
-    """Whether the address ``raw`` lies in ``network/length`` (no ipaddress: it costs start-up)."""
-    whole, bits = divmod(length, 8)
+def _within(raw: bytes, prefix: str) -> bool:
+    """Whether the address ``raw`` lies in ``prefix`` (``2001::/32``, as the configuration loader
+    wrote it); no ipaddress: it costs start-up."""
+    text, length = prefix.split("/")
+    network = _socket.inet_pton(_socket.AF_INET6, text)
+    whole, bits = divmod(int(length), 8)
     if raw[:whole] != network[:whole]:
         return False
     mask = (0xFF00 >> bits) & 0xFF

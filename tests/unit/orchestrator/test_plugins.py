@@ -14,7 +14,7 @@ from orchestrator_testkit import fake_plugins, plugin_site
 from orchestrator_testkit.configs import load, write
 from orchestrator_testkit.orchestrator_processes import ORCHESTRATOR
 
-from orchestrator import Command, cli, hookimpl, hookspecs, load_config, plugins
+from orchestrator import Command, cli, hookimpl, load_config, plugins
 from orchestrator.config import ConfigError
 
 
@@ -54,13 +54,6 @@ def test_an_async_def_answer_to_a_hook_answered_at_once_is_refused_at_load() -> 
         "invalid plugin: PluginValidationError: plugin 'asks': orchestrator_expected_coa must be a plain "
         "function: it is answered at once, outside the lanes"
     )
-
-
-def test_the_hooks_answered_at_once_are_those_outside_the_lanes() -> None:
-    """A lane's hook gets the plugin's ``context``; a hook answered at once never does."""
-    callers = vars(plugins.new_manager().hook)  # every hookspec's
-    outside = {name for name, caller in callers.items() if "context" not in caller.spec.argnames}
-    assert outside == hookspecs.ANSWERED_AT_ONCE
 
 
 KINDS = "str, int, float, bool, list[str], ipv4, ipv6, str|int"

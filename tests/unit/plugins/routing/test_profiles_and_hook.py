@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from orchestrator_routing.endstate import EndState, Step, end_state
-from orchestrator_routing.hook import BadInput, _prefix_bits, _step, client_hook_script
+from orchestrator_routing.hook import BadInput, _step, client_hook_script
 from orchestrator_routing.kernel import Current, plan
 from orchestrator_routing.profile import Profile, from_section, resolve_table, rt_tables
 from orchestrator_testkit import REPO
@@ -116,7 +116,7 @@ def test_an_address_outside_its_tunnels_declared_prefix_is_bad_input(
     prefix: str, address: str, inside: bool
 ) -> None:
     compiled = {"interfaces": [("lo", "tunnel", "p")], "profiles": {"p": USER.to_plain()},
-                "prefixes": {"lo": _prefix_bits(prefix)}}
+                "prefixes": {"lo": prefix}}
     environ = {"STATE": "up", "IFACE": "lo", "ADDRESS": address, "LLADDRESS": LL, "MTU": "1400"}
     if inside:
         assert _step(environ, compiled)[0].address == address
