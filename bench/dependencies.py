@@ -24,12 +24,12 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from common import summary, table
+from orchestrator_testkit.lab import Lab
 
 IMPORT_RUNS = 15
 DECODE_ROUNDS = 7
@@ -39,6 +39,7 @@ MAIN_TABLE_ROUTES = 200  # added then deleted, in the main table
 ADDRESSES = 100  # added then deleted (each also makes local-table routes)
 LINK_FLAPS = 20
 RCVBUF = 64 << 20
+SENTINEL = "203.0.113.254"  # the batch's last change
 
 VARIANTS = {
     "bare interpreter": "pass",
@@ -140,52 +141,53 @@ def change_batch(directory: Path) -> Path:
         lines.append(f"route del 198.51.100.{i % 250}/32 via 192.0.2.2 metric {10 + i // 250}")
     for i in range(ADDRESSES):
         lines.append(f"address del 192.0.2.{100 + i}/32 dev bd-a")
+    lines.append(f"address add {SENTINEL}/32 dev lo")
     path = directory / "changes.batch"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def record(batch: Path, out: Path) -> None:
-    """In the namespace: bind like the daemon, make the changes, keep every datagram."""
+    """In the namespace: bind like the daemon, make the changes, keep every datagram up to the
+    batch's last change (``SENTINEL``): once it is read, so is everything before it."""
+    from orchestrator.events import AddressEvent
     from orchestrator.netlink import queries, wire
+    from orchestrator.netlink.decode import RawDecoder
+
+    decoder = RawDecoder(set())
+
+    def has_sentinel(data: bytes) -> bool:
+        view = memoryview(data)
+        return any(
+            isinstance(event := decoder.decode(view, kind, offset, length), AddressEvent)
+            and event.address == SENTINEL
+            for kind, offset, length in wire.messages(view, len(data))
+        )
 
     sock = queries.open_socket(wire.WATCHED_GROUPS, RCVBUF)
     try:
         subprocess.run(["ip", "-batch", str(batch)], check=True)
-        time.sleep(0.2)  # the last asynchronous notifications (IPv6 link-local addresses)
-        sock.setblocking(False)
-        datagrams = []
-        while True:
-            try:
-                datagrams.append(sock.recv(1 << 16))
-            except BlockingIOError:
-                break
+        sock.settimeout(30)
+        datagrams = [sock.recv(1 << 16)]
+        while not has_sentinel(datagrams[-1]):
+            datagrams.append(sock.recv(1 << 16))
     finally:
         sock.close()
     out.write_bytes(b"".join(struct.pack("=I", len(d)) + d for d in datagrams))
 
 
-def recorded(directory: Path) -> list[bytes]:
-    namespace = f"bench-deps-{os.getpid()}"
-    batch, out = change_batch(directory), directory / "datagrams.bin"
-    subprocess.run(["ip", "netns", "add", namespace], check=True)
-    try:
-        subprocess.run(
-            ["ip", "netns", "exec", namespace, sys.executable, __file__, "--record", str(batch), str(out)],
-            check=True, timeout=120,
-        )
-    finally:
-        subprocess.run(["ip", "netns", "del", namespace], check=True)
-    raw, datagrams, offset = out.read_bytes(), [], 0
+def recorded() -> list[bytes]:
+    """What the daemon's socket receives for the batch, recorded in a private namespace of a lab."""
+    with Lab() as lab:
+        batch, out = change_batch(lab.tmp), lab.tmp / "datagrams.bin"
+        lab.namespace("deps").run(sys.executable, __file__, "--record", str(batch), str(out), timeout=120)
+        raw = out.read_bytes()
+    datagrams, offset = [], 0
     while offset < len(raw):
         (size,) = struct.unpack_from("=I", raw, offset)
         datagrams.append(raw[offset + 4 : offset + 4 + size])
         offset += 4 + size
     return datagrams
-
-
-# --- decoding -------------------------------------------------------------------------------------
-
 
 def ours(datagrams: list[bytes], tables: set[int]) -> int:
     """What NetlinkSource._readable does with each datagram, minus the socket."""
@@ -344,9 +346,7 @@ def main() -> int:
         return 1
     started = time.perf_counter()
     import_table(import_costs())
-    with tempfile.TemporaryDirectory(prefix="bench-deps-") as tmp:
-        datagrams = recorded(Path(tmp))
-    decode_table(datagrams)
+    decode_table(recorded())
     print(f"\nXFRM: {xfrm_finding()}")
     print(f"\n(bench took {time.perf_counter() - started:.0f} s)")
     return 0

@@ -26,10 +26,8 @@ import sys
 import time
 
 from common import duration_text, table
-from orchestrator_testkit.configs import write_teredo
-from orchestrator_testkit.orchestrator_processes import DaemonProcess, client_hook
-from orchestrator_testkit.teredo_lab import NATS, SERVER_ADDRESS, TeredoLab, teredo_requirements_problem
-from orchestrator_testkit.teredo_rig import Rig
+from orchestrator_testkit.teredo_lab import NATS, TeredoLab, teredo_requirements_problem
+from orchestrator_testkit.teredo_rig import teredo_rig
 from orchestrator_testkit.teredo_watch import TeredoWatch, ensure_qualified
 
 RUNS = 5
@@ -58,14 +56,9 @@ def main() -> int:
     kicks_healthy: list[int] = []
     alone: list[float] = []
     started = time.monotonic()
-    with TeredoLab() as lab:
-        config = write_teredo(lab.tmp, lab.miredo_pidfile, SERVER_ADDRESS)
-        hook = client_hook(lab.tmp, config)
-        lab.start_miredo(hook)
-        lab.wait_teredo_address()
+    with teredo_rig() as rig:
+        lab = rig.lab
         watch = TeredoWatch(lab)
-        rig = Rig(lab, DaemonProcess(lab.node, config, config.parent / "control.sock"), hook, config)
-        rig.wait_state("up", "miredo qualified before the daemon started")
         print(f"restarts: {args.runs} after an unseen move, {args.runs} healthy ", end="", flush=True)
         for _ in range(args.runs):
             rig.sync()
@@ -75,7 +68,7 @@ def main() -> int:
             mark = watch.mark()
             lab.move_to(target)
             start = time.time()
-            rig.daemon = DaemonProcess(lab.node, config, rig.daemon.socket)
+            rig.restart()
             timing = watch.wait(mark, NATS[target].gateway, args.cutoff)
             healed.append(timing.routed_at - start if timing.routed_at is not None else math.inf)
             rig.wait_state("up", "after the unseen move")
@@ -84,7 +77,7 @@ def main() -> int:
 
             reloads = rig.reloads()
             rig.daemon.kill()
-            rig.daemon = DaemonProcess(lab.node, config, rig.daemon.socket)
+            rig.restart()
             rig.wait_state("up", "after a healthy restart")
             rig.sync()
             kicks_healthy.append(rig.reloads() - reloads)

@@ -10,7 +10,7 @@ import pytest
 from orchestrator_exec import environment
 from orchestrator_testkit.configs import exec_entry, shell_script, write
 from orchestrator_testkit.lab import Lab
-from orchestrator_testkit.netns import wait_for
+from orchestrator_testkit.netns import alive, wait_for
 from orchestrator_testkit.orchestrator_processes import DaemonProcess
 from orchestrator_testkit.scenarios import (
     finished_moves,
@@ -73,14 +73,6 @@ def test_the_event_is_in_the_environment_and_nothing_of_the_daemons(lab: Lab) ->
         "IP4_GATEWAY": "10.2.0.1", "ORCH_OLD_IFACE": "eth0", "ORCH_OLD_ADDRESS": "10.1.0.100/24",
         "ORCH_OLD_GATEWAY": "10.1.0.1",
     }
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` still runs (a zombie waiting for its parent counts as gone)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 @pytest.mark.netns

@@ -13,17 +13,11 @@ from typing import Any
 
 import pytest
 from orchestrator_testkit.netns import wait_for
-from orchestrator_testkit.orchestrator_processes import DaemonProcess
 from orchestrator_testkit.teredo_rig import Rig
 
 from orchestrator.uplink_record import record_path
 
 pytestmark = pytest.mark.netns
-
-
-def restart(rig: Rig) -> None:
-    """A new daemon in the node, on the same configuration and runtime directory."""
-    rig.daemon = DaemonProcess(rig.lab.node, rig.config, rig.daemon.socket)
 
 
 def gateway_learned(rig: Rig) -> None:
@@ -35,7 +29,7 @@ def test_a_healthy_restart_sends_nothing(rig: Rig) -> None:
     first = rig.lab.teredo_addresses()[0]
     gateway_learned(rig)
     rig.daemon.kill()
-    restart(rig)
+    rig.restart()
     rig.wait_state("up", "the address of before the restart")
     rig.sync()
     assert rig.reloads() == 0 and rig.counter("teredo_kicks") == 0
@@ -51,7 +45,7 @@ def healed_after_an_unseen_move(rig: Rig, forget_record: bool = False) -> dict[s
     if forget_record:
         record_path(rig.daemon.socket).unlink()  # a final stop, a reboot: the runtime directory is gone
     rig.lab.move_to("nb")
-    restart(rig)
+    rig.restart()
     rig.routed({first}, "nb")
     rig.wait_state("up", "after the move the daemon did not see")
     rig.sync()
@@ -75,7 +69,7 @@ def test_the_same_address_behind_another_router_while_down_is_told_by_the_gatewa
     rig.lab.carrier(False)
     rig.lab.attach("nc")  # the same subnet and gateway, another router, another NAT
     rig.lab.carrier(True)
-    restart(rig)
+    rig.restart()
     rig.routed({first}, "nc")
     rig.wait_state("up", "after the router changed unseen")
     rig.sync()
@@ -91,7 +85,7 @@ def test_without_a_record_a_teredo_address_older_than_the_uplink_is_stale(rig: R
 def test_without_a_record_a_healthy_tunnel_is_left_alone(rig: Rig) -> None:
     rig.daemon.kill()
     record_path(rig.daemon.socket).unlink()
-    restart(rig)
+    rig.restart()
     rig.wait_state("up", "a Teredo address younger than the uplink")
     rig.sync()
     assert rig.reloads() == 0 and rig.counter("teredo_kicks") == 0

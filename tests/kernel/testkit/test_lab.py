@@ -19,7 +19,7 @@ import pytest
 from orchestrator_testkit.access_lab import ACCESS_LAB_BINARIES, ROUTERS, AccessLab
 from orchestrator_testkit.ip_monitor import Event
 from orchestrator_testkit.lab import Lab
-from orchestrator_testkit.netns import lab_namespaces, requirements_problem, wait_for
+from orchestrator_testkit.netns import alive, lab_namespaces, requirements_problem, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -220,15 +220,6 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for init to reap it is dead)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 @pytest.mark.parametrize("fail", [False, True], ids=["normal-exit", "test-failure"])
 def test_cleanup_leaves_nothing(fail: bool) -> None:
     need(*ACCESS_LAB_BINARIES, "dhclient")
@@ -252,7 +243,7 @@ def test_cleanup_leaves_nothing(fail: bool) -> None:
         if fail:
             _ = 1 / 0
     assert lab_namespaces() == []
-    assert pids and not [p for p in pids + group if _alive(p)]
+    assert pids and not [p for p in pids + group if alive(p)]
     assert tmp is not None and not tmp.exists()
 
 

@@ -269,24 +269,30 @@ class Namespace:
             self._deleted = True
 
 
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (from /proc/PID/task/*/children).  A process that exits while
+    it is read (a miredo worker ending after a SIGHUP) simply has none."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+    found: list[int] = []
+    for task in tasks:
+        try:
+            found += [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
 def descendants(pid: int) -> list[int]:
-    """All descendants of ``pid`` (from /proc/PID/task/*/children).  A process that exits while it
-    is read (a miredo worker ending after a SIGHUP) simply has no children."""
+    """All descendants of ``pid``."""
     out: list[int] = []
     todo = [pid]
     while todo:
-        p = todo.pop()
-        try:
-            tasks = list(Path(f"/proc/{p}/task").iterdir())
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                kids = [int(k) for k in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            out += kids
-            todo += kids
+        kids = children(todo.pop())
+        out += kids
+        todo += kids
     return out
 
 

@@ -128,7 +128,7 @@ from pathlib import Path
 from typing import Any
 
 from .access_lab import ACCESS_LAB_BINARIES, NODE_MAC, AccessLab
-from .netns import Namespace, TrackedProcess, requirements_problem, tail, wait_for
+from .netns import Namespace, TrackedProcess, children, requirements_problem, tail, wait_for
 
 # --------------------------------------------------------------------------------------------------
 # constants
@@ -540,7 +540,7 @@ class TeredoLab(AccessLab):
                 pid = int(pidfile.read_text().split()[0])
             except (FileNotFoundError, IndexError, ValueError):
                 return False
-            return pid == proc.pid and bool(_children(proc.pid))
+            return pid == proc.pid and bool(children(proc.pid))
 
         wait_for(running, timeout, f"miredo in {where} to write {pidfile} and fork its worker (log {log})",
                  interval=0.002)
@@ -598,19 +598,6 @@ class TeredoLab(AccessLab):
             # miredo keeps running when it cannot qualify (e.g. "Teredo server has a non global
             # IPv4 address."): the reason is only in its log.
             raise AssertionError(f"{e}\nmiredo log {self.miredo_log}:\n{tail(self.miredo_log)}") from None
-
-
-def _children(pid: int) -> list[int]:
-    """PIDs of the direct children of ``pid`` (from /proc)."""
-    try:
-        tasks = Path(f"/proc/{pid}/task").iterdir()
-        out: list[int] = []
-        for task in tasks:
-            with open(task / "children") as f:
-                out += [int(p) for p in f.read().split()]
-        return out
-    except (FileNotFoundError, ProcessLookupError):
-        return []
 
 
 __all__ = [

@@ -9,6 +9,7 @@ then idle lanes), so "nothing happened" is never a sleep.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,14 +77,18 @@ class Rig:
     def start_miredo(self) -> TrackedProcess:
         return self.lab.start_miredo(self.hook)
 
+    def restart(self) -> None:
+        """A new daemon in the node, on the same configuration and runtime directory (the last one
+        stopped or killed first)."""
+        self.daemon = DaemonProcess(self.lab.node, self.config, self.daemon.socket)
 
-def rig_for(request: pytest.FixtureRequest) -> Iterator[Rig]:
-    problem = teredo_requirements_problem()
-    if problem:
-        pytest.skip(problem)
-    options = getattr(request, "param", {})
-    with TeredoLab(renew_after=options.get("renew_after")) as lab:
-        config = write_teredo(lab.tmp, lab.miredo_pidfile, SERVER_ADDRESS, grace=options.get("grace", 2000))
+
+@contextmanager
+def teredo_rig(renew_after: int | None = None, grace: int = 2000) -> Iterator[Rig]:
+    """A TeredoLab whose miredo (with the project's hook) qualified, then the daemon, up; the
+    daemon must stop cleanly at the end."""
+    with TeredoLab(renew_after=renew_after) as lab:
+        config = write_teredo(lab.tmp, lab.miredo_pidfile, SERVER_ADDRESS, grace=grace)
         hook = client_hook(lab.tmp, config)
         lab.start_miredo(hook)
         lab.wait_teredo_address()
@@ -91,3 +96,13 @@ def rig_for(request: pytest.FixtureRequest) -> Iterator[Rig]:
         rig.wait_state("up", "miredo qualified before the daemon started")
         yield rig
         assert rig.daemon.stop() == 0
+
+
+def rig_for(request: pytest.FixtureRequest) -> Iterator[Rig]:
+    """``teredo_rig`` for a fixture, parametrized indirectly with its arguments; skipped where the
+    lab cannot run."""
+    problem = teredo_requirements_problem()
+    if problem:
+        pytest.skip(problem)
+    with teredo_rig(**getattr(request, "param", {})) as rig:
+        yield rig
