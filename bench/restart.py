@@ -25,7 +25,7 @@ import statistics
 import sys
 import time
 
-from common import duration_text, table
+from common import duration_text, ratio_text, table
 from orchestrator_testkit.teredo_lab import NATS, TeredoLab, teredo_requirements_problem
 from orchestrator_testkit.teredo_rig import teredo_rig
 from orchestrator_testkit.teredo_watch import TeredoWatch, ensure_qualified
@@ -104,6 +104,8 @@ def main() -> int:
         ("runs", str(len(healed)), str(len(alone))),
         ("median", cell(healed, "median"), cell(alone, "median")),
         ("worst", cell(healed, "max"), cell(alone, "max")),
+        ("miredo alone / daemon, median", ratio_text(statistics.median(alone), statistics.median(healed),
+                                                     args.cutoff), ""),
         ("SIGHUPs per run", " ".join(map(str, kicks_after_move)), "-"),
         ("goal", f"<= {GOAL_S:g} s", ""),
     ])
