@@ -23,6 +23,7 @@ class LinkEvent:
     carrier_changes: int
     hwaddr: str | None
     deleted: bool = False
+    alias: str | None = None  # IFLA_IFALIAS: miredo's client hook marks its runs with it
     kind = "link"
 
 
@@ -167,12 +168,15 @@ class TunnelAddressChanged:
 
 @dataclass(frozen=True, slots=True)
 class LinkChanged:
-    """Administrative state or carrier of a configured interface changed, or it appeared/vanished."""
+    """Administrative state, carrier or alias of a configured interface changed, or it appeared or
+    vanished.  The alias is how a client hook run marks its begin and end (the routing plugin's
+    ``markers``)."""
 
     interface: str
     up: bool
     carrier: bool
     present: bool
+    alias: str | None = None
     kind = "link-changed"
 
 

@@ -38,6 +38,7 @@ class LinkStatus:
     present: bool
     up: bool
     carrier: bool
+    alias: str | None = None
 
 
 ABSENT = LinkStatus(False, False, False)
@@ -284,7 +285,7 @@ class NetworkState:
         status = self._status(name)
         if self._link_status.get(name, ABSENT) != status:
             self._link_status[name] = status
-            derived.append(LinkChanged(name, status.up, status.carrier, status.present))
+            derived.append(LinkChanged(name, status.up, status.carrier, status.present, status.alias))
         if self.config.is_tunnel(name):
             address = self.tunnel_address(name)
             old = self._tunnel_address.get(name)
@@ -295,7 +296,7 @@ class NetworkState:
 
     def _status(self, name: str) -> LinkStatus:
         link = self.view.link_named(name)
-        return ABSENT if link is None else LinkStatus(True, link.up, link.carrier)
+        return ABSENT if link is None else LinkStatus(True, link.up, link.carrier, link.alias)
 
     def tunnel_address(self, name: str) -> str | None:
         """The newest usable global IPv6 address on the interface called ``name`` (None: none)."""

@@ -30,6 +30,7 @@ from .wire import (
     IFINFOMSG,
     IFLA_ADDRESS,
     IFLA_CARRIER_CHANGES,
+    IFLA_IFALIAS,
     IFLA_IFNAME,
     INFINITY_LIFE_TIME,
     RTA_DST,
@@ -74,7 +75,14 @@ def decode_link(data: memoryview, offset: int, length: int, kind: int) -> LinkEv
         carrier_changes=u32(attrs.get(IFLA_CARRIER_CHANGES)),
         hwaddr=hwaddr_text(attrs.get(IFLA_ADDRESS)),
         deleted=kind == RTM_DELLINK,
+        alias=_text(attrs.get(IFLA_IFALIAS)),
     )
+
+
+def _text(raw: memoryview | bytes | None) -> str | None:
+    """A NUL-terminated string attribute (an empty one is none)."""
+    text = bytes(raw).rstrip(b"\0").decode("utf-8", "replace") if raw is not None else ""
+    return text or None
 
 
 def decode_address(data: memoryview, offset: int, length: int, kind: int) -> AddressEvent | None:

@@ -1,11 +1,12 @@
-"""miredo's client hook: validate miredo's variables, then bring the tunnel to its profile's end state.
+"""The full client hook: validate miredo's variables, then bring the tunnel to its profile's end state.
 
-This runs on the critical path of every handover, in a fresh ``python -I -S`` started by the thin
-/etc/miredo/client-hook (see ``client_hook_script``), so it imports nothing heavy: the profiles come
-from a cache compiled from the TOML (rebuilt, with the full validation, whenever the TOML changes),
-and netlink is spoken through ``wire``, the public API's rtnetlink codec.  It is also the bad-input
-front door: anything unexpected in the environment ends the run with one line on stderr and nothing
-changed.
+miredo runs the generated shell hook (``shell_hook``), which hands a run to this one whenever it
+does not handle the run itself: unusual or bad input, a follow_address profile, a TOML newer than
+the generated hook.  This is therefore the bad-input front door (anything unexpected in the
+environment ends the run with one line on stderr and nothing changed) and the reference the shell
+hook is tested against.  It still starts quickly: the profiles come from a cache compiled from the
+TOML (rebuilt, with the full validation, whenever the TOML changes), and netlink is spoken through
+``wire``, the public API's rtnetlink codec.
 
 Exit status: 0 applied (or nothing to do), 1 the kernel refused an operation (the line says what
 was and was not applied), 2 bad input or configuration (nothing changed).
@@ -18,30 +19,22 @@ import marshal
 import os
 import sys
 
+from . import markers
 from .endstate import STATES, Step, end_state
 from .kernel import ApplyError, InterfaceMissing, converge
 from .profile import Profile, canonical_ipv6
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pathlib import Path
     from typing import Any
-
-    from orchestrator import Config
 
 DEFAULT_CONFIG = "/etc/orchestrator/orchestrator.toml"
 DEFAULT_CACHE_DIR = "/run/orchestrator"
 CACHE_NAME = "client-hook.cache"
-CACHE_FORMAT = 5  # part of the stamp: a cache written by another version is compiled anew
-NOTIFY_NAME = "hook.sock"
+CACHE_FORMAT = 6  # part of the stamp: a cache written by another version is compiled anew
 
 
-def notify_path(config: Config) -> Path:
-    """Where the daemon listens for the hook's "begin"/"end" datagrams: beside its control socket."""
-    return config.daemon.control_socket.parent / NOTIFY_NAME
-
-
-USAGE = "usage: orchestrator hook [--config PATH] [--cache-dir DIR] [--hook-file PATH] [--full-python PATH]"
+USAGE = "usage: orchestrator hook [--config PATH] [--cache-dir DIR] [--hook-file PATH]"
 
 
 class BadInput(Exception):
@@ -52,17 +45,14 @@ def main(argv: list[str], environ: dict[str, str] | None = None) -> int:
     environ = dict(os.environ) if environ is None else environ
     try:
         options = _options(argv)
-        for path in (options.get("--hook-file"), options["--config"]):
+        for path in (options["--hook-file"], options["--config"]):
             if path:
                 _check_safe(path)
-        compiled = _compiled(options, argv)
+                _check_safe(os.path.dirname(os.path.abspath(path)))
+        compiled = _compiled(options["--config"], options["--cache-dir"])
         step, profile = _step(environ, compiled)
-        _notify(compiled["notify"], f"begin {step.interface} {step.state}")
-        try:
-            converge(step.interface, profile, end_state(profile, step))
-        finally:
-            detail = f" {step.address} {step.lladdress} {step.mtu or '-'}" if step.state == "up" else ""
-            _notify(compiled["notify"], f"end {step.interface} {step.state}{detail}")
+        run_markers = (markers.applying(step.state), markers.done(step))
+        converge(step.interface, profile, end_state(profile, step), run_markers)
     except BadInput as error:
         print(f"orchestrator hook: {error}", file=sys.stderr)
         return 2
@@ -83,7 +73,6 @@ def _options(argv: list[str]) -> dict[str, str]:
         "--config": DEFAULT_CONFIG,
         "--cache-dir": DEFAULT_CACHE_DIR,
         "--hook-file": "",
-        "--full-python": "",
     }
     if len(argv) % 2:
         raise BadInput(USAGE)
@@ -107,15 +96,12 @@ def _check_safe(path: str) -> None:
 # -- the compiled configuration -----------------------------------------------------------------
 
 
-def _compiled(options: dict[str, str], argv: list[str]) -> dict[str, Any]:
+def _compiled(config_path: str, cache_dir: str) -> dict[str, Any]:
     """The tunnels and profiles of the TOML, from the cache when it still matches the file.
 
-    Compiling needs the daemon's whole configuration machinery (and its plugins' schemas), which
-    the bare interpreter of the thin hook cannot import: it then re-executes itself once as the full
-    ``orchestrator hook`` (under ``--full-python``, the interpreter of the installation), which
-    writes the cache for every later run.
+    Compiling needs the daemon's whole configuration machinery (and its plugins' schemas, ~0.3 s):
+    the cache spares every later run that cost until the file changes.
     """
-    config_path, cache_dir = options["--config"], options["--cache-dir"]
     try:
         info = os.stat(config_path)
     except OSError as error:
@@ -125,9 +111,6 @@ def _compiled(options: dict[str, str], argv: list[str]) -> dict[str, Any]:
     compiled = _read_cache(cache_dir, cache)
     if compiled is not None and compiled.get("stamp") == stamp:
         return compiled
-    if "site" not in sys.modules:  # the thin hook's python -IS
-        python = options["--full-python"] or sys.executable
-        os.execv(python, [python, "-I", "-m", "orchestrator.cli", "hook", *argv])
     compiled = compile_config(config_path)
     compiled["stamp"] = stamp
     _write_cache(cache_dir, cache, compiled)
@@ -158,7 +141,7 @@ def _read_cache(cache_dir: str, cache: str) -> dict[str, Any] | None:
 
 def compile_config(config_path: str) -> dict[str, Any]:
     """Validate the TOML with the daemon's own code (every plugin's schema) and keep what the hook
-    needs: the tunnels, their profiles, their address prefixes and the daemon's notify socket."""
+    needs: the tunnels, their profiles and their address prefixes."""
     from orchestrator import ConfigError, load_config
 
     from .profile import from_section
@@ -177,7 +160,6 @@ def compile_config(config_path: str) -> dict[str, Any]:
         "interfaces": [(spec.match, spec.is_tunnel, spec.routing_profile) for spec in config.interfaces],
         "profiles": profiles,
         "prefixes": dict(config.address_prefixes),
-        "notify": str(notify_path(config)),
     }
 
 
@@ -294,51 +276,5 @@ def _ipv6(environ: dict[str, str], name: str) -> str:
         raise BadInput(f"{name}: not an IPv6 address: {value!r}") from None
 
 
-def _notify(path: str, message: str) -> None:
-    """Tell the daemon, never wait for it: one datagram, dropped when nobody listens."""
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC)
-    try:
-        sock.sendto(message.encode(), path)
-    except OSError:
-        pass
-    finally:
-        sock.close()
-
-
-def client_hook_script(
-    python: str,
-    config: str,
-    cache_dir: str = DEFAULT_CACHE_DIR,
-    site_packages: str | None = None,
-    full_python: str | None = None,
-) -> str:
-    """The thin /etc/miredo/client-hook for this installation (or for ``site_packages``).
-
-    A Python script run directly by ``python`` (no shell in between), isolated from the environment
-    and without the site machinery (``-IS``): miredo runs it with an empty environment in /, so
-    every path is absolute.  ``full_python`` is the installation's own interpreter (default: the
-    one running now, or ``python`` for ``site_packages``): it compiles the cache when it is stale.
-    """
-    if full_python is None:
-        full_python = python if site_packages is not None else sys.executable
-    import json
-
-    import orchestrator
-
-    if site_packages is not None:
-        root, parent, package = site_packages, site_packages, "orchestrator_routing"
-    else:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(orchestrator.__file__)))
-        here = os.path.dirname(os.path.abspath(__file__))
-        package, parent = os.path.basename(here), os.path.dirname(here)
-    paths = [root] if parent == root else [root, parent]
-    arguments = ["--config", config, "--cache-dir", cache_dir, "--full-python", full_python]
-    return (
-        f"#!{python} -IS\n"
-        "# miredo client hook: the tunnel's routing policy of netlink-orchestrator (routing profiles).\n"
-        "# Generated by `orchestrator hook --print-client-hook`; install it root-owned, mode 0755.\n"
-        "import sys\n"
-        f"sys.path[:0] = {json.dumps(paths)}\n"
-        f"from {package}.hook import main\n"
-        f"sys.exit(main([*{json.dumps(arguments)}, '--hook-file', __file__]))\n"
-    )
+if __name__ == "__main__":  # what the shell hook runs: `python -I -m orchestrator_routing.hook ...`
+    sys.exit(main(sys.argv[1:]))

@@ -18,7 +18,6 @@ from .profile import Profile
 
 AF_INET6 = _socket.AF_INET6
 RTPROT_KERNEL, RTPROT_BOOT = 2, 3
-IFA_PROTO, IFAPROT_KERNEL_LL = 11, 3  # who made an address (Linux 5.18 and newer)
 FRA_IIFNAME, FRA_FWMARK, FRA_OIFNAME = 3, 10, 17
 RT_SCOPE_UNIVERSE = 0
 FR_ACT_TO_TBL = 1
@@ -36,8 +35,8 @@ class Current:
 
     __slots__ = (
         "addresses",
+        "foreign_rules",
         "index",
-        "kernel_addresses",
         "link_up",
         "mtu",
         "routes",
@@ -50,11 +49,11 @@ class Current:
         self.link_up = link_up
         self.mtu = mtu
         self.addresses: set[tuple[str, int]] = set()
-        self.kernel_addresses: set[tuple[str, int]] = set()  # the kernel's own link-local address
         # (dst, dst_len, metric, gateway or DIRECT), not counting the kernel's prefix routes
         self.routes: set[tuple[str, int, int, str]] = set()
         self.table_routes: set[tuple[str, int, int, str, int]] = set()  # with the outgoing interface
-        self.rules: set[tuple[str, int]] = set()
+        self.rules: set[tuple[str, int]] = set()  # ``from SOURCE lookup TABLE``, nothing more
+        self.foreign_rules: list[bytes] = []  # any other rule at the priority into the table, as dumped
 
 
 class Operation:
@@ -113,11 +112,8 @@ def read(sock: _socket.socket, interface: str, profile: Profile) -> Current:
         attrs = wire.attributes(buf, offset + 16 + wire.IFADDRMSG.size, offset + length)
         # On a point-to-point address IFA_LOCAL is ours and IFA_ADDRESS the peer's.
         address = wire.ip_text(AF_INET6, attrs.get(wire.IFA_LOCAL) or attrs.get(wire.IFA_ADDRESS))
-        if owner != index or address is None:
-            continue
-        proto = attrs.get(IFA_PROTO)  # one byte
-        made_by_kernel = proto is not None and len(proto) > 0 and proto[0] == IFAPROT_KERNEL_LL
-        (current.kernel_addresses if made_by_kernel else current.addresses).add((address, prefixlen))
+        if owner == index and address is not None:
+            current.addresses.add((address, prefixlen))
 
     for dst, dst_len, metric, gateway, oif, protocol in _routes(sock, wire.RT_TABLE_MAIN):
         # The kernel's routes follow the addresses.  A followed tunnel's other routes (a PPP link's
@@ -128,7 +124,7 @@ def read(sock: _socket.socket, interface: str, profile: Profile) -> Current:
     if profile.table is not None:
         for dst, dst_len, metric, gateway, oif, _protocol in _routes(sock, profile.table):
             current.table_routes.add((dst, dst_len, metric, gateway, oif))
-        current.rules = _rules(sock, profile)
+        current.rules, current.foreign_rules = _rules(sock, profile)
     return current
 
 
@@ -155,10 +151,11 @@ def _routes(sock: _socket.socket, table: int) -> list[tuple[str, int, int, str, 
     return found
 
 
-def _rules(sock: _socket.socket, profile: Profile) -> set[tuple[str, int]]:
-    """The profile's kind of rule: ``from SOURCE lookup TABLE`` at its priority, and nothing more
-    specific (a rule with a mark, an interface or a destination is someone else's)."""
-    found = set()
+def _rules(sock: _socket.socket, profile: Profile) -> tuple[set[tuple[str, int]], list[bytes]]:
+    """The rules at the profile's priority into its table, all of them the profile's: the plain
+    ``from SOURCE lookup TABLE`` ones as (source, prefix length), any other (a mark, an interface, a
+    destination, ``from all``) as its dumped message, which deletes exactly that rule."""
+    plain, foreign = set(), []
     body = wire.RTMSG.pack(AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0)
     for _kind, buf, offset, length in wire.exchange(sock, wire.RTM_GETRULE, body, wire.NLM_F_DUMP):
         header = wire.RTMSG.unpack_from(buf, offset + 16)
@@ -170,9 +167,10 @@ def _rules(sock: _socket.socket, profile: Profile) -> set[tuple[str, int]]:
             continue
         source = wire.ip_text(AF_INET6, attrs.get(wire.FRA_SRC))
         if source is None or dst_len or any(k in attrs for k in (FRA_IIFNAME, FRA_FWMARK, FRA_OIFNAME)):
-            continue
-        found.add((source, src_len))
-    return found
+            foreign.append(bytes(buf[offset + 16 : offset + length]))
+        else:
+            plain.add((source, src_len))
+    return plain, foreign
 
 
 def plan(current: Current, end: EndState, profile: Profile, interface: str) -> list[Operation]:
@@ -186,6 +184,9 @@ def plan(current: Current, end: EndState, profile: Profile, interface: str) -> l
         table = profile.table
         for source, prefixlen in sorted(current.rules - end.rules):
             ops.append(_rule(wire.RTM_DELRULE, source, prefixlen, profile, wire.NLM_F_ACK))
+        for body in current.foreign_rules:
+            description = f"rule del (another rule at prio {profile.rule_priority} into table {table})"
+            ops.append(Operation(description, wire.RTM_DELRULE, body, wire.NLM_F_ACK))
         wanted = {(*route, index) for route in table_routes}
         for dst, dst_len, metric, via, oif in sorted(current.table_routes - wanted):
             device = interface if oif == index else f"index {oif}"
@@ -200,9 +201,7 @@ def plan(current: Current, end: EndState, profile: Profile, interface: str) -> l
             )
         )
     wanted_addresses = current.addresses if end.addresses is None else end.addresses  # None: leave them
-    stale = current.addresses - wanted_addresses
-    if not end.link_up and end.addresses is not None:  # down and destroy flush the kernel's link-local too
-        stale |= current.kernel_addresses
+    stale = {entry for entry in current.addresses - wanted_addresses if not _left_alone(entry, end)}
     for address, prefixlen in sorted(stale):
         ops.append(_address(wire.RTM_DELADDR, address, prefixlen, index, wire.NLM_F_ACK, interface))
     if end.link_up is not None and end.link_up != current.link_up:
@@ -228,6 +227,20 @@ def plan(current: Current, end: EndState, profile: Profile, interface: str) -> l
         for source, prefixlen in sorted(end.rules - current.rules):
             ops.append(_rule(wire.RTM_NEWRULE, source, prefixlen, profile, CREATE))
     return ops
+
+
+def _left_alone(entry: tuple[str, int], end: EndState) -> bool:
+    """On ``up``, a link-local address other than the step's (the kernel's own, made when the link
+    came up) is not the profile's; ``down`` and ``destroy`` flush every address."""
+    address = entry[0]
+    if not end.link_up or end.addresses is None or not _is_link_local(address):
+        return False
+    return all(address != wanted for wanted, _length in end.addresses)
+
+
+def _is_link_local(address: str) -> bool:
+    raw = _ip(address)
+    return raw[0] == 0xFE and raw[1] & 0xC0 == 0x80
 
 
 def _via(routes: frozenset[tuple[str, int, int]], gateway: str | None) -> set[tuple[str, int, int, str]]:
@@ -300,6 +313,11 @@ def _rule(kind: int, source: str, prefixlen: int, profile: Profile, flags: int) 
     )
 
 
+def _alias(index: int, interface: str, text: str) -> Operation:
+    body = wire.IFINFOMSG.pack(0, 0, index, 0, 0) + wire.attr(wire.IFLA_IFALIAS, text.encode())
+    return Operation(f"link set dev {interface} alias {text!r}", wire.RTM_NEWLINK, body, wire.NLM_F_ACK)
+
+
 def _link(index: int, interface: str, up: bool | None, mtu: int | None) -> Operation:
     change = wire.IFF_UP if up is not None else 0
     body = wire.IFINFOMSG.pack(0, 0, index, wire.IFF_UP if up else 0, change)
@@ -322,14 +340,20 @@ def withdraw_rules(profile: Profile, source: str) -> list[Operation]:
         return []
     sock = wire.request_socket()
     try:
-        present = sorted(rule for rule in _rules(sock, profile) if rule[0] == source)
+        plain, _others = _rules(sock, profile)
+        present = sorted(rule for rule in plain if rule[0] == source)
         return apply(sock, [_rule(wire.RTM_DELRULE, *rule, profile, wire.NLM_F_ACK) for rule in present])
     finally:
         sock.close()
 
 
-def converge(interface: str, profile: Profile, end: EndState) -> list[Operation]:
+def converge(
+    interface: str, profile: Profile, end: EndState, markers: tuple[str, str] | None = None
+) -> list[Operation]:
     """Read, plan and apply on a fresh socket; returns the operations applied (none: already there).
+
+    ``markers``, for a client hook's run: the aliases written before the first change and after the
+    last (see ``markers``), so the daemon can tell the run's changes from anyone else's.
 
     Someone else may change the interface between the read and a write (the daemon restoring a
     route while miredo's hook runs): an operation refused because its object already exists or is
@@ -339,7 +363,11 @@ def converge(interface: str, profile: Profile, end: EndState) -> list[Operation]
     applied: list[Operation] = []
     try:
         for attempt in range(ATTEMPTS):
-            ops = plan(read(sock, interface, profile), end, profile, interface)
+            current = read(sock, interface, profile)
+            ops = plan(current, end, profile, interface)
+            if ops and markers is not None:
+                begin, done = (_alias(current.index, interface, text) for text in markers)
+                ops = [begin, *ops, done]
             try:
                 return applied + apply(sock, ops)
             except ApplyError as error:

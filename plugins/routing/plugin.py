@@ -146,8 +146,7 @@ class RoutingPlugin:
 
     @hookimpl
     async def orchestrator_link_changed(self, event: LinkChanged) -> None:
-        if not event.present or not event.up:  # gone, or taken down on purpose: leave it be
-            self.keeper.mark_stale([event.interface])
+        self.keeper.link_changed(event)
 
 
 def check_config(config: Config) -> list[str]:
