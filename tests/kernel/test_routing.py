@@ -425,6 +425,23 @@ def test_other_objects_on_the_tunnel_end_the_same_on_every_path(lab: Lab, path: 
     assert tunnel.state() == {**flushed(up=False, mtu=1280), "table": [unreachable]}
 
 
+def test_a_configuration_newer_than_the_hook_is_applied_as_it_is_now(lab: Lab) -> None:
+    """The TOML was edited and the hook not printed again: the shell hands the run to the full
+    hook, which applies the TOML as it is (never the profile compiled into the hook), and says so."""
+    tunnel = Tunnel(lab, USER)
+    tunnel.up(A1)
+    section = "[routing.profiles.teredo]\n"
+    tunnel.config.write_text(tunnel.config.read_text().replace(section, f"{section}metric = 1031\n"))
+    hook_written = tunnel.hook.stat().st_mtime
+    os.utime(tunnel.config, (hook_written + 1, hook_written + 1))  # newer, whatever the clock's grain
+    result = tunnel.run(STATE="up", IFACE="teredo", ADDRESS=A2, OLD_ADDRESS=A1, LLADDRESS=LL, MTU="1280")
+    assert result.returncode == 0, result.stderr
+    assert "is newer than" in result.stderr
+    expected = user_up(A2)
+    expected["routes"] = sorted(r.replace("metric 1029", "metric 1031") for r in expected["routes"])
+    assert tunnel.state() == expected
+
+
 def test_a_cache_others_could_write_is_not_trusted(lab: Lab) -> None:
     """A forged cache in a directory others can write: the full hook compiles the TOML itself."""
     tunnel = Tunnel(lab, USER, "full")

@@ -59,7 +59,7 @@ def run_keeper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: Scenar
     async def go() -> None:
         keeper = Keeper()
         keeper.start(context)
-        keeper.heard(["end", "teredo", "up", A1, LL, "1280"])
+        keeper.heard("teredo", f"orchestrator hook: up {A1} {LL} 1280")  # a hook run ended
         await scenario(keeper, written)
         assert context.counters[COUNTER] == len(written)
 
@@ -106,8 +106,8 @@ def test_calls_after_shutdown_write_nothing(tmp_path: Path, monkeypatch: pytest.
 def test_stopping_releases_the_move_a_hook_run_was_holding(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A reload stops the plugin between the hook's "begin up" and its "end": the move it held goes
-    on (its "end" will not be heard) instead of waiting for its timeout."""
+    """A reload stops the plugin between a hook run's begin and its end: the move it held goes on
+    (its end will not be heard) instead of waiting for its timeout."""
     async def scenario(keeper: Keeper, written: list[str]) -> None:
         moves = MoveLog(5.0, lambda _m, _p: None, lambda _m: None)
         move = moves.begin(UplinkChanged(None, None, 1), time.monotonic())

@@ -6,26 +6,14 @@ from pathlib import Path
 
 import pytest
 from orchestrator_routing.endstate import EndState, Step, end_state
-from orchestrator_routing.hook import BadInput, _step, client_hook_script
+from orchestrator_routing.hook import BadInput, _step
 from orchestrator_routing.kernel import Current, plan
 from orchestrator_routing.profile import Profile, from_section, resolve_table, rt_tables
-from orchestrator_testkit import REPO
 from orchestrator_testkit.configs import check_config
 
 USER = Profile("teredo", None, 32765, 1029, 1400, 128, False)
 UPSTREAM = Profile("teredo", 100, 32765, 1029, "tunnel", 32, True)
 A, LL = "2001:0:c633:6401::1", "fe80::ffff:ffff:ffff"
-
-
-def test_the_shipped_client_hook_is_what_the_generator_writes_for_opt() -> None:
-    shipped = (REPO / "etc" / "miredo" / "client-hook").read_text()
-    expected = client_hook_script(
-        "/opt/orchestrator/bin/python3",
-        "/etc/orchestrator/orchestrator.toml",
-        site_packages="/opt/orchestrator/lib/python3.11/site-packages",
-    )
-    assert '"--full-python", "/opt/orchestrator/bin/python3"' in expected
-    assert shipped == expected
 
 
 def test_up_for_the_user_and_the_upstream_variant() -> None:
