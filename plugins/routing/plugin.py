@@ -20,6 +20,7 @@ from orchestrator import (
     hookimpl,
 )
 
+from . import shell_hook
 from .commands import HOOK
 from .follow import address_changed, apply_present
 from .keeper import Keeper, watched_tables
@@ -91,7 +92,18 @@ PROFILE = Section(
     }
 )
 
-SECTION = Section({}, tables={"profiles": PROFILE}, doc="routing profiles for tunnel interfaces")
+SECTION = Section(
+    {
+        "client_hook": Key(
+            "str",
+            "where miredo runs the client hook (checked by check-config and at start: safe, not older "
+            "than this file)",
+            shell_hook.DEFAULT_PATH,
+        ),
+    },
+    tables={"profiles": PROFILE},
+    doc="routing profiles for tunnel interfaces",
+)
 
 
 class RoutingPlugin:
@@ -118,7 +130,9 @@ class RoutingPlugin:
 
     @hookimpl
     def orchestrator_config_warnings(self, config: Config) -> list[str]:
-        return unfollowed_profiles(config)
+        hook = config.section("routing").get("client_hook", shell_hook.DEFAULT_PATH)
+        problems = shell_hook.installed_problems(hook, str(config.path))
+        return unfollowed_profiles(config) + [f"routing.client_hook: {problem}" for problem in problems]
 
     @hookimpl
     async def orchestrator_startup(self, context: PluginContext) -> None:

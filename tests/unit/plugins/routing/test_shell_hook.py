@@ -4,6 +4,7 @@ full hook, are in tests/kernel/test_routing.py."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -162,3 +163,21 @@ def test_the_shell_writes_the_markers_the_daemon_reads() -> None:
     assert f"alias_prefix='{markers.PREFIX}'" in body
     assert f'"$alias_prefix {markers.APPLYING} $STATE"' in body
     assert f'"$alias_prefix {markers.APPLYING} up"' in body
+
+
+def test_check_config_says_when_the_installed_hook_is_unsafe_or_older(tmp_path: Path) -> None:
+    extra = "[routing.profiles.teredo]\n[teredo]\n"
+    config = write(tmp_path, enable=["routing", "teredo"], tunnel_profile="teredo", extra=extra)
+    hook = tmp_path / "client-hook"
+    hook.write_text(shell_hook.script(compile_config(str(config)), str(config), "/run/x", sys.executable))
+    assert shell_hook.installed_problems(str(hook), str(config)) == []
+    hook.chmod(0o777)
+    config.touch()
+    os.utime(config, (hook.stat().st_mtime + 1,) * 2)
+    problems = shell_hook.installed_problems(str(hook), str(config))
+    assert problems[0] == f"{hook}: must be root's and writable by nobody else (the hook runs as root): " + (
+        f"owner uid {os.getuid()}, mode 0777"
+    )
+    assert problems[1].startswith(f"{hook} is older than {config}: each run goes to the full hook")
+    (tmp_path / "other-hook").write_text("#!/bin/sh\nexit 0\n")  # not ours: not judged
+    assert shell_hook.installed_problems(str(tmp_path / "other-hook"), str(config)) == []
