@@ -91,7 +91,7 @@ def test_the_runtime_directory_is_where_the_sockets_and_the_hook_cache_live(unit
     assert Path(DAEMON.keys["control_socket"].default).parent == Path("/run") / name
     assert Path(DEFAULT_CACHE_DIR) == Path("/run") / name
     assert one(unit, "Service", "RuntimeDirectoryMode") == "0755"
-    # miredo's client hook keeps finding hook.sock and its cache when the daemon restarts.
+    # The full client hook's cache and the uplink record survive the daemon's restarts.
     assert one(unit, "Service", "RuntimeDirectoryPreserve") in ("restart", "yes")
 
 
