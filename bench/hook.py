@@ -1,10 +1,19 @@
-"""miredo's client hook: ours beside Debian's stock one, and the in-process apply.
+"""miredo's client hook, state by state: ours beside Debian's stock one, and the in-process apply.
 
-Both hooks run as miredo runs them (``env -i`` with miredo's variables only) on the same tun named
-``teredo`` in a private namespace, each step a real change: ``up`` with a new Teredo address and
-OLD_ADDRESS, as after every re-qualification.  Ours is measured with the daemon running (it hears
-the hook and watches the removals) and without.  The stock hook finds no ``teredo`` table (as on a
-default Debian host), so it runs nine ``ip`` commands (eleven with the table, as in the user's set-up).
+Every hook runs as miredo runs it: spawned directly (``os.posix_spawn``, then ``waitpid``) with
+argv[0] only, an environment holding miredo's variables and nothing else (no PATH), in ``/``.
+``/bin/true`` spawned the same way is the harness's own floor, in the same table: subtract it to
+get what a hook costs beyond a spawn.
+
+Each hook has its own tun in a private namespace (ours ``teredo``; the stock hook
+``teredo-stock``, as the daemon defends ``teredo`` only) and goes through rounds of what miredo
+does on every re-qualification: ``up`` with a new Teredo address (no OLD_* variables, as after a
+SIGHUP), ``down`` and ``destroy`` (with the address as OLD_ADDRESS), then ``up`` again, so every
+step is a real change.  At every step each hook runs in turn, so the machine's noise falls on all
+of them alike.  Ours is measured with the daemon running (it hears the hook and watches the
+removals) and without.  The stock hook finds no ``teredo`` table (as on a default Debian host): on
+``up`` it runs eight ``ip`` commands (eleven with the table, as in the user's set-up), on ``down``
+four, on ``destroy`` none.
 
 Run as root: `make bench` or `.venv/bin/python bench/hook.py`.
 """
@@ -23,33 +32,55 @@ from common import main_in_namespace, start_daemon, summary, table
 RUNS = 60
 WARMUP = 3
 LL = "fe80::ffff:ffff:ffff"
+MTU = "1280"
+OURS_IFACE = "teredo"
 STOCK_IFACE = "teredo-stock"
+STATES = ("up", "down", "destroy")
+STOCK, OURS, FLOOR = "stock", "ours", "/bin/true (harness floor)"
+
+Hooks = dict[str, tuple[str, str]]  # name -> (path, interface)
+Times = dict[tuple[str, str], list[float]]  # (name, state) -> milliseconds per run
 
 
 def addresses() -> list[str]:
     return [f"2001:0:c633:6401:8000:f227:9c3a:{n:04x}" for n in range(RUNS + WARMUP)]
 
 
-def time_hooks(hooks: dict[str, tuple[str, str]]) -> dict[str, list[float]]:
-    """Milliseconds per run of each hook (path, interface), interleaved run by run (so the
-    machine's noise falls on all of them alike); every run brings a new address."""
-    times: dict[str, list[float]] = {name: [] for name in hooks}
-    previous = None
+def miredo_env(state: str, interface: str, address: str) -> dict[str, str]:
+    """The variables miredo 1.2.6 gives its hook for ``state`` after a SIGHUP, and nothing else
+    (recorded by tests/kernel/testkit/test_teredo_lab.py): ``up`` names the new address and has
+    no OLD_*; ``down`` and ``destroy`` name it as OLD_* and both say OLD_STATE=up."""
+    ifindex = Path(f"/sys/class/net/{interface}/ifindex").read_text().strip()
+    common = {"STATE": state, "IFACE": interface, "IFINDEX": ifindex}
+    if state == "up":
+        return {**common, "OLD_STATE": "down", "ADDRESS": address, "LLADDRESS": LL, "MTU": MTU}
+    return {**common, "OLD_STATE": "up", "OLD_ADDRESS": address, "OLD_LLADDRESS": LL, "OLD_MTU": MTU}
+
+
+def spawn_ms(path: str, env: dict[str, str], output: int) -> float:
+    """Milliseconds from spawning ``path`` with ``env`` (argv[0] only, stdout and stderr on
+    ``output``) to reaping it.  Why posix_spawn: ``env -i`` or a shell in between would add an
+    exec of its own; the cwd is this process's, ``/`` (:func:`inside`)."""
+    actions = [(os.POSIX_SPAWN_DUP2, output, 1), (os.POSIX_SPAWN_DUP2, output, 2)]
+    started = time.perf_counter()
+    pid = os.posix_spawn(path, [path], env, file_actions=actions)
+    _, status = os.waitpid(pid, 0)
+    elapsed = (time.perf_counter() - started) * 1000
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{path} {env} exited with {os.waitstatus_to_exitcode(status)}")
+    return elapsed
+
+
+def time_hooks(hooks: Hooks, output: int) -> Times:
+    """Milliseconds per run of each hook in each state, over rounds of up (a new address), down,
+    destroy; the first ``WARMUP`` rounds are left out."""
+    times: Times = {(name, state): [] for name in hooks for state in STATES}
     for number, address in enumerate(addresses()):
-        env = [f"ADDRESS={address}", f"LLADDRESS={LL}", "MTU=1280", "STATE=up"]
-        if previous:
-            env.append(f"OLD_ADDRESS={previous}")
-        for name, (hook, interface) in hooks.items():
-            started = time.perf_counter()
-            result = subprocess.run(
-                ["env", "-i", f"IFACE={interface}", *env, hook], capture_output=True, text=True
-            )
-            elapsed = (time.perf_counter() - started) * 1000
-            if result.returncode != 0:
-                raise RuntimeError(f"{hook} failed: {result.stderr}")
-            if number >= WARMUP:
-                times[name].append(elapsed)
-        previous = address
+        for state in STATES:
+            for name, (path, interface) in hooks.items():
+                elapsed = spawn_ms(path, miredo_env(state, interface, address), output)
+                if number >= WARMUP:
+                    times[name, state].append(elapsed)
     return times
 
 
@@ -63,14 +94,35 @@ def time_in_process(config: Path) -> list[float]:
     profile = from_section("teredo", dict(load(config).section("routing")["profiles"]["teredo"]))
     times: list[float] = []
     for number, address in enumerate(addresses()):
-        step = Step("up", "teredo", address, LL, 1280)
+        step = Step("up", OURS_IFACE, address, LL, int(MTU))
         started = time.perf_counter()
-        applied = converge("teredo", profile, end_state(profile, step))
+        applied = converge(OURS_IFACE, profile, end_state(profile, step))
         elapsed = (time.perf_counter() - started) * 1000
         assert applied, "each step changes the address"
         if number >= WARMUP:
             times.append(elapsed)
     return times
+
+
+def figure_row(label: str, runs: list[float], base: float) -> tuple[str, ...]:
+    """Median, p95 and median vs ``base`` (the stock hook's median) of one series."""
+    figures = summary(runs)
+    return (label, f"{figures['p50']:.2f}", f"{figures['p95']:.2f}", f"{figures['p50'] / base:.2f}x")
+
+
+def rows(phases: dict[str, Times], in_process: list[float]) -> list[tuple[str, ...]]:
+    """One row per (hook, state, daemon running or not), each beside the stock hook of the same
+    state and phase; the in-process converge() beside the stock ``up`` without the daemon."""
+    table_rows: list[tuple[str, ...]] = [("figure", "median ms", "p95 ms", "median vs stock")]
+    for phase, times in phases.items():
+        names = list(dict.fromkeys(name for name, _ in times))
+        for state in STATES:
+            base = summary(times[STOCK, state])["p50"]
+            for name in names:
+                table_rows.append(figure_row(f"{name}, {state} ({phase})", times[name, state], base))
+    stock_up = summary(next(iter(phases.values()))[STOCK, "up"])["p50"]
+    table_rows.append(figure_row("in-process converge(), up", in_process, stock_up))
+    return table_rows
 
 
 def inside(directory: Path) -> None:
@@ -80,8 +132,8 @@ def inside(directory: Path) -> None:
 
     from orchestrator import control
 
-    # The stock hook gets a tun of its own: the daemon defends ``teredo`` only.
-    for name in ("teredo", STOCK_IFACE):
+    os.chdir("/")  # miredo runs its hook in /; posix_spawn has no cwd of its own, children inherit it
+    for name in (OURS_IFACE, STOCK_IFACE):
         subprocess.run(["ip", "tuntap", "add", "dev", name, "mode", "tun"], check=True)
     # metric 1030: the stock hook's default route (1029) through its own tun would clash with ours
     profile = "[routing.profiles.teredo]\nmetric = 1030\n[teredo]\n"
@@ -89,49 +141,27 @@ def inside(directory: Path) -> None:
     stock = directory / "stock-client-hook"
     stock.write_bytes(stock_hook_path().read_bytes())
     stock.chmod(0o755)
-    ours = client_hook(directory, config, sys.executable)
-
-    alone = {"stock": (str(stock), STOCK_IFACE), "ours": (str(ours), "teredo")}
+    hooks: Hooks = {FLOOR: ("/bin/true", OURS_IFACE), STOCK: (str(stock), STOCK_IFACE),
+                    OURS: (str(client_hook(directory, config, sys.executable)), OURS_IFACE)}
     system_python = shutil.which("python3", path="/usr/bin")
     if system_python and os.path.realpath(system_python) != os.path.realpath(sys.executable):
-        alone[f"ours with {system_python}"] = (str(client_hook(directory, config, system_python)), "teredo")
-    phases = {"daemon not running": time_hooks(alone)}
-    daemon = start_daemon(config, log=directory / "daemon.log")
-    try:
-        phases["daemon running"] = time_hooks(alone)
-        counters = control.request(directory / "control.sock", "status")["counters"]
-    finally:
-        daemon.terminate()
-        daemon.wait(30)
-    in_process = summary(time_in_process(config))
-
-    rows = [("figure", "median ms", "p95 ms", "median vs stock")]
-    for phase, times in phases.items():
-        base = summary(times["stock"])["p50"]
-        for name, runs in times.items():
-            figures = summary(runs)
-            rows.append(
-                (
-                    f"{name} ({phase})",
-                    f"{figures['p50']:.2f}",
-                    f"{figures['p95']:.2f}",
-                    f"{figures['p50'] / base:.2f}x",
-                )
-            )
-    stock_alone = summary(phases["daemon not running"]["stock"])["p50"]
-    rows.append(
-        (
-            "in-process converge()",
-            f"{in_process['p50']:.2f}",
-            f"{in_process['p95']:.2f}",
-            f"{in_process['p50'] / stock_alone:.2f}x",
-        )
-    )
-    rows.append(("daemon's re-asserts during its phase", str(counters.get("routing_reasserts")), "", ""))
+        hooks[f"ours with {system_python}"] = (str(client_hook(directory, config, system_python)), OURS_IFACE)
+    with (directory / "hooks.log").open("ab") as output:
+        phases = {"daemon not running": time_hooks(hooks, output.fileno())}
+        daemon = start_daemon(config, log=directory / "daemon.log")
+        try:
+            phases["daemon running"] = time_hooks(hooks, output.fileno())
+            counters = control.request(directory / "control.sock", "status")["counters"]
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+    table_rows = rows(phases, time_in_process(config))
+    reasserts = str(counters.get("routing_reasserts"))
+    table_rows.append(("daemon's re-asserts during its phase", reasserts, "", ""))
     table(
-        f"Client hook wall time, {RUNS} runs each, every run a new address (one run, same namespace); "
-        f"ours runs {os.path.realpath(sys.executable)} unless named",
-        rows,
+        f"Client hook wall time per state, {RUNS} rounds of up (new address), down, destroy (one run, "
+        f"same namespace); ours runs {os.path.realpath(sys.executable)} unless named",
+        table_rows,
     )
 
 

@@ -7,8 +7,9 @@ miredo behind NAT, a real miredo-server), ``mip6_lab.MipLab`` (a Teredo relay an
 site behind it). Around them: ``netns`` (namespaces, tracked processes, ``wait_for``),
 ``dhcp_clients``, ``ip_monitor`` (the kernel's own account with ``ip -ts monitor``),
 ``teredo_watch`` (a Teredo move's timeline), ``teredo_rig`` (the daemon in a Teredo lab and what to
-ask of it), ``xfrm_messages`` (XFRM netlink messages built field by field), ``mip6_nodes`` (the
-home-agent and mobile-node programs standing in for UMIP) and ``mip6_standins`` (their handles),
+ask of it), ``baseline_hooks`` (miredo client hooks the benches compare the project's with),
+``xfrm_messages`` (XFRM netlink messages built field by field), ``mip6_nodes`` (the home-agent and
+mobile-node programs standing in for UMIP) and ``mip6_standins`` (their handles),
 ``ppp_standin``, ``orchestrator_processes`` (the daemon and its commands as processes), ``configs``,
 ``plugin_site`` and ``fake_plugins`` (third-party plugins as pip installs them), ``scenarios``,
 ``recorded_netlink`` (kernel messages built by pyroute2, for the unit tests), ``control_client``.

@@ -25,6 +25,13 @@ RELOADED = "Reloading configuration"
 MARKER = "192.0.2.254/32"
 
 
+def miredo_reloads(lab: TeredoLab) -> int:
+    """SIGHUPs miredo got in this lab so far, counted where they land: its supervisor's
+    "Reloading configuration" lines (the log is appended across miredo's restarts, so compare two
+    counts).  Why a function: a bench counts them with or without a daemon running."""
+    return lab.miredo_log.read_text(errors="replace").count(RELOADED)
+
+
 @dataclass
 class Rig:
     lab: TeredoLab
@@ -59,7 +66,7 @@ class Rig:
 
     # -- what miredo and the kernel say -----------------------------------------------------------
     def reloads(self) -> int:
-        return self.lab.miredo_log.read_text(errors="replace").count(RELOADED)
+        return miredo_reloads(self.lab)
 
     def routed(self, exclude: set[str], behind: str) -> str:
         """Wait for a routed Teredo address (global 2001:0::/32 on ``teredo`` and a default route
