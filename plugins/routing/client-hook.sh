@@ -3,7 +3,8 @@
 #
 # miredo runs this synchronously, three times per re-qualification (down, destroy, up) and waits:
 # every millisecond here delays the handover, so a run costs one shell and one or two `ip`:
-#   down, destroy  one `ip -batch` of flushes (a flush deletes only what exists);
+#   down           one `ip -batch` of flushes (a flush deletes only what exists);
+#   destroy        with a table, one `ip -batch` flushing the profile's rules; else nothing;
 #   up             one `ip` that reads the tunnel, then one `ip -batch` of exactly the difference
 #                  to the profile's end state (nothing at all when it is already there).
 # Anything this shell does not recognise as miredo's ordinary input (bad variables included), a
@@ -120,19 +121,28 @@ if [ -n "${MTU-}" ] || { [ "$STATE" = up ] && [ "$mtu" = tunnel ]; }; then
 fi
 alias_prefix='orchestrator hook:'
 
-# -- down and destroy: flushed (and down), whatever is there --------------------------------------
+# -- down: flushed and down, whatever is there; destroy: only what outlives the link --------------
 
-if [ "$STATE" != up ]; then
-	flush_table= link_down=
-	[ -z "$table" ] || flush_table="rule flush pref $prio table $table${nl}route flush table $table type unicast"
-	[ "$STATE" = destroy ] || link_down="link set dev $iface down"
+if [ "$STATE" = destroy ]; then
+	# miredo deletes the link next, and the kernel its addresses and routes with it: only the rules
+	# at the profile's priority into its table (they name no device) would stay behind.
+	[ -n "$table" ] || exit 0
 	exec "$ip" -6 -batch - <<BATCH
-link set dev $iface alias "$alias_prefix applying $STATE"
+link set dev $iface alias "$alias_prefix applying destroy"
+rule flush pref $prio table $table
+link set dev $iface alias "$alias_prefix destroy"
+BATCH
+fi
+if [ "$STATE" = down ]; then
+	flush_table=
+	[ -z "$table" ] || flush_table="rule flush pref $prio table $table${nl}route flush table $table type unicast"
+	exec "$ip" -6 -batch - <<BATCH
+link set dev $iface alias "$alias_prefix applying down"
 $flush_table
 address flush dev $iface
 route flush table main dev $iface type unicast
-$link_down
-link set dev $iface alias "$alias_prefix $STATE"
+link set dev $iface down
+link set dev $iface alias "$alias_prefix down"
 BATCH
 fi
 

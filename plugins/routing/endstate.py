@@ -39,8 +39,8 @@ class Step:
 
 
 class EndState:
-    """Exactly these, on the interface; ``None`` for link state, MTU or addresses means "leave as
-    it is".
+    """Exactly these, on the interface; ``None`` for link state, MTU, addresses or routes means
+    "leave as it is".
 
     addresses:    {(address, prefixlen)} — every IPv6 address of the interface
     routes:       {(dst, dst_len, metric)} — the main table's IPv6 routes through the interface,
@@ -58,8 +58,8 @@ class EndState:
         link_up: bool | None,
         mtu: int | None,
         addresses: frozenset[tuple[str, int]] | None = frozenset(),
-        routes: frozenset[tuple[str, int, int]] = frozenset(),
-        table_routes: frozenset[tuple[str, int, int]] = frozenset(),
+        routes: frozenset[tuple[str, int, int]] | None = frozenset(),
+        table_routes: frozenset[tuple[str, int, int]] | None = frozenset(),
         rules: frozenset[tuple[str, int]] = frozenset(),
         gateway: str | None = None,
     ) -> None:
@@ -84,11 +84,14 @@ def end_state(profile: Profile, step: Step) -> EndState:
     """``up``: the addresses, the default route (via the profile's gateway, if any), the MTU, and
     (with ``source_rule`` and a table) a default route in the table plus a ``from ADDRESS`` rule.
     ``down``: flushed and down.
-    ``destroy``: flushed, link state left alone (miredo deletes the interface next).
+    ``destroy``: the profile's rules withdrawn; the rest is left to the kernel, which removes the
+    addresses and every route through the link with it (miredo deletes the interface next).
     A profile that follows the address (``follow_address``: no client hook drives the tunnel, its
     own plugin owns the addresses and the link) leaves both alone: only the routes, the rule and
     the MTU are its own, and ``step.lladdress`` is not needed."""
     follows = profile.follow_address
+    if step.state == "destroy" and not follows:
+        return EndState(link_up=None, mtu=None, addresses=None, routes=None, table_routes=None)
     if step.state != "up":
         link_up = False if step.state == "down" and not follows else None
         return EndState(link_up=link_up, mtu=None, addresses=None if follows else frozenset())

@@ -176,9 +176,15 @@ def _rules(sock: _socket.socket, profile: Profile) -> tuple[set[tuple[str, int]]
 def plan(current: Current, end: EndState, profile: Profile, interface: str) -> list[Operation]:
     """The writes that turn ``current`` into ``end``: removals first, link state and MTU, then
     additions (an IPv6 route needs its link up).  A route through another gateway than the end
-    state's is a different route: it is removed and the wanted one added."""
+    state's is a different route: it is removed and the wanted one added.  Routes the end state
+    leaves alone (None: ``destroy``, whose link goes with its routes) are neither."""
     index = current.index
-    routes, table_routes = _via(end.routes, end.gateway), _via(end.table_routes, end.gateway)
+    routes = set(current.routes) if end.routes is None else _via(end.routes, end.gateway)
+    table_routes = (
+        {route[:4] for route in current.table_routes if route[4] == index}
+        if end.table_routes is None
+        else _via(end.table_routes, end.gateway)
+    )
     ops: list[Operation] = []
     if profile.table is not None:
         table = profile.table
@@ -187,7 +193,7 @@ def plan(current: Current, end: EndState, profile: Profile, interface: str) -> l
         for body in current.foreign_rules:
             description = f"rule del (another rule at prio {profile.rule_priority} into table {table})"
             ops.append(Operation(description, wire.RTM_DELRULE, body, wire.NLM_F_ACK))
-        wanted = {(*route, index) for route in table_routes}
+        wanted = current.table_routes if end.table_routes is None else {(*r, index) for r in table_routes}
         for dst, dst_len, metric, via, oif in sorted(current.table_routes - wanted):
             device = interface if oif == index else f"index {oif}"
             ops.append(

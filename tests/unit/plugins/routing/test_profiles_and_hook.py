@@ -37,9 +37,12 @@ def test_a_table_without_source_rule_is_only_flushed() -> None:
     assert state.table_routes == frozenset() and state.rules == frozenset()
 
 
-@pytest.mark.parametrize(("state", "link_up"), [("down", False), ("destroy", None)])
-def test_down_and_destroy_flush(state: str, link_up: bool | None) -> None:
-    assert end_state(UPSTREAM, Step(state, "teredo")) == EndState(link_up, None)
+def test_down_flushes_and_destroy_leaves_to_the_kernel_what_goes_with_the_link() -> None:
+    assert end_state(UPSTREAM, Step("down", "teredo")) == EndState(False, None)
+    # No address, route or link state: only the rules (empty: none wanted) outlive the link.
+    assert end_state(UPSTREAM, Step("destroy", "teredo")) == EndState(
+        None, None, addresses=None, routes=None, table_routes=None
+    )
 
 
 def test_table_names_come_from_the_rt_tables_files(tmp_path: Path) -> None:

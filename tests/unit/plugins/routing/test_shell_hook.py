@@ -161,8 +161,8 @@ def test_the_shell_writes_the_markers_the_daemon_reads() -> None:
     """The body spells the markers out; they must be the ones ``markers`` parses."""
     body = BODY.read_text()
     assert f"alias_prefix='{markers.PREFIX}'" in body
-    assert f'"$alias_prefix {markers.APPLYING} $STATE"' in body
-    assert f'"$alias_prefix {markers.APPLYING} up"' in body
+    for state in ("up", "down", "destroy"):
+        assert f'"$alias_prefix {markers.APPLYING} {state}"' in body
 
 
 def test_check_config_says_when_the_installed_hook_is_unsafe_or_older(tmp_path: Path) -> None:
