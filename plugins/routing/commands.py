@@ -30,7 +30,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--print-client-hook",
         action="store_true",
-        help="print the /etc/miredo/client-hook for this installation and exit",
+        help="print the /etc/miredo/client-hook for this configuration and installation and exit",
     )
     parser.add_argument(
         "--python",
