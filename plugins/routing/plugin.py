@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from typing import Any
 
 from orchestrator import (
     Command,
@@ -164,7 +165,8 @@ class RoutingPlugin:
 
 
 def check_config(config: Config) -> list[str]:
-    """Every ``routing_profile`` an interface names must exist; every table must be a profile's own."""
+    """Every ``routing_profile`` an interface names must exist; every table must be a profile's own,
+    and so must every default route's metric (the kernel keeps one default route per metric)."""
     profiles = config.section("routing").get("profiles", {})
     problems = [
         f"{spec.origin}.routing_profile: no [routing.profiles.{spec.routing_profile}] section"
@@ -176,6 +178,27 @@ def check_config(config: Config) -> list[str]:
         problem = table_problem(profile.get("table"), names)
         if problem:
             problems.append(f"routing.profiles.{name}.table: {problem}")
+    problems += shared_by_profiles(profiles, names)
+    return problems
+
+
+def shared_by_profiles(profiles: Mapping[str, Mapping[str, Any]], names: dict[str, int]) -> list[str]:
+    """Two profiles may not share a table (each flushes its own, rules at its priority included)
+    nor a metric (the second tunnel's default route would be refused, or replace the first's)."""
+    problems: list[str] = []
+    owners: dict[tuple[str, object], str] = {}
+    for name, profile in sorted(profiles.items()):
+        try:
+            table = resolve_table(profile.get("table"), names)
+        except KeyError:
+            table = None  # reported above
+        for key, value in (("table", table), ("metric", profile["metric"])):
+            if value is None:
+                continue
+            owner = owners.setdefault((key, value), name)
+            if owner != name:
+                problem = f"{value} is already routing.profiles.{owner}'s"
+                problems.append(f"routing.profiles.{name}.{key}: {problem}")
     return problems
 
 

@@ -16,6 +16,7 @@ import marshal
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -429,6 +430,49 @@ def test_other_objects_on_the_tunnel_end_the_same_on_every_path(lab: Lab, path: 
     assert tunnel.state() == expected
     assert tunnel.run(STATE="down", IFACE="teredo").returncode == 0
     assert tunnel.state() == {**flushed(up=False, mtu=1280), "table": [unreachable]}
+
+
+TWO_TUNNELS = """\
+[[interfaces]]
+match = "teredo"
+role = "tunnel"
+routing_profile = "teredo"
+
+[[interfaces]]
+match = "teredo2"
+role = "tunnel"
+routing_profile = "second"
+"""
+SECOND = "[routing.profiles.second]\ntable = 101\nmetric = 1030\nsource_rule = true\nrule_priority = 32764\n"
+
+
+def test_one_hook_serves_two_tunnels_running_at_the_same_time(lab: Lab) -> None:
+    """Two miredo instances share /etc/miredo/client-hook: each run takes its tunnel's profile,
+    and two runs at once (one per tunnel) leave both tunnels as each would alone."""
+    ns = lab.namespace("tun")
+    for name in ("teredo", "teredo2"):
+        ns.ip("tuntap", "add", "dev", name, "mode", "tun")
+    extra = f"{UPSTREAM}{SECOND}[teredo]\n"
+    config = write(lab.tmp, enable=["routing", "teredo"], extra=extra, interfaces=TWO_TUNNELS)
+    hook = str(client_hook(lab.tmp, config))
+
+    def run(interface: str, address: str) -> subprocess.CompletedProcess[str]:
+        variables = [f"IFACE={interface}", f"ADDRESS={address}", f"LLADDRESS={LL}", "MTU=1280"]
+        return ns.run("env", "-i", "STATE=up", *variables, hook, check=False)
+
+    def defaults(interface: str, *table: str) -> list[str]:
+        routes = ns.ip_json("-6", "route", "show", "dev", interface, *table)
+        return [f"{r['dst']} metric {r['metric']}" for r in routes if r["dst"] == "default"]
+
+    with ThreadPoolExecutor(2) as pool:
+        for first, second in ((A1, A2), (A2, A3), (A3, A1)):
+            results = list(pool.map(run, ("teredo", "teredo2"), (first, second)))
+            assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+            assert tunnel_state(ns) == upstream_up(first)
+            assert defaults("teredo2") == ["default metric 1030"]
+            assert defaults("teredo2", "table", "101") == ["default metric 1024"]
+            rules = [r.get("src") for r in ns.ip_json("-6", "rule", "show") if r.get("priority") == 32764]
+            assert rules == [second]
 
 
 def test_a_configuration_newer_than_the_hook_is_applied_as_it_is_now(lab: Lab) -> None:

@@ -85,6 +85,19 @@ def test_dangerous_profile_values_are_config_errors(tmp_path: Path, setting: str
     assert f"routing.profiles.t.{problem}" in result.stderr, result.stderr
 
 
+SHARED = [("table = 100\nmetric = 1030", "table: 100"), ("", "metric: 1029")]
+
+
+@pytest.mark.parametrize(("second", "problem"), SHARED)
+def test_two_profiles_share_neither_a_table_nor_a_metric(tmp_path: Path, second: str, problem: str) -> None:
+    path = tmp_path / "shared.toml"
+    first = "[routing.profiles.a]\ntable = 100\n"
+    path.write_text(f'[plugins]\nenable = ["routing"]\n{first}[routing.profiles.b]\n{second}\n')
+    result = check_config(path)
+    assert result.returncode == 2
+    assert f"routing.profiles.b.{problem} is already routing.profiles.a's" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("address", ["::", "::1", "ff02::1", "fe80::1", "::ffff:192.0.2.1"])
 def test_an_address_a_tunnel_cannot_own_is_bad_input(address: str) -> None:
     compiled = {"interfaces": [("lo", "tunnel", "p")], "profiles": {"p": USER.to_plain()}, "prefixes": {}}
