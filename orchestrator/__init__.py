@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .dispatch import CONTROL_LANE, POLICY_LANE, UPLINK_LANE, interface_lane
     from .events import (
         AddressEvent,
+        LinkAliasChanged,
         LinkChanged,
         LinkEvent,
         RouteEvent,
@@ -56,6 +57,7 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     "Uplink": ("events", "Uplink"),
     "UplinkChanged": ("events", "UplinkChanged"),
     "TunnelAddressChanged": ("events", "TunnelAddressChanged"),
+    "LinkAliasChanged": ("events", "LinkAliasChanged"),
     "LinkChanged": ("events", "LinkChanged"),
     # configuration
     "Config": ("config", "Config"),
@@ -88,6 +90,7 @@ __all__ = [
     "ConfigError",
     "InterfaceSpec",
     "Key",
+    "LinkAliasChanged",
     "LinkChanged",
     "LinkEvent",
     "Move",

@@ -25,6 +25,7 @@ from .engine import Engine
 from .events import (
     AnyEvent,
     GatewayLearned,
+    LinkAliasChanged,
     LinkChanged,
     Resync,
     RouteEvent,
@@ -261,6 +262,10 @@ class Daemon:
             log.debug("link %s up=%s carrier=%s", event.interface, event.up, event.carrier)
             self.dispatcher.submit(
                 interface_lane(event.interface), "orchestrator_link_changed", {"event": event}
+            )
+        elif isinstance(event, LinkAliasChanged):
+            self.dispatcher.submit(
+                interface_lane(event.interface), "orchestrator_link_alias_changed", {"event": event}
             )
         elif isinstance(event, (RouteEvent, RuleEvent)) and event.deleted and event.family == socket.AF_INET6:
             self.dispatcher.submit(POLICY_LANE, "orchestrator_policy_removed", {"event": event})

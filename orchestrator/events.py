@@ -168,16 +168,24 @@ class TunnelAddressChanged:
 
 @dataclass(frozen=True, slots=True)
 class LinkChanged:
-    """Administrative state, carrier or alias of a configured interface changed, or it appeared or
-    vanished.  The alias is how a client hook run marks its begin and end (the routing plugin's
-    ``markers``)."""
+    """Administrative state or carrier of a configured interface changed, or it appeared/vanished."""
 
     interface: str
     up: bool
     carrier: bool
     present: bool
-    alias: str | None = None
     kind = "link-changed"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkAliasChanged:
+    """The alias (IFLA_IFALIAS) of a configured interface changed: miredo's client hook marks the
+    begin and end of its runs there (the routing plugin's ``markers``).  The kernel reports an alias
+    only while the link is up."""
+
+    interface: str
+    alias: str | None
+    kind = "link-alias-changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +199,7 @@ class GatewayLearned:
     kind = "gateway"
 
 
-DerivedEvent = UplinkChanged | TunnelAddressChanged | LinkChanged | GatewayLearned
+DerivedEvent = UplinkChanged | TunnelAddressChanged | LinkChanged | LinkAliasChanged | GatewayLearned
 AnyEvent = RawEvent | Resync | DerivedEvent
 
 

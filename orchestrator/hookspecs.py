@@ -58,7 +58,14 @@ if TYPE_CHECKING:
     from .commands import Command
     from .config import Config
     from .context import PluginContext
-    from .events import LinkChanged, RouteEvent, RuleEvent, TunnelAddressChanged, UplinkChanged
+    from .events import (
+        LinkAliasChanged,
+        LinkChanged,
+        RouteEvent,
+        RuleEvent,
+        TunnelAddressChanged,
+        UplinkChanged,
+    )
     from .moves import Move
     from .schema import Section
     from .state import NetworkState
@@ -335,6 +342,19 @@ def orchestrator_link_changed(context: PluginContext, event: LinkChanged) -> Non
     * Called: on every such change.
     * Lane: ``interface:<name>``; carries state: a queued call not yet started is dropped for the newer
       one; bounded by ``daemon.plugin_timeout_s``.
+    * Result: ignored.
+    """
+
+
+@hookspec
+def orchestrator_link_alias_changed(context: PluginContext, event: LinkAliasChanged) -> None:
+    """The alias of an interface an ``[[interfaces]]`` entry matches changed (``event.alias``, None
+    when it has none).  miredo's client hook marks the begin and end of each run that changes the
+    tunnel there, in the same netlink stream as its changes; the kernel reports an alias only while
+    the link is up.  Its alias at start-up is a change.
+
+    * Called: on every such change, in the order the kernel reported them.
+    * Lane: ``interface:<name>``; never superseded; bounded by ``daemon.plugin_timeout_s``.
     * Result: ignored.
     """
 

@@ -17,6 +17,7 @@ from .events import (
     AddressEvent,
     DerivedEvent,
     GatewayLearned,
+    LinkAliasChanged,
     LinkChanged,
     LinkEvent,
     RawEvent,
@@ -38,7 +39,6 @@ class LinkStatus:
     present: bool
     up: bool
     carrier: bool
-    alias: str | None = None
 
 
 ABSENT = LinkStatus(False, False, False)
@@ -66,6 +66,7 @@ class NetworkState:
         self._routes_stale = False
         self._tunnel_address: dict[str, str | None] = {}
         self._link_status: dict[str, LinkStatus] = {}
+        self._link_alias: dict[str, str | None] = {}
         self._uplink_dirty = False
         self.primed = False
 
@@ -285,7 +286,12 @@ class NetworkState:
         status = self._status(name)
         if self._link_status.get(name, ABSENT) != status:
             self._link_status[name] = status
-            derived.append(LinkChanged(name, status.up, status.carrier, status.present, status.alias))
+            derived.append(LinkChanged(name, status.up, status.carrier, status.present))
+        link = self.view.link_named(name)
+        alias = link.alias if link is not None else None
+        if self._link_alias.get(name) != alias:
+            self._link_alias[name] = alias
+            derived.append(LinkAliasChanged(name, alias))
         if self.config.is_tunnel(name):
             address = self.tunnel_address(name)
             old = self._tunnel_address.get(name)
@@ -296,7 +302,7 @@ class NetworkState:
 
     def _status(self, name: str) -> LinkStatus:
         link = self.view.link_named(name)
-        return ABSENT if link is None else LinkStatus(True, link.up, link.carrier, link.alias)
+        return ABSENT if link is None else LinkStatus(True, link.up, link.carrier)
 
     def tunnel_address(self, name: str) -> str | None:
         """The newest usable global IPv6 address on the interface called ``name`` (None: none)."""

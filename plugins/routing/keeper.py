@@ -78,37 +78,53 @@ class Keeper:
     # -- the hook's runs, from the tunnel's alias ------------------------------------------------------
 
     def link_changed(self, event: LinkChanged) -> None:
-        """A run of the hook began or ended (or the link went away or down: nothing to defend)."""
-        if self.profile_for(event.interface) is not None:
-            self.heard(event.interface, event.alias)
+        """The link went away or down: a run on it is over (the kernel reports no alias of a link
+        that is down), and there is nothing to defend."""
         if not event.present or not event.up:
+            part = self._run_over(event.interface)
+            if part is not None:
+                part.done()
             self.mark_stale([event.interface])
 
-    def heard(self, interface: str, alias: str | None) -> None:
-        """The tunnel's alias, from its link-changed event or from the state (whichever comes
-        first; each alias is taken once): a run's begin or end.  A run that began during a move
-        holds the move until it ends."""
+    def alias_changed(self, interface: str) -> None:
+        if self.profile_for(interface) is not None:
+            self._catch_up(interface)
+
+    def _catch_up(self, interface: str) -> None:
+        """Take the tunnel's marker from the daemon's state, which has read netlink at least up to
+        the event being handled: a call may wait in its lane while later ones are read, and a
+        removal made by a run that has begun must not be undone.  Each alias is taken once, so
+        this only ever moves forward.  A run that began during a move holds the move until it ends."""
+        assert self.context is not None
+        link = self.context.state.view.link_named(interface)
+        alias = link.alias if link is not None else None
         if self.aliases.get(interface) == alias:
             return
         self.aliases[interface] = alias
         marker = markers.parse(interface, alias)
-        if marker is None:
-            return
-        move = self.context.current_move if self.context else None
-        if marker.running:
-            self.busy.setdefault(interface, time.monotonic())
+        move = self.context.current_move
+        if marker is not None and marker.running:
+            self.busy[interface] = time.monotonic()
             held = self.parts.get(interface)
             if marker.state == "up" and move is not None and (held is None or held.move.finished):
                 self.parts[interface] = move.hold()  # the move is not over before its routes are
             return
-        self.busy.pop(interface, None)
-        part = self.parts.pop(interface, None)
-        if marker.step is None:
-            self.stale.add(interface)
-        else:
+        part = self._run_over(interface)
+        if marker is not None and marker.step is not None:
             self.settled(interface, marker.step, move)
-        if part is not None:
+        elif marker is not None:  # flushed, or a run that failed: nothing of ours to defend
+            self.stale.add(interface)
+        if part is None:
+            return
+        if marker is not None and marker.failed:
+            part.failed(f"the client hook could not apply {interface}'s routing profile")
+        else:
             part.done()
+
+    def _run_over(self, interface: str) -> Part | None:
+        """No run of the hook is in progress on ``interface`` any more; the move it held, if any."""
+        self.busy.pop(interface, None)
+        return self.parts.pop(interface, None)
 
     def settled(self, interface: str, step: Step, move: Move | None) -> None:
         """``interface`` reached ``step`` (its hook ended, or a followed address was applied): it is
@@ -140,7 +156,8 @@ class Keeper:
         pending, self.pending = self.pending, set()
         now = time.monotonic()
         for interface in sorted(pending):
-            self._catch_up(interface)
+            if self.profile_for(interface) is not None:
+                self._catch_up(interface)
             profile, started = self.profile_for(interface), self.busy.get(interface)
             if profile is None or interface in self.stale or (started and now - started < HOOK_BUSY_MAX_S):
                 continue
@@ -152,14 +169,6 @@ class Keeper:
             if applied:
                 self.context.counters[COUNTER] += 1
                 self.context.log.info("restored %s's routing: %s", interface, "; ".join(map(repr, applied)))
-
-    def _catch_up(self, interface: str) -> None:
-        """Take the hook's marker from the daemon's state, which has read netlink at least up to the
-        removal being judged: its link-changed call may still be queued in another lane, and a
-        removal made by a run that has begun must not be undone."""
-        assert self.context is not None
-        link = self.context.state.view.link_named(interface)
-        self.heard(interface, link.alias if link is not None else None)
 
     def _concerns(self, event: RouteEvent | RuleEvent, interface: str, profile: Profile) -> bool:
         """Could the removal have touched this tunnel's end state?"""

@@ -9,8 +9,10 @@ to tell it.  A run with nothing to change writes nothing, markers included.
     orchestrator hook: applying STATE          a run has begun (its changes follow)
     orchestrator hook: up ADDRESS LLADDRESS MTU   the run brought the tunnel to this step ("-": no MTU)
     orchestrator hook: down | destroy          the run flushed the tunnel
+    orchestrator hook: failed STATE            the kernel refused the run part-way
 
-Light imports only: the full hook imports this in a bare interpreter.
+The kernel reports an alias only while the link is up: ``down`` writes its end before the link goes
+down, and a run on a link that is down is over for the daemon when the link comes up or goes.
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ from .endstate import STATES, Step
 
 PREFIX = "orchestrator hook:"
 APPLYING = "applying"
+FAILED = "failed"
 
 
 def applying(state: str) -> str:
     return f"{PREFIX} {APPLYING} {state}"
+
+
+def failed(state: str) -> str:
+    return f"{PREFIX} {FAILED} {state}"
 
 
 def done(step: Step) -> str:
@@ -32,14 +39,15 @@ def done(step: Step) -> str:
 
 
 class Marker:
-    """A parsed alias: ``running`` (a run has begun) or the step a run ended with."""
+    """A parsed alias: ``running`` (a run has begun), ``failed``, or the step a run ended with."""
 
-    __slots__ = ("running", "state", "step")
+    __slots__ = ("failed", "running", "state", "step")
 
-    def __init__(self, running: bool, state: str, step: Step | None) -> None:
+    def __init__(self, running: bool, state: str, step: Step | None, failed: bool = False) -> None:
         self.running = running
         self.state = state
-        self.step = step  # the "up" step a run ended with; None while running or after down/destroy
+        self.step = step  # the "up" step a run ended with; None while running, failed or flushed
+        self.failed = failed
 
 
 def parse(interface: str, alias: str | None) -> Marker | None:
@@ -48,8 +56,8 @@ def parse(interface: str, alias: str | None) -> Marker | None:
     if not alias or not alias.startswith(PREFIX):
         return None
     words = alias[len(PREFIX) :].split()
-    if len(words) == 2 and words[0] == APPLYING and words[1] in STATES:
-        return Marker(True, words[1], None)
+    if len(words) == 2 and words[0] in (APPLYING, FAILED) and words[1] in STATES:
+        return Marker(words[0] == APPLYING, words[1], None, failed=words[0] == FAILED)
     if len(words) == 1 and words[0] in STATES and words[0] != "up":
         return Marker(False, words[0], None)
     if len(words) == 4 and words[0] == "up":
@@ -66,7 +74,7 @@ def _up_step(interface: str, words: list[str]) -> Step | None:
     except OSError:
         return None
     mtu_text = words[2]
-    if mtu_text != "-" and not (mtu_text.isascii() and mtu_text.isdigit()):
+    if mtu_text != "-" and not (mtu_text.isascii() and mtu_text.isdigit() and 1280 <= int(mtu_text) <= 65535):
         return None
     mtu = None if mtu_text == "-" else int(mtu_text)
     return Step("up", interface, address, lladdress, mtu)

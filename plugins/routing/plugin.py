@@ -10,6 +10,7 @@ from orchestrator import (
     Command,
     Config,
     Key,
+    LinkAliasChanged,
     LinkChanged,
     Move,
     PluginContext,
@@ -162,6 +163,10 @@ class RoutingPlugin:
     @hookimpl
     async def orchestrator_link_changed(self, event: LinkChanged) -> None:
         self.keeper.link_changed(event)
+
+    @hookimpl
+    async def orchestrator_link_alias_changed(self, event: LinkAliasChanged) -> None:
+        self.keeper.alias_changed(event.interface)
 
 
 def check_config(config: Config) -> list[str]:

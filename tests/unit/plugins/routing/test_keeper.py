@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from orchestrator_routing import kernel
+from orchestrator_routing.endstate import Step
 from orchestrator_routing.follow import address_changed
 from orchestrator_routing.keeper import COUNTER, Keeper
 from orchestrator_testkit.configs import load, write
@@ -59,7 +60,7 @@ def run_keeper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: Scenar
     async def go() -> None:
         keeper = Keeper()
         keeper.start(context)
-        keeper.heard("teredo", f"orchestrator hook: up {A1} {LL} 1280")  # a hook run ended
+        keeper.settled("teredo", Step("up", "teredo", A1, LL, 1280), None)  # as when a hook run ended
         await scenario(keeper, written)
         assert context.counters[COUNTER] == len(written)
 
