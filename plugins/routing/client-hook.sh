@@ -15,6 +15,7 @@
 set -f
 nl='
 '
+IFS=" 	$nl" # a shell takes IFS from its environment: miredo's is clean, a hand-run one may not be
 # The configuration and this file are trusted as root's only.  Their permission bits cannot be read
 # without starting a program (a millisecond on every run): the full hook, `orchestrator
 # check-config` and the daemon check those.
@@ -91,8 +92,9 @@ hex_groups() {
 }
 
 # route_fields WORDS...: the destination, gateway, metric and device of a unicast route as
-# `ip -N -o route show` prints it.
+# `ip -N -o route show` prints it; fails on nothing at all.
 route_fields() {
+	[ $# -gt 0 ] || return 1
 	r_via= r_metric=0 r_dev=
 	r_dst=$1
 	shift
@@ -136,13 +138,14 @@ fi
 if [ "$STATE" = down ]; then
 	flush_table=
 	[ -z "$table" ] || flush_table="rule flush pref $prio table $table${nl}route flush table $table type unicast"
+	# The end is marked before the link goes down: the kernel reports no alias of a link that is down.
 	exec "$ip" -6 -batch - <<BATCH
 link set dev $iface alias "$alias_prefix applying down"
 $flush_table
 address flush dev $iface
 route flush table main dev $iface type unicast
-link set dev $iface down
 link set dev $iface alias "$alias_prefix down"
+link set dev $iface down
 BATCH
 fi
 
@@ -170,7 +173,10 @@ link show dev $iface
 BATCH
 ) || full_hook # no such interface: the full hook says so
 
-link_up= link_mtu_now= have_address= have_ll= have_route= have_table_route= have_rule=
+# Objects the profile does not recognise are deleted as `ip` prints them; anything that would not
+# read back as the same object (a multipath or source-specific route, a peer address, a rule with
+# more selectors, a name `ip -batch` would misread) is left to the full hook, before any write.
+link_up= link_mtu_now= alias= have_address= have_ll= have_route= have_table_route= have_rule=
 del_rules= del_table= del_main= del_addresses=
 while IFS= read -r line; do
 	case $line in
@@ -178,10 +184,17 @@ while IFS= read -r line; do
 		flags=${line#*<} && flags=${flags%%>*}
 		case ",$flags," in *,UP,*) link_up=1 ;; esac
 		link_mtu_now=${line#*> mtu } && link_mtu_now=${link_mtu_now%% *}
+		case $line in *"    alias "*) alias=${line##*"    alias "} ;; esac
+		break # `link show` came last; an alias may hold line breaks of its own
 		;;
+	*"["* | *nexthop* | *" from "* | *"#"* | *'"'* | *" peer "*) full_hook ;;
 	[0-9]*:"	"*)
 		rule=${line#*:	}
-		if [ -n "$use_table" ] && [ "$rule" = "from $address lookup $table" ]; then
+		# shellcheck disable=SC2086 # split into words on purpose (globbing is off)
+		set -- $rule
+		[ $# -eq 4 ] && [ "$1" = from ] && [ "$3" = lookup ] && [ "$4" = "$table" ] || full_hook
+		case $2 in *[!0-9a-f:/]*) [ "$2" = all ] || full_hook ;; esac
+		if [ -n "$use_table" ] && [ "$2" = "$address" ]; then
 			have_rule=1
 		else
 			del_rules="${del_rules}rule del pref $prio $rule$nl"
@@ -199,8 +212,9 @@ while IFS= read -r line; do
 		;;
 	[0-9]" "* | [0-9][0-9]" "* | [0-9][0-9][0-9]" "*) ;; # a route of another type (its number first)
 	*" dev "*)
-		# shellcheck disable=SC2086 # split into words on purpose (globbing is off)
-		route_fields $line
+		# shellcheck disable=SC2086
+		route_fields $line || full_hook
+		case $r_dev in '' | *[!A-Za-z0-9_.-]*) full_hook ;; esac
 		if [ -n "$use_table" ] && [ "$r_dst" = default ] && [ "$r_via" = "$gateway" ] &&
 			[ "$r_metric" = 1024 ] && [ "$r_dev" = "$iface" ]; then
 			have_table_route=1
@@ -208,10 +222,10 @@ while IFS= read -r line; do
 			del_table="${del_table}route del $r_dst${r_via:+ via $r_via} dev $r_dev table $table metric $r_metric$nl"
 		fi
 		;;
-	?*)
+	*[!" 	"]*)
 		case " $line " in *" proto 2 "*) continue ;; esac # the kernel's, made for an address
 		# shellcheck disable=SC2086
-		route_fields $line
+		route_fields $line || full_hook
 		if [ "$r_dst" = default ] && [ "$r_via" = "$gateway" ] && [ "$r_metric" = "$metric" ]; then
 			have_route=1
 		else
@@ -234,20 +248,30 @@ if [ -n "$use_table" ]; then
 	[ -n "$have_table_route" ] || changes="${changes}route add $route table $table metric 1024$nl"
 	[ -n "$have_rule" ] || changes="${changes}rule add from $address pref $prio table $table$nl"
 fi
-[ -n "$changes" ] || exit 0
+done_alias="$alias_prefix up $address $ll ${link_mtu:--}"
+if [ -z "$changes" ]; then
+	[ "$alias" != "$done_alias" ] || exit 0
+	exec "$ip" -6 -batch - <<BATCH
+link set dev $iface alias "$done_alias"
+BATCH
+fi
 
 if "$ip" -6 -batch - <<BATCH; then
 link set dev $iface alias "$alias_prefix applying up"
 $changes
-link set dev $iface alias "$alias_prefix up $address $ll ${link_mtu:--}"
+link set dev $iface alias "$done_alias"
 BATCH
 	exit 0
 fi
 # Someone changed the tunnel between the read and the writes (the daemon restoring a route): read
 # and plan once more.
-if [ -z "${ORCHESTRATOR_HOOK_AGAIN-}" ]; then
-	export ORCHESTRATOR_HOOK_AGAIN=1
-	exec "$0"
-fi
+case $0 in /*)
+	if [ -z "${ORCHESTRATOR_HOOK_AGAIN-}" ]; then
+		export ORCHESTRATOR_HOOK_AGAIN=1
+		exec "$0"
+	fi
+	;;
+esac
+"$ip" link set dev "$iface" alias "$alias_prefix failed up" 2>/dev/null
 printf 'orchestrator hook: %s: the kernel refused an operation (ip says which line above); applying again converges\n' "$iface" >&2
 exit 1

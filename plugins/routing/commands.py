@@ -33,6 +33,12 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         help="print the /etc/miredo/client-hook for this configuration and installation and exit",
     )
     parser.add_argument(
+        "--output",
+        metavar="PATH",
+        help="with --print-client-hook: write the hook to PATH instead (mode 0755, replaced in one step, "
+        "so a configuration that does not validate leaves the installed hook as it was)",
+    )
+    parser.add_argument(
         "--python",
         metavar="PATH",
         default=sys.executable,
@@ -46,11 +52,15 @@ def run_hook(args: argparse.Namespace) -> int:
     from the environment."""
     if args.print_client_hook:
         try:
-            compiled = hook.compile_config(str(args.config))
+            profiles = hook.compile_config(str(args.config))
         except hook.BadInput as error:
             print(f"orchestrator hook: {error}", file=sys.stderr)
             return EXIT_BAD_CONFIG
-        print(shell_hook.script(compiled, str(args.config), args.cache_dir, args.python), end="")
+        text = shell_hook.script(profiles, str(args.config), args.cache_dir, args.python)
+        if args.output is None:
+            print(text, end="")
+        else:
+            shell_hook.install(text, args.output)
         return EXIT_OK
     argv = ["--config", str(args.config), "--cache-dir", args.cache_dir]
     if args.hook_file:

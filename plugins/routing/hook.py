@@ -28,6 +28,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from orchestrator import Config
+
 DEFAULT_CONFIG = "/etc/orchestrator/orchestrator.toml"
 DEFAULT_CACHE_DIR = "/run/orchestrator"
 CACHE_NAME = "client-hook.cache"
@@ -51,7 +53,7 @@ def main(argv: list[str], environ: dict[str, str] | None = None) -> int:
                 _check_safe(os.path.dirname(os.path.abspath(path)))
         compiled = _compiled(options["--config"], options["--cache-dir"])
         step, profile = _step(environ, compiled)
-        run_markers = (markers.applying(step.state), markers.done(step))
+        run_markers = (markers.applying(step.state), markers.done(step), markers.failed(step.state))
         converge(step.interface, profile, end_state(profile, step), run_markers)
     except BadInput as error:
         print(f"orchestrator hook: {error}", file=sys.stderr)
@@ -141,21 +143,26 @@ def _read_cache(cache_dir: str, cache: str) -> dict[str, Any] | None:
 
 def compile_config(config_path: str) -> dict[str, Any]:
     """Validate the TOML with the daemon's own code (every plugin's schema) and keep what the hook
-    needs: the tunnels, their profiles and their address prefixes."""
+    needs (``compiled``)."""
     from orchestrator import ConfigError, load_config
 
-    from .profile import from_section
-
     try:
-        config = load_config(config_path)
-        profiles = {
-            name: from_section(name, section).to_plain()
-            for name, section in config.section("routing").get("profiles", {}).items()
-        }
+        return compiled(load_config(config_path))
     except ConfigError as error:
         raise BadInput(f"{config_path}: {error.problems[0]}") from None
     except KeyError as error:
         raise BadInput(f"{config_path}: routing table {error} is not in rt_tables") from None
+
+
+def compiled(config: Config) -> dict[str, Any]:
+    """What a hook needs of a valid configuration: the tunnels, their profiles and their address
+    prefixes (KeyError: a table name that is not in rt_tables)."""
+    from .profile import from_section
+
+    profiles = {
+        name: from_section(name, section).to_plain()
+        for name, section in config.section("routing").get("profiles", {}).items()
+    }
     return {
         "interfaces": [(spec.match, spec.is_tunnel, spec.routing_profile) for spec in config.interfaces],
         "profiles": profiles,

@@ -18,7 +18,8 @@ from .profile import Profile
 
 AF_INET6 = _socket.AF_INET6
 RTPROT_KERNEL, RTPROT_BOOT = 2, 3
-FRA_IIFNAME, FRA_FWMARK, FRA_OIFNAME = 3, 10, 17
+FRA_SUPPRESS_IFGROUP, FRA_SUPPRESS_PREFIXLEN, FRA_PROTOCOL = 13, 14, 21
+UNSET = 0xFFFFFFFF  # how the kernel reports a suppress_* selector nobody set
 RT_SCOPE_UNIVERSE = 0
 FR_ACT_TO_TBL = 1
 IFLA_MTU = 4
@@ -35,6 +36,7 @@ class Current:
 
     __slots__ = (
         "addresses",
+        "alias",
         "foreign_rules",
         "index",
         "link_up",
@@ -49,6 +51,7 @@ class Current:
         self.link_up = link_up
         self.mtu = mtu
         self.addresses: set[tuple[str, int]] = set()
+        self.alias = ""  # IFLA_IFALIAS: the last run's end marker, when a hook run left it
         # (dst, dst_len, metric, gateway or DIRECT), not counting the kernel's prefix routes
         self.routes: set[tuple[str, int, int, str]] = set()
         self.table_routes: set[tuple[str, int, int, str, int]] = set()  # with the outgoing interface
@@ -104,6 +107,7 @@ def read(sock: _socket.socket, interface: str, profile: Profile) -> Current:
     _family, _type, index, flags, _change = wire.IFINFOMSG.unpack_from(buf, offset + 16)
     attrs = wire.attributes(buf, offset + 16 + wire.IFINFOMSG.size, offset + length)
     current = Current(index, bool(flags & wire.IFF_UP), wire.u32(attrs.get(IFLA_MTU)))
+    current.alias = bytes(attrs.get(wire.IFLA_IFALIAS) or b"").rstrip(b"\0").decode("utf-8", "replace")
 
     for _kind, buf, offset, length in wire.exchange(
         sock, wire.RTM_GETADDR, wire.IFADDRMSG.pack(AF_INET6, 0, 0, 0, index), wire.NLM_F_DUMP
@@ -153,24 +157,35 @@ def _routes(sock: _socket.socket, table: int) -> list[tuple[str, int, int, str, 
 
 def _rules(sock: _socket.socket, profile: Profile) -> tuple[set[tuple[str, int]], list[bytes]]:
     """The rules at the profile's priority into its table, all of them the profile's: the plain
-    ``from SOURCE lookup TABLE`` ones as (source, prefix length), any other (a mark, an interface, a
-    destination, ``from all``) as its dumped message, which deletes exactly that rule."""
+    ``from SOURCE lookup TABLE`` ones as (source, prefix length), any other (``from all``, ``not``,
+    a destination, a mark, an interface, a port...) as its dumped message, which deletes exactly
+    that rule."""
     plain, foreign = set(), []
     body = wire.RTMSG.pack(AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0)
     for _kind, buf, offset, length in wire.exchange(sock, wire.RTM_GETRULE, body, wire.NLM_F_DUMP):
         header = wire.RTMSG.unpack_from(buf, offset + 16)
-        dst_len, src_len, table_byte, action = header[1], header[2], header[4], header[7]
+        dst_len, src_len, tos, table_byte, action, flags = header[1:5] + header[7:9]
         attrs = wire.attributes(buf, offset + 16 + wire.RTMSG.size, offset + length)
         if wire.u32(attrs.get(wire.FRA_PRIORITY)) != profile.rule_priority or action != FR_ACT_TO_TBL:
             continue
         if wire.u32(attrs.get(wire.FRA_TABLE), table_byte) != profile.table:
             continue
         source = wire.ip_text(AF_INET6, attrs.get(wire.FRA_SRC))
-        if source is None or dst_len or any(k in attrs for k in (FRA_IIFNAME, FRA_FWMARK, FRA_OIFNAME)):
+        if source is None or dst_len or tos or flags or not _only_source(attrs):
             foreign.append(bytes(buf[offset + 16 : offset + length]))
         else:
             plain.add((source, src_len))
     return plain, foreign
+
+
+def _only_source(attrs: dict[int, memoryview]) -> bool:
+    """Whether a rule selects by its source alone (as ``ip rule`` prints ``from SOURCE lookup N``)."""
+    for kind, value in attrs.items():
+        if kind in (FRA_SUPPRESS_IFGROUP, FRA_SUPPRESS_PREFIXLEN) and wire.u32(value) == UNSET:
+            continue
+        if kind not in (wire.FRA_SRC, wire.FRA_PRIORITY, wire.FRA_TABLE, FRA_PROTOCOL):
+            return False
+    return True
 
 
 def plan(current: Current, end: EndState, profile: Profile, interface: str) -> list[Operation]:
@@ -354,12 +369,13 @@ def withdraw_rules(profile: Profile, source: str) -> list[Operation]:
 
 
 def converge(
-    interface: str, profile: Profile, end: EndState, markers: tuple[str, str] | None = None
+    interface: str, profile: Profile, end: EndState, markers: tuple[str, str, str] | None = None
 ) -> list[Operation]:
     """Read, plan and apply on a fresh socket; returns the operations applied (none: already there).
 
-    ``markers``, for a client hook's run: the aliases written before the first change and after the
-    last (see ``markers``), so the daemon can tell the run's changes from anyone else's.
+    ``markers``, for a client hook's run: the aliases written before the first change, after the
+    last and, when the kernel refused one, instead (see ``markers``), so the daemon can tell the
+    run's changes from anyone else's.  A tunnel already as wanted but not marked so gets its mark.
 
     Someone else may change the interface between the read and a write (the daemon restoring a
     route while miredo's hook runs): an operation refused because its object already exists or is
@@ -371,15 +387,25 @@ def converge(
         for attempt in range(ATTEMPTS):
             current = read(sock, interface, profile)
             ops = plan(current, end, profile, interface)
-            if ops and markers is not None:
-                begin, done = (_alias(current.index, interface, text) for text in markers)
-                ops = [begin, *ops, done]
+            if markers is not None:
+                begin, done, _failed = (_alias(current.index, interface, text) for text in markers)
+                ops = [begin, *ops, done] if ops else [done] if current.alias != markers[1] else []
             try:
                 return applied + apply(sock, ops)
             except ApplyError as error:
                 applied += error.applied
                 if error.error.errno not in RACES or attempt == ATTEMPTS - 1:
+                    if markers is not None:
+                        _mark_failed(sock, current.index, interface, markers[2])
                     raise ApplyError(applied, error.failed, error.error, error.pending) from error
         return applied
     finally:
         sock.close()
+
+
+def _mark_failed(sock: _socket.socket, index: int, interface: str, text: str) -> None:
+    """Say the run failed (best effort: the failure itself is what the caller reports)."""
+    try:  # noqa: SIM105 - contextlib costs start-up time in the full hook
+        apply(sock, [_alias(index, interface, text)])
+    except ApplyError:
+        pass

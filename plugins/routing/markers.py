@@ -4,7 +4,7 @@ Every hook path (the generated shell hook and the full Python hook) writes one a
 first change and one after its last, in the same stream of netlink writes: the daemon reads them
 in order with the changes themselves, so it knows a removal it sees belongs to a run of the hook
 (and is not to be undone) without any message outside netlink, and a shell hook needs no process
-to tell it.  A run with nothing to change writes nothing, markers included.
+to tell it.  An ``up`` that finds the tunnel as wanted, its end marker included, writes nothing.
 
     orchestrator hook: applying STATE          a run has begun (its changes follow)
     orchestrator hook: up ADDRESS LLADDRESS MTU   the run brought the tunnel to this step ("-": no MTU)

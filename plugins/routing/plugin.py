@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -133,7 +134,7 @@ class RoutingPlugin:
     @hookimpl
     def orchestrator_config_warnings(self, config: Config) -> list[str]:
         hook = config.section("routing").get("client_hook", shell_hook.DEFAULT_PATH)
-        problems = shell_hook.installed_problems(hook, str(config.path))
+        problems = shell_hook.installed_problems(hook, config, sys.executable)
         return unfollowed_profiles(config) + [f"routing.client_hook: {problem}" for problem in problems]
 
     @hookimpl

@@ -17,7 +17,12 @@ import shutil
 from importlib import resources
 from typing import Any
 
+from .hook import compiled
 from .profile import Profile
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from orchestrator import Config
 
 IP_DIRECTORIES = "/usr/sbin:/sbin:/usr/bin:/bin"
 DEFAULT_PATH = "/etc/miredo/client-hook"  # compiled into miredo
@@ -108,33 +113,57 @@ def _hex_pattern(prefix: str | None) -> str:
     return pattern + "*"
 
 
-def installed_problems(hook: str, config: str) -> list[str]:
-    """What is wrong with the hook installed at ``hook`` for the configuration ``config``, when it is
-    one of ours: the shell hook checks only owners on each run (a permission check costs a program
-    start), so this says when it or its directory is writable by others, and when it is older than
-    the configuration (each run then goes to the full hook, correct but slower)."""
+def install(text: str, path: str) -> None:
+    """Write the hook to ``path`` in one step (a temporary file beside it, renamed over it): miredo
+    never runs half a hook, and a failure leaves the old one in place."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o755)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+        os.chmod(temporary, 0o755)  # whatever the umask
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def installed_problems(hook: str, config: Config, python: str) -> list[str]:
+    """What is wrong with the hook installed at ``hook``, when it is one of ours: the shell hook
+    checks only owners on each run (a permission check costs a program start), so this says when it
+    or its directory is writable by others; when its profiles or its body differ from what this
+    configuration and installation make (print it again); and when it is older than the
+    configuration (each run then goes to the full hook: correct, but slower)."""
     import stat
 
+    directory = os.path.dirname(os.path.abspath(hook))
     try:
         with open(hook, encoding="utf-8", errors="replace") as handle:
-            if HEADLINE not in handle.read(512):
-                return []
-        info, directory = os.stat(hook), os.stat(os.path.dirname(os.path.abspath(hook)))
+            text = handle.read()
+        info, directory_info = os.stat(hook), os.stat(directory)
     except OSError:
+        return []
+    if HEADLINE not in text[:512]:
         return []
     problems = [
         f"{path}: must be root's and writable by nobody else (the hook runs as root): "
         f"owner uid {found.st_uid}, mode {stat.S_IMODE(found.st_mode):04o}"
-        for path, found in ((hook, info), (os.path.dirname(os.path.abspath(hook)), directory))
+        for path, found in ((hook, info), (directory, directory_info))
         if found.st_uid != 0 or stat.S_IMODE(found.st_mode) & 0o022
     ]
+    again = f"print it again: orchestrator hook --print-client-hook --output {hook}"
     try:
-        newer = os.stat(config).st_mtime_ns > info.st_mtime_ns
-    except OSError:
-        newer = False
-    if newer:
-        problems.append(
-            f"{hook} is older than {config}: each run goes to the full hook (correct, but slower); "
-            f"print it again: orchestrator hook --print-client-hook > {hook}"
-        )
+        wanted = script(compiled(config), str(config.path), "/", python)
+    except (KeyError, FileNotFoundError):
+        wanted = None  # an unknown table is check-config's own error; no ip: nothing to compare
+    if wanted is not None and _generated_part(text) != _generated_part(wanted):
+        problems.append(f"{hook} is not the hook of this configuration and installation: {again}")
+    elif os.stat(config.path).st_mtime_ns > info.st_mtime_ns:
+        problems.append(f"{hook} is older than {config.path}: each run goes to the full hook; {again}")
     return problems
+
+
+def _generated_part(text: str) -> str:
+    """The tunnels' profiles and the body: what the configuration and the installed version make
+    (the paths above them are the installer's choice)."""
+    return text[text.find("\nprofile_of() {\n") :]

@@ -47,3 +47,14 @@ def test_the_client_hook_imports_from_the_installation(installed: Path) -> None:
             "print(all(m.__file__.startswith(sys.path[0]) for m in (wire, orchestrator_routing.hook)))")
     result = from_site(installed, code)
     assert (result.returncode, result.stdout) == (0, "True\n"), result.stderr
+
+
+def test_the_installation_writes_the_client_hook(installed: Path, tmp_path: Path) -> None:
+    """The shell body of the hook is package data: an installation without it could not print one."""
+    output = tmp_path / "client-hook"
+    argv = ["hook", "--config", str(REPO / "etc" / "orchestrator.toml"), "--print-client-hook", "--output",
+            str(output)]
+    result = from_site(installed, f"from orchestrator.cli import main; sys.exit(main({argv!r}))")
+    assert result.returncode == 0, result.stderr
+    assert output.read_text().startswith("#!/bin/sh\n") and "\nprofile_of() {\n" in output.read_text()
+    assert output.stat().st_mode & 0o777 == 0o755

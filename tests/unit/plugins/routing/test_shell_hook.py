@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import runpy
 import socket
 import subprocess
 import sys
@@ -21,17 +22,17 @@ from orchestrator_routing.profile import Profile
 from orchestrator_testkit import REPO
 from orchestrator_testkit.configs import write
 
+from orchestrator import load_config
+
 BODY = REPO / "plugins" / "routing" / "client-hook.sh"
 A, LL = "2001:0:c633:6401:8000:f227:9c3a:73f0", "fe80::ffff:ffff:ffff"
 
 
 def test_the_shipped_client_hook_is_what_the_generator_writes_for_opt() -> None:
-    """etc/miredo/client-hook is the hook for the shipped configuration, installed under /opt."""
-    compiled = compile_config(str(REPO / "etc" / "orchestrator.toml"))
-    expected = shell_hook.script(
-        compiled, "/etc/orchestrator/orchestrator.toml", "/run/orchestrator", "/opt/orchestrator/bin/python3"
-    )
-    assert (REPO / "etc" / "miredo" / "client-hook").read_text() == expected
+    """etc/miredo/client-hook is the hook for the shipped configuration, installed under /opt
+    (``scripts/shipped-client-hook`` writes it)."""
+    shipped = runpy.run_path(str(REPO / "scripts" / "shipped-client-hook"))
+    assert shipped["main"](["--check"]) == 0
 
 
 def test_every_path_in_the_hook_is_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,19 +166,23 @@ def test_the_shell_writes_the_markers_the_daemon_reads() -> None:
         assert f'"$alias_prefix {markers.APPLYING} {state}"' in body
 
 
-def test_check_config_says_when_the_installed_hook_is_unsafe_or_older(tmp_path: Path) -> None:
+def test_check_config_says_when_the_installed_hook_is_unsafe_stale_or_another(tmp_path: Path) -> None:
     extra = "[routing.profiles.teredo]\n[teredo]\n"
-    config = write(tmp_path, enable=["routing", "teredo"], tunnel_profile="teredo", extra=extra)
+    path = write(tmp_path, enable=["routing", "teredo"], tunnel_profile="teredo", extra=extra)
+    config = load_config(path)
     hook = tmp_path / "client-hook"
-    hook.write_text(shell_hook.script(compile_config(str(config)), str(config), "/run/x", sys.executable))
-    assert shell_hook.installed_problems(str(hook), str(config)) == []
+    text = shell_hook.script(compile_config(str(path)), str(path), "/run/x", sys.executable)
+    hook.write_text(text)
+    assert shell_hook.installed_problems(str(hook), config, sys.executable) == []
     hook.chmod(0o777)
-    config.touch()
-    os.utime(config, (hook.stat().st_mtime + 1,) * 2)
-    problems = shell_hook.installed_problems(str(hook), str(config))
+    os.utime(path, (hook.stat().st_mtime + 1,) * 2)
+    problems = shell_hook.installed_problems(str(hook), config, sys.executable)
     assert problems[0] == f"{hook}: must be root's and writable by nobody else (the hook runs as root): " + (
         f"owner uid {os.getuid()}, mode 0777"
     )
-    assert problems[1].startswith(f"{hook} is older than {config}: each run goes to the full hook")
+    assert problems[1].startswith(f"{hook} is older than {path}: each run goes to the full hook")
+    hook.write_text(text.replace("metric=1029", "metric=1031"))  # printed from another configuration
+    problems = shell_hook.installed_problems(str(hook), config, sys.executable)
+    assert problems[-1].startswith(f"{hook} is not the hook of this configuration and installation")
     (tmp_path / "other-hook").write_text("#!/bin/sh\nexit 0\n")  # not ours: not judged
-    assert shell_hook.installed_problems(str(tmp_path / "other-hook"), str(config)) == []
+    assert shell_hook.installed_problems(str(tmp_path / "other-hook"), config, sys.executable) == []
