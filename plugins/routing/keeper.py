@@ -158,6 +158,8 @@ class Keeper:
         for interface in sorted(pending):
             if self.profile_for(interface) is not None:
                 self._catch_up(interface)
+            if not self._address_in_place(interface):
+                self.stale.add(interface)  # purged (the uplink was lost) or gone: nothing to defend
             profile, started = self.profile_for(interface), self.busy.get(interface)
             if profile is None or interface in self.stale or (started and now - started < HOOK_BUSY_MAX_S):
                 continue
@@ -169,6 +171,18 @@ class Keeper:
             if applied:
                 self.context.counters[COUNTER] += 1
                 self.context.log.info("restored %s's routing: %s", interface, "; ".join(map(repr, applied)))
+
+    def _address_in_place(self, interface: str) -> bool:
+        """Whether the tunnel still has its step's address.  Routes and rules are defended, not the
+        address: one that was deleted (the mipv6 plugin's purge when the uplink is lost, miredo
+        itself) makes the tunnel stale, whichever plugin heard of the loss first."""
+        assert self.context is not None
+        link = self.context.state.view.link_named(interface)
+        step = self.steps.get(interface)
+        if link is None or step is None:
+            return False
+        addresses = self.context.state.global_ipv6(link.index, usable=False)
+        return any(address.address == step.address for address in addresses)
 
     def _concerns(self, event: RouteEvent | RuleEvent, interface: str, profile: Profile) -> bool:
         """Could the removal have touched this tunnel's end state?"""

@@ -18,6 +18,7 @@ from orchestrator_routing import kernel
 from orchestrator_routing.endstate import Step
 from orchestrator_routing.follow import address_changed
 from orchestrator_routing.keeper import COUNTER, Keeper
+from orchestrator_testkit import recorded_netlink as recorded
 from orchestrator_testkit.configs import load, write
 
 from orchestrator.context import PluginContext
@@ -28,6 +29,7 @@ from orchestrator.state import NetworkState
 A1 = "2001:0:c633:6401:8000:f227:9c3a:73f0"
 A2 = "2001:0:c633:6401:8000:f227:9c3a:73f1"
 LL = "fe80::ffff:ffff:ffff"
+TEREDO = 7
 PROFILE = "[routing.profiles.teredo]\ntable = 100\nsource_rule = true\nfollow_address = true\n"
 RULE_REMOVED = RuleEvent(socket.AF_INET6, 32765, 100, A1, 128, deleted=True)
 
@@ -54,6 +56,8 @@ def run_keeper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: Scenar
     monkeypatch.setattr(kernel, "converge", converge)
     config = load(write(tmp_path, enable=["routing"], tunnel_profile="teredo", extra=PROFILE))
     state = NetworkState(config, lookup=lambda _d: None, reread=lambda _f, _t: [])
+    for event in recorded.decode(recorded.link(TEREDO, "teredo"), recorded.address(TEREDO, f"{A1}/128")):
+        state.apply(event)  # the tunnel holds the step's address: its routes and rule are defended
     moves = MoveLog(5.0, lambda _m, _p: None, lambda _m: None)
     context = PluginContext("routing", config, state, moves, logging.getLogger("routing"), Counter())
 
@@ -116,5 +120,21 @@ def test_stopping_releases_the_move_a_hook_run_was_holding(
         keeper.stop()
         assert keeper.parts == {} and part.token not in move._open_parts
         moves.close()
+
+    run_keeper(tmp_path, monkeypatch, scenario)
+
+
+def test_nothing_is_restored_once_the_address_was_purged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mipv6 plugin purges the care-of address when the uplink is lost, possibly before the
+    routing plugin hears of the loss: the routes that go with the address are not put back."""
+    async def scenario(keeper: Keeper, written: list[str]) -> None:
+        assert keeper.context is not None
+        for event in recorded.decode(recorded.address(TEREDO, f"{A1}/128", deleted=True)):
+            keeper.context.state.apply(event)
+        keeper.policy_removed(RULE_REMOVED)
+        await next_turn()
+        assert written == [] and "teredo" in keeper.stale
 
     run_keeper(tmp_path, monkeypatch, scenario)
