@@ -351,7 +351,7 @@ def orchestrator_link_alias_changed(context: PluginContext, event: LinkAliasChan
     """The alias of an interface an ``[[interfaces]]`` entry matches changed (``event.alias``, None
     when it has none).  miredo's client hook marks the begin and end of each run that changes the
     tunnel there, in the same netlink stream as its changes; the kernel reports an alias only while
-    the link is up.  Its alias at start-up is a change.
+    the link is up.  Its alias at start-up is no change: read it from ``context.state``.
 
     * Called: on every such change, in the order the kernel reported them.
     * Lane: ``interface:<name>``; never superseded; bounded by ``daemon.plugin_timeout_s``.

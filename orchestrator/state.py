@@ -125,6 +125,7 @@ class NetworkState:
         for link in self.view.links.values():
             if self.config.role(link.name) is not None:
                 self._link_status[link.name] = self._status(link.name)
+                self._link_alias[link.name] = link.alias
             if self.config.is_tunnel(link.name):
                 self._tunnel_address[link.name] = self.tunnel_address(link.name)
         self.tracker.observe(self.observe_uplink(), 0.0)

@@ -51,6 +51,8 @@ class Keeper:
         names = rt_tables()
         sections = context.config.section("routing").get("profiles", {})
         self.profiles = {name: from_section(name, section, names) for name, section in sections.items()}
+        for link in list(context.state.view.links.values()):  # a hook run before the daemon started
+            self.alias_changed(link.name)
 
     def stop(self) -> None:
         """Defend nothing from now on: a restore already scheduled is cancelled, and a call queued
@@ -110,9 +112,9 @@ class Keeper:
                 self.parts[interface] = move.hold()  # the move is not over before its routes are
             return
         part = self._run_over(interface)
-        if marker is not None and marker.step is not None:
+        if marker is not None and marker.step is not None and link is not None and link.up:
             self.settled(interface, marker.step, move)
-        elif marker is not None:  # flushed, or a run that failed: nothing of ours to defend
+        elif marker is not None:  # flushed, failed, or down since: nothing of ours to defend
             self.stale.add(interface)
         if part is None:
             return

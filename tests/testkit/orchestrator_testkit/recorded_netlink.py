@@ -24,12 +24,14 @@ def _finish(msg: object, kind: int) -> bytes:
 
 
 def link(index: int, name: str, carrier: bool = True, up: bool = True, deleted: bool = False,
-         mac: str = "02:00:00:00:00:01", carrier_changes: int = 0) -> bytes:
+         mac: str = "02:00:00:00:00:01", carrier_changes: int = 0, alias: str | None = None) -> bytes:
     m = ifinfmsg()
     m["index"] = index
     m["flags"] = (0x1 if up else 0) | (0x10000 if carrier else 0)
     m["attrs"] = [("IFLA_IFNAME", name), ("IFLA_ADDRESS", mac),
                   ("IFLA_CARRIER_CHANGES", carrier_changes)]
+    if alias is not None:
+        m["attrs"].append(("IFLA_IFALIAS", alias))
     return _finish(m, wire.RTM_DELLINK if deleted else wire.RTM_NEWLINK)
 
 

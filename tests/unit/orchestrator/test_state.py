@@ -8,7 +8,14 @@ from pathlib import Path
 from orchestrator_testkit import recorded_netlink as r
 from orchestrator_testkit.configs import load, write
 
-from orchestrator.events import GatewayLearned, LinkChanged, TunnelAddressChanged, Uplink, UplinkChanged
+from orchestrator.events import (
+    GatewayLearned,
+    LinkAliasChanged,
+    LinkChanged,
+    TunnelAddressChanged,
+    Uplink,
+    UplinkChanged,
+)
 from orchestrator.netlink import queries
 from orchestrator.state import NetworkState, RouteReread
 from orchestrator.view import KernelView
@@ -319,3 +326,12 @@ def test_point_to_point_redial_with_a_new_address_is_one_move(tmp_path: Path) ->
     old, new = Uplink("ppp0", "198.51.100.7/32", None), Uplink("ppp0", "198.51.100.9/32", None)
     assert uplink_changes(events) == [(old, new)]
     assert s.tracker.loss_deadline is None and not s.tracker.probe_wanted
+
+
+def test_an_alias_is_a_change_after_the_first_dump_only(tmp_path: Path) -> None:
+    """miredo's client hook marks its runs in the tunnel's alias: the first dump's is no change."""
+    s = state(tmp_path, r.link(TEREDO, "teredo", alias="orchestrator hook: down"))
+    assert feed(s, r.link(TEREDO, "teredo", alias="orchestrator hook: down")) == []
+    assert feed(s, r.link(TEREDO, "teredo", alias="orchestrator hook: applying up")) == [
+        LinkAliasChanged("teredo", "orchestrator hook: applying up")
+    ]

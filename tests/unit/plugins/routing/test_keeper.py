@@ -138,3 +138,28 @@ def test_nothing_is_restored_once_the_address_was_purged(
         assert written == [] and "teredo" in keeper.stale
 
     run_keeper(tmp_path, monkeypatch, scenario)
+
+
+@pytest.mark.parametrize("up", [True, False])
+def test_a_run_that_ended_before_the_daemon_started_is_defended(tmp_path: Path, up: bool) -> None:
+    """The tunnel's alias says which step the hook last brought it to; a tunnel that is down since
+    has nothing to defend."""
+    config = load(write(tmp_path, enable=["routing"], tunnel_profile="teredo", extra=PROFILE))
+    state = NetworkState(config, lookup=lambda _d: None, reread=lambda _f, _t: [])
+    marked = recorded.link(TEREDO, "teredo", up=up, alias=f"orchestrator hook: up {A1} {LL} 1280")
+    for event in recorded.decode(marked, recorded.address(TEREDO, f"{A1}/128")):
+        state.apply(event)
+    state.prime()
+    moves = MoveLog(5.0, lambda _m, _p: None, lambda _m: None)
+    context = PluginContext("routing", config, state, moves, logging.getLogger("routing"), Counter())
+
+    async def go() -> None:
+        keeper = Keeper()
+        keeper.start(context)
+        if up:
+            assert keeper.steps["teredo"].address == A1 and "teredo" not in keeper.stale
+        else:
+            assert "teredo" not in keeper.steps and "teredo" in keeper.stale
+        keeper.stop()
+
+    asyncio.run(go())
