@@ -326,10 +326,16 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def uplink_text(uplink: dict[str, Any] | None) -> str:
+    if uplink is None:
+        return "none"
+    via = f" via {uplink['gateway']}" if uplink["gateway"] else ""
+    return f"{uplink['interface']} {uplink['address']}{via}"
+
+
 def human_status(status: dict[str, Any]) -> str:
-    uplink = status["uplink"]
-    via = f" via {uplink['gateway']}" if uplink and uplink["gateway"] else ""
-    lines = ["uplink:  " + (f"{uplink['interface']} {uplink['address']}{via}" if uplink else "none")]
+    lines = ["uplink:  " + uplink_text(status["uplink"])]
+    lines += [f"standby: {uplink_text(u)}" for u in status.get("uplinks", []) if u["role"] == "standby"]
     for name, address in status["tunnels"].items():
         lines.append(f"tunnel:  {name} {address or '(no address)'}")
     if status.get("reload_problem"):
@@ -407,11 +413,13 @@ CORE_COMMANDS = (
     Command(
         "monitor",
         "print the event stream as the daemon sees it",
-        "Print the normalized event stream, derived events (uplink-changed, tunnel-address-changed, "
-        "link-changed) included, without running any plugin.  It needs no running daemon.  With --json: "
+        "Print the normalized event stream, derived events (uplink-changed, standby-uplinks-changed, "
+        "tunnel-address-changed, link-changed, link-alias-changed) included, without running any "
+        "plugin.  It needs no running daemon.  With --json: "
         "one object per line with at least 'time' (unix seconds) and 'event': ready (once bound and "
         "dumped, with the start-up uplink), link, address, route, rule, uplink-changed, "
-        "tunnel-address-changed, link-changed, gateway, resync.",
+        "standby-uplinks-changed, tunnel-address-changed, link-changed, link-alias-changed, gateway, "
+        "resync.",
         cmd_monitor,
         _json_argument,
     ),

@@ -30,7 +30,9 @@ from .events import (
     Resync,
     RouteEvent,
     RuleEvent,
+    StandbyUplinksChanged,
     TunnelAddressChanged,
+    Uplink,
     UplinkChanged,
 )
 from .moves import Move, MoveLog
@@ -46,14 +48,15 @@ COUNTERS = (
 
 
 def describe_uplink(event: UplinkChanged) -> str:
-    def one(u: Any) -> str:
-        if u is None:
-            return "none"
-        via = f" via {u.gateway}" if u.gateway else ""
-        mac = f" ({u.gateway_lladdr})" if u.gateway_lladdr else ""
-        return f"{u.interface} {u.address}{via}{mac}"
+    return f"{describe_one(event.old)} -> {describe_one(event.new)}"
 
-    return f"{one(event.old)} -> {one(event.new)}"
+
+def describe_one(uplink: Uplink | None) -> str:
+    if uplink is None:
+        return "none"
+    via = f" via {uplink.gateway}" if uplink.gateway else ""
+    mac = f" ({uplink.gateway_lladdr})" if uplink.gateway_lladdr else ""
+    return f"{uplink.interface} {uplink.address}{via}{mac}"
 
 
 class Daemon:
@@ -263,6 +266,10 @@ class Daemon:
             self.dispatcher.submit(
                 interface_lane(event.interface), "orchestrator_link_changed", {"event": event}
             )
+        elif isinstance(event, StandbyUplinksChanged):
+            log.info("standby uplinks: %s", ", ".join(map(describe_one, event.standby)) or "none")
+            self.dispatcher.submit(UPLINK_LANE, "orchestrator_standby_uplinks_changed", {"event": event})
+            self._status_changed()
         elif isinstance(event, LinkAliasChanged):
             self.dispatcher.submit(
                 interface_lane(event.interface), "orchestrator_link_alias_changed", {"event": event}
@@ -308,8 +315,10 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         state = self.engine.state
         uplink = state.tracker.current
+        standby = [{"role": "standby", **other.to_json()} for other in state.standby_uplinks()]
         return {
             "uplink": uplink.to_json() if uplink else None,
+            "uplinks": ([{"role": "active", **uplink.to_json()}] if uplink else []) + standby,
             "tunnels": state.tunnels(),
             "moves": [move.to_json() for move in self.moves.recent],
             "counters": dict(self.counters, netlink_messages=self.engine.source.messages_seen),

@@ -128,7 +128,7 @@ class Engine:
     def _loss_due(self) -> None:
         self._loss_timer = None
         now = time.monotonic()
-        for event in self.state.tracker.expire(now):
+        for event in self.state.expire(now):
             self._sink(event, now)
         self._after_change()
 

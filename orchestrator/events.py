@@ -167,6 +167,16 @@ class TunnelAddressChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class StandbyUplinksChanged:
+    """The complete uplinks other than the active one changed (``standby``: best default route
+    first).  An uplink is complete with carrier, an IPv4 address and a default route through it;
+    the active one is ``UplinkChanged``'s."""
+
+    standby: tuple[Uplink, ...]
+    kind = "standby-uplinks-changed"
+
+
+@dataclass(frozen=True, slots=True)
 class LinkChanged:
     """Administrative state or carrier of a configured interface changed, or it appeared/vanished."""
 
@@ -199,7 +209,14 @@ class GatewayLearned:
     kind = "gateway"
 
 
-DerivedEvent = UplinkChanged | TunnelAddressChanged | LinkChanged | LinkAliasChanged | GatewayLearned
+DerivedEvent = (
+    UplinkChanged
+    | StandbyUplinksChanged
+    | TunnelAddressChanged
+    | LinkChanged
+    | LinkAliasChanged
+    | GatewayLearned
+)
 AnyEvent = RawEvent | Resync | DerivedEvent
 
 

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         LinkChanged,
         RouteEvent,
         RuleEvent,
+        StandbyUplinksChanged,
         TunnelAddressChanged,
         UplinkChanged,
     )
@@ -78,6 +79,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 CARRIES_STATE = frozenset(
     {
         "orchestrator_uplink_changed",
+        "orchestrator_standby_uplinks_changed",
         "orchestrator_tunnel_address_changed",
         "orchestrator_link_changed",
     }
@@ -342,6 +344,22 @@ def orchestrator_link_changed(context: PluginContext, event: LinkChanged) -> Non
     * Called: on every such change.
     * Lane: ``interface:<name>``; carries state: a queued call not yet started is dropped for the newer
       one; bounded by ``daemon.plugin_timeout_s``.
+    * Result: ignored.
+    """
+
+
+@hookspec
+def orchestrator_standby_uplinks_changed(context: PluginContext, event: StandbyUplinksChanged) -> None:
+    """The complete uplinks other than the active one changed: ``event.standby``, best default route
+    first (each interface with role ``uplink`` at its own metric).  An uplink is complete with
+    carrier, an IPv4 address and a default route through it; the active one is the subject of
+    ``orchestrator_uplink_changed`` and never in the list.  A standby uplink that loses carrier,
+    address or route leaves the list at once (no grace: nothing is lost by it).  The standby
+    uplinks at start-up are no change: read them from ``context.state.standby_uplinks()``.
+
+    * Called: on every such change.
+    * Lane: ``uplink``, after the active uplink's change of the same burst; carries state: a queued
+      call not yet started is dropped for the newer one; bounded by ``daemon.plugin_timeout_s``.
     * Result: ignored.
     """
 

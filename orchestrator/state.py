@@ -22,6 +22,7 @@ from .events import (
     LinkEvent,
     RawEvent,
     RouteEvent,
+    StandbyUplinksChanged,
     TunnelAddressChanged,
     Uplink,
     UplinkChanged,
@@ -67,6 +68,7 @@ class NetworkState:
         self._tunnel_address: dict[str, str | None] = {}
         self._link_status: dict[str, LinkStatus] = {}
         self._link_alias: dict[str, str | None] = {}
+        self._standby: tuple[Uplink, ...] = ()
         self._uplink_dirty = False
         self.primed = False
 
@@ -95,17 +97,58 @@ class NetworkState:
             self._routes_stale = self._routes_stale or event.deleted or isinstance(event, LinkEvent)
         return derived
 
-    def settle(self, now: float) -> list[RouteEvent | UplinkChanged]:
+    def settle(self, now: float) -> list[RouteEvent | UplinkChanged | StandbyUplinksChanged]:
         """Re-judge the uplink after a batch of raw events: one verdict per burst, not per message.
 
-        Returns the routes the kernel removed without saying so (first), then the verdict.
+        Returns the routes the kernel removed without saying so (first), then the verdict, then
+        the standby uplinks when they changed.
         """
         if not self._uplink_dirty:
             return []
         self._uplink_dirty = False
         vanished = self._forget_vanished_routes() if self._routes_stale else []
         self._routes_stale = False
-        return [*vanished, *self.tracker.observe(self.observe_uplink(), now)]
+        return [*vanished, *self.tracker.observe(self.observe_uplink(), now), *self._standby_changed()]
+
+    def expire(self, now: float) -> list[UplinkChanged | StandbyUplinksChanged]:
+        """The active uplink's loss once its grace has run out (at ``tracker.loss_deadline``)."""
+        return [*self.tracker.expire(now), *self._standby_changed()]
+
+    def complete_uplinks(self) -> list[Uplink]:
+        """Every complete uplink: an interface with role "uplink", up with carrier, an IPv4 default
+        route in the main table through it and an address for that route; best route first."""
+        routes = sorted(
+            (
+                r
+                for r in self.view.routes.values()
+                if r.family == socket.AF_INET and r.table == wire.RT_TABLE_MAIN and r.is_default
+            ),
+            key=lambda r: r.priority,
+        )
+        found: dict[str, Uplink] = {}
+        for route in routes:
+            link = self.view.links.get(route.oif) if route.oif is not None else None
+            if link is None or link.name in found or not (link.up and link.carrier):
+                continue
+            if self.config.role(link.name) != "uplink":
+                continue
+            lookup = queries.RouteLookup(link.index, route.gateway, None, route.onlink)
+            address = self._uplink_address(link.index, lookup)
+            if address is not None:
+                found[link.name] = Uplink(link.name, address.cidr, route.gateway)
+        return list(found.values())
+
+    def standby_uplinks(self) -> tuple[Uplink, ...]:
+        """The complete uplinks but the active one (``tracker.current``)."""
+        active = self.tracker.current.interface if self.tracker.current is not None else None
+        return tuple(uplink for uplink in self.complete_uplinks() if uplink.interface != active)
+
+    def _standby_changed(self) -> list[StandbyUplinksChanged]:
+        standby = self.standby_uplinks()
+        if standby == self._standby:
+            return []
+        self._standby = standby
+        return [StandbyUplinksChanged(standby)]
 
     def _forget_vanished_routes(self) -> list[RouteEvent]:
         """Drop IPv4 main-table routes the kernel no longer has (see ``queries.dump_routes``)."""
@@ -129,6 +172,7 @@ class NetworkState:
             if self.config.is_tunnel(link.name):
                 self._tunnel_address[link.name] = self.tunnel_address(link.name)
         self.tracker.observe(self.observe_uplink(), 0.0)
+        self._standby = self.standby_uplinks()
 
     def resync(self, fresh: KernelView, now: float) -> tuple[list[RawEvent], list[DerivedEvent]]:
         """Replace the view by a fresh dump; return the net raw changes and what they mean.

@@ -12,6 +12,7 @@ from orchestrator.events import (
     GatewayLearned,
     LinkAliasChanged,
     LinkChanged,
+    StandbyUplinksChanged,
     TunnelAddressChanged,
     Uplink,
     UplinkChanged,
@@ -335,3 +336,40 @@ def test_an_alias_is_a_change_after_the_first_dump_only(tmp_path: Path) -> None:
     assert feed(s, r.link(TEREDO, "teredo", alias="orchestrator hook: applying up")) == [
         LinkAliasChanged("teredo", "orchestrator hook: applying up")
     ]
+
+
+ETH1 = 3
+SECOND_UPLINK = (
+    r.link(ETH1, "eth1"),
+    r.address(ETH1, "10.2.0.100/24"),
+    r.route("10.2.0.0/24", ETH1),
+    r.route("0.0.0.0/0", ETH1, "10.2.0.1", metric=200),
+)
+STANDBY = Uplink("eth1", "10.2.0.100/24", "10.2.0.1")
+
+
+def test_every_complete_uplink_is_tracked_the_best_default_route_active(tmp_path: Path) -> None:
+    s = state(tmp_path, *LEASE_A, *SECOND_UPLINK)
+    assert s.tracker.current == A
+    assert s.complete_uplinks() == [A, STANDBY] and s.standby_uplinks() == (STANDBY,)
+
+
+def test_a_standby_uplink_leaves_and_comes_back_at_once(tmp_path: Path) -> None:
+    """No grace for a standby: nothing is lost by it, and the active uplink is not touched."""
+    s = state(tmp_path, *LEASE_A, *SECOND_UPLINK)
+    assert feed(s, r.link(ETH1, "eth1", carrier=False)) == [
+        LinkChanged("eth1", True, False, True),
+        StandbyUplinksChanged(()),
+    ]
+    back = feed(s, r.link(ETH1, "eth1"), now=2.0)
+    assert back == [LinkChanged("eth1", True, True, True), StandbyUplinksChanged((STANDBY,))]
+    assert feed(s, r.route("0.0.0.0/0", ETH1, "10.2.0.1", metric=200, deleted=True), now=3.0) == [
+        StandbyUplinksChanged(())
+    ]
+    assert s.tracker.current == A
+
+
+def test_when_the_active_uplink_is_lost_the_other_is_the_kernels_choice(tmp_path: Path) -> None:
+    s = state(tmp_path, *LEASE_A, *SECOND_UPLINK)
+    derived = feed(s, r.route("0.0.0.0/0", ETH, "10.1.0.1", deleted=True), now=2.0)
+    assert UplinkChanged(A, STANDBY, 1) in derived and StandbyUplinksChanged(()) in derived
