@@ -56,7 +56,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common import duration_text, ratio_text, series_arguments, series_rows, summary, table
-from orchestrator_testkit.configs import write
+from orchestrator_testkit.configs import exec_entry, write
 from orchestrator_testkit.ip_monitor import Monitor, wait_for_quiet
 from orchestrator_testkit.lab import Lab
 from orchestrator_testkit.netns import Namespace, TrackedProcess, wait_for
@@ -274,9 +274,9 @@ def alternate(setups: dict[str, Callable[[int], list[float]]], moves: int) -> di
     return results
 
 
-def exec_entry(command: list[str]) -> str:
-    quoted = ", ".join(f'"{part}"' for part in command)
-    return f'[[exec]]\nevents = ["uplink-changed"]\ncommand = [{quoted}]\ntimeout_s = 30\n\n'
+def on_moves(command: list[str]) -> str:
+    """The bench's ``[[exec]]`` entry: ``command`` on every uplink change, 30 s at most."""
+    return exec_entry(command, ["uplink-changed"], timeout_s=30)
 
 
 def config_in(lab: Lab, name: str, enable: list[str], extra: str = "") -> Path:
@@ -289,7 +289,7 @@ def handoff(lab: Lab, node: Namespace, mover: Mover, program: Path, args: argpar
             split: Split) -> dict[str, list[float]]:
     moves, cutoff = args.moves, args.cutoff
     out = lab.tmp / "handoff.stamps"
-    config = config_in(lab, "handoff", ["exec"], exec_entry([str(program), str(out)]))
+    config = config_in(lab, "handoff", ["exec"], on_moves([str(program), str(out)]))
 
     def daemon_block(size: int) -> list[float]:
         daemon = DaemonProcess(node, config, config.parent / "control.sock")
@@ -324,8 +324,8 @@ def isolation(lab: Lab, node: Namespace, mover: Mover, program: Path, args: argp
     env = environment(site, BENCH_STAMPS=str(out))
     configs = {
         SLOW: config_in(lab, "slow", ["exec", "benchstamp"],
-                        exec_entry([str(program), str(slow_out), f"{SLOW_SCRIPT_S:g}"])),
-        FAST: config_in(lab, "fast", ["exec", "benchstamp"], exec_entry([str(program), str(fast_out)])),
+                        on_moves([str(program), str(slow_out), f"{SLOW_SCRIPT_S:g}"])),
+        FAST: config_in(lab, "fast", ["exec", "benchstamp"], on_moves([str(program), str(fast_out)])),
         NO_EXEC: config_in(lab, "alone", ["benchstamp"]),
     }
     counted = {"moves": 0, "started": 0, "superseded": 0}

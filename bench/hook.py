@@ -130,7 +130,7 @@ def rows(phases: dict[str, Times], in_process: list[float]) -> list[tuple[str, .
 
 def inside(directory: Path) -> None:
     from orchestrator_testkit.configs import write
-    from orchestrator_testkit.orchestrator_processes import client_hook
+    from orchestrator_testkit.orchestrator_processes import client_hook, full_hook_command
     from orchestrator_testkit.teredo_lab import stock_hook_path
 
     from orchestrator import control
@@ -145,8 +145,7 @@ def inside(directory: Path) -> None:
     stock.write_bytes(stock_hook_path().read_bytes())
     stock.chmod(0o755)
     ours = str(client_hook(directory, config, sys.executable))
-    full = [sys.executable, "-I", "-m", "orchestrator_routing.hook", "--config", str(config),
-            "--cache-dir", str(directory / "cache"), "--hook-file", ours]
+    full = full_hook_command(directory, config, Path(ours))
     hooks: Hooks = {FLOOR: (["/bin/true"], OURS_IFACE), STOCK: ([str(stock)], STOCK_IFACE),
                     OURS: ([ours], OURS_IFACE), FULL: (full, OURS_IFACE)}
     with (directory / "hooks.log").open("ab") as output:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__, control
 from .commands import Command
 from .config import DAEMON, DEFAULT_PATH, RESTART_ONLY_KEYS, ConfigError, read_toml
-from .events import AddressEvent, AnyEvent, LinkEvent, UplinkChanged, event_to_json
+from .events import AddressEvent, AnyEvent, LinkEvent, Uplink, UplinkChanged, event_to_json
 
 if TYPE_CHECKING:
     from .plugins import PluginInfo
@@ -327,10 +327,10 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 
 def uplink_text(uplink: dict[str, Any] | None) -> str:
+    """An uplink of the status answer, as the daemon's log shows it (without the gateway's MAC)."""
     if uplink is None:
         return "none"
-    via = f" via {uplink['gateway']}" if uplink["gateway"] else ""
-    return f"{uplink['interface']} {uplink['address']}{via}"
+    return Uplink(uplink["interface"], uplink["address"], uplink["gateway"]).describe()
 
 
 def human_status(status: dict[str, Any]) -> str:

@@ -52,11 +52,7 @@ def describe_uplink(event: UplinkChanged) -> str:
 
 
 def describe_one(uplink: Uplink | None) -> str:
-    if uplink is None:
-        return "none"
-    via = f" via {uplink.gateway}" if uplink.gateway else ""
-    mac = f" ({uplink.gateway_lladdr})" if uplink.gateway_lladdr else ""
-    return f"{uplink.interface} {uplink.address}{via}{mac}"
+    return uplink.describe() if uplink is not None else "none"
 
 
 class Daemon:
@@ -315,7 +311,7 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         state = self.engine.state
         uplink = state.tracker.current
-        standby = [{"role": "standby", **other.to_json()} for other in state.standby_uplinks()]
+        standby = [{"role": "standby", **other.to_json()} for other in state.standby]
         return {
             "uplink": uplink.to_json() if uplink else None,
             "uplinks": ([{"role": "active", **uplink.to_json()}] if uplink else []) + standby,

@@ -142,6 +142,12 @@ class Uplink:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def describe(self) -> str:
+        """``eth0 10.1.0.100/24 via 10.1.0.1 (MAC)``, as logs and ``orchestrator status`` show it."""
+        via = f" via {self.gateway}" if self.gateway else ""
+        mac = f" ({self.gateway_lladdr})" if self.gateway_lladdr else ""
+        return f"{self.interface} {self.address}{via}{mac}"
+
 
 @dataclass(frozen=True, slots=True)
 class UplinkChanged:

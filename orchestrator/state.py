@@ -43,6 +43,10 @@ class LinkStatus:
 
 
 ABSENT = LinkStatus(False, False, False)
+
+
+def _status(link: LinkEvent | None) -> LinkStatus:
+    return ABSENT if link is None else LinkStatus(True, link.up, link.carrier)
 RT_SCOPE_UNIVERSE = 0
 
 
@@ -108,25 +112,26 @@ class NetworkState:
         self._uplink_dirty = False
         vanished = self._forget_vanished_routes() if self._routes_stale else []
         self._routes_stale = False
-        return [*vanished, *self.tracker.observe(self.observe_uplink(), now), *self._standby_changed()]
+        defaults = self._ipv4_defaults()
+        moved = self.tracker.observe(self.observe_uplink(defaults), now)
+        return [*vanished, *moved, *self._standby_changed(defaults)]
 
     def expire(self, now: float) -> list[UplinkChanged | StandbyUplinksChanged]:
         """The active uplink's loss once its grace has run out (at ``tracker.loss_deadline``)."""
-        return [*self.tracker.expire(now), *self._standby_changed()]
+        return [*self.tracker.expire(now), *self._standby_changed(self._ipv4_defaults())]
 
-    def complete_uplinks(self) -> list[Uplink]:
+    @property
+    def standby(self) -> tuple[Uplink, ...]:
+        """The complete uplinks but the active one (``tracker.current``), best default route first,
+        as of the last batch of events."""
+        return self._standby
+
+    def complete_uplinks(self, defaults: list[RouteEvent]) -> list[Uplink]:
         """Every complete uplink: an interface with role "uplink", up with carrier, an IPv4 default
-        route in the main table through it and an address for that route; best route first."""
-        routes = sorted(
-            (
-                r
-                for r in self.view.routes.values()
-                if r.family == socket.AF_INET and r.table == wire.RT_TABLE_MAIN and r.is_default
-            ),
-            key=lambda r: r.priority,
-        )
+        route in the main table through it (of ``defaults``) and an address for that route; best
+        route first."""
         found: dict[str, Uplink] = {}
-        for route in routes:
+        for route in defaults:
             link = self.view.links.get(route.oif) if route.oif is not None else None
             if link is None or link.name in found or not (link.up and link.carrier):
                 continue
@@ -138,17 +143,23 @@ class NetworkState:
                 found[link.name] = Uplink(link.name, address.cidr, route.gateway)
         return list(found.values())
 
-    def standby_uplinks(self) -> tuple[Uplink, ...]:
-        """The complete uplinks but the active one (``tracker.current``)."""
+    def _standby_changed(self, defaults: list[RouteEvent]) -> list[StandbyUplinksChanged]:
         active = self.tracker.current.interface if self.tracker.current is not None else None
-        return tuple(uplink for uplink in self.complete_uplinks() if uplink.interface != active)
-
-    def _standby_changed(self) -> list[StandbyUplinksChanged]:
-        standby = self.standby_uplinks()
+        standby = tuple(u for u in self.complete_uplinks(defaults) if u.interface != active)
         if standby == self._standby:
             return []
         self._standby = standby
         return [StandbyUplinksChanged(standby)]
+
+    def _ipv4_defaults(self) -> list[RouteEvent]:
+        """The main table's IPv4 default routes, lowest metric first: one pass over the routes for
+        the active uplink and the standby ones alike."""
+        defaults = (
+            r
+            for r in self.view.routes.values()
+            if r.family == socket.AF_INET and r.table == wire.RT_TABLE_MAIN and r.is_default
+        )
+        return sorted(defaults, key=lambda r: r.priority)
 
     def _forget_vanished_routes(self) -> list[RouteEvent]:
         """Drop IPv4 main-table routes the kernel no longer has (see ``queries.dump_routes``)."""
@@ -167,12 +178,13 @@ class NetworkState:
         self.primed = True
         for link in self.view.links.values():
             if self.config.role(link.name) is not None:
-                self._link_status[link.name] = self._status(link.name)
+                self._link_status[link.name] = _status(link)
                 self._link_alias[link.name] = link.alias
             if self.config.is_tunnel(link.name):
                 self._tunnel_address[link.name] = self.tunnel_address(link.name)
-        self.tracker.observe(self.observe_uplink(), 0.0)
-        self._standby = self.standby_uplinks()
+        defaults = self._ipv4_defaults()
+        self.tracker.observe(self.observe_uplink(defaults), 0.0)
+        self._standby_changed(defaults)
 
     def resync(self, fresh: KernelView, now: float) -> tuple[list[RawEvent], list[DerivedEvent]]:
         """Replace the view by a fresh dump; return the net raw changes and what they mean.
@@ -247,9 +259,11 @@ class NetworkState:
 
     # -- derived: uplink ----------------------------------------------------------------------
 
-    def observe_uplink(self) -> Observation:
-        """The uplink the kernel would use now, and whether its link has carrier."""
-        route = self._reference_route() or self._best_default_route()
+    def observe_uplink(self, defaults: list[RouteEvent] | None = None) -> Observation:
+        """The uplink the kernel would use now, and whether its link has carrier (``defaults``:
+        ``_ipv4_defaults()``, when the caller has them already)."""
+        defaults = self._ipv4_defaults() if defaults is None else defaults
+        route = self._reference_route() or self._best_default_route(defaults)
         if route is None:
             return Observation(None, carrier=False)
         link = self.view.links.get(route.oif)
@@ -269,18 +283,10 @@ class NetworkState:
         route = self._lookup(self.reference)
         return route if route is not None and self._is_uplink(route.oif) else None
 
-    def _best_default_route(self) -> queries.RouteLookup | None:
-        candidates = [
-            r
-            for r in self.view.routes.values()
-            if r.family == socket.AF_INET
-            and r.table == wire.RT_TABLE_MAIN
-            and r.is_default
-            and self._is_uplink(r.oif)
-        ]
-        if not candidates:
+    def _best_default_route(self, defaults: list[RouteEvent]) -> queries.RouteLookup | None:
+        best = next((r for r in defaults if self._is_uplink(r.oif)), None)
+        if best is None:
             return None
-        best = min(candidates, key=lambda r: r.priority)
         assert best.oif is not None
         return queries.RouteLookup(best.oif, best.gateway, None, best.onlink)
 
@@ -328,30 +334,28 @@ class NetworkState:
         if role is None:
             return []
         derived: list[DerivedEvent] = []
-        status = self._status(name)
+        link = self.view.link_named(name)
+        status = _status(link)
         if self._link_status.get(name, ABSENT) != status:
             self._link_status[name] = status
             derived.append(LinkChanged(name, status.up, status.carrier, status.present))
-        link = self.view.link_named(name)
         alias = link.alias if link is not None else None
         if self._link_alias.get(name) != alias:
             self._link_alias[name] = alias
             derived.append(LinkAliasChanged(name, alias))
         if self.config.is_tunnel(name):
-            address = self.tunnel_address(name)
+            address = self._newest_global(link)
             old = self._tunnel_address.get(name)
             if address != old:
                 self._tunnel_address[name] = address
                 derived.append(TunnelAddressChanged(name, old, address))
         return derived
 
-    def _status(self, name: str) -> LinkStatus:
-        link = self.view.link_named(name)
-        return ABSENT if link is None else LinkStatus(True, link.up, link.carrier)
-
     def tunnel_address(self, name: str) -> str | None:
         """The newest usable global IPv6 address on the interface called ``name`` (None: none)."""
-        link = self.view.link_named(name)
+        return self._newest_global(self.view.link_named(name))
+
+    def _newest_global(self, link: LinkEvent | None) -> str | None:
         usable = self.global_ipv6(link.index) if link is not None else []
         return usable[-1].address if usable else None
 

@@ -51,6 +51,7 @@ from .wire import (
     hwaddr_text,
     ip_text,
     route_table,
+    text,
     u32,
 )
 
@@ -64,25 +65,20 @@ def decode_link(data: memoryview, offset: int, length: int, kind: int) -> LinkEv
     if family != socket.AF_UNSPEC:  # bridge-port (AF_BRIDGE) views of the same link
         return None
     attrs = attributes(data, offset + 16 + IFINFOMSG.size, offset + length)
-    name = attrs.get(IFLA_IFNAME)
+    name = text(attrs.get(IFLA_IFNAME))
     if name is None:
         return None
     return LinkEvent(
         index=index,
-        name=bytes(name).rstrip(b"\0").decode("utf-8", "replace"),
+        name=name,
         up=bool(flags & IFF_UP),
         carrier=bool(flags & IFF_LOWER_UP),
         carrier_changes=u32(attrs.get(IFLA_CARRIER_CHANGES)),
         hwaddr=hwaddr_text(attrs.get(IFLA_ADDRESS)),
         deleted=kind == RTM_DELLINK,
-        alias=_text(attrs.get(IFLA_IFALIAS)),
+        alias=text(attrs.get(IFLA_IFALIAS)),
     )
 
-
-def _text(raw: memoryview | bytes | None) -> str | None:
-    """A NUL-terminated string attribute (an empty one is none)."""
-    text = bytes(raw).rstrip(b"\0").decode("utf-8", "replace") if raw is not None else ""
-    return text or None
 
 
 def decode_address(data: memoryview, offset: int, length: int, kind: int) -> AddressEvent | None:

@@ -100,6 +100,12 @@ def ip_text(family: int, raw: memoryview | None) -> str | None:
     return _socket.inet_ntop(family, bytes(raw))
 
 
+def text(raw: memoryview | None) -> str | None:
+    """A NUL-terminated string attribute (an interface's name or alias); an empty one is none."""
+    value = bytes(raw).rstrip(b"\0").decode("utf-8", "replace") if raw is not None else ""
+    return value or None
+
+
 def u32(raw: memoryview | None, default: int = 0) -> int:
     return default if raw is None else int(U32.unpack_from(raw)[0])
 

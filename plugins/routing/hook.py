@@ -22,7 +22,7 @@ import sys
 from . import markers
 from .endstate import STATES, Step, end_state
 from .kernel import ApplyError, InterfaceMissing, converge
-from .profile import Profile, canonical_ipv6
+from .profile import Profile, canonical_ipv6, is_link_local, tunnel_mtu
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -85,13 +85,18 @@ def _options(argv: list[str]) -> dict[str, str]:
     return options
 
 
+def unsafe(info: os.stat_result) -> bool:
+    """Not root's, or writable by its group or by others."""
+    return info.st_uid != 0 or bool(info.st_mode & 0o022)
+
+
 def _check_safe(path: str) -> None:
     """Root's files only: a hook or policy someone else could write is someone else's root shell."""
     try:
         info = os.stat(path)
     except OSError as error:
         raise BadInput(f"{path}: {error.strerror}") from None
-    if info.st_uid != 0 or info.st_mode & 0o022:
+    if unsafe(info):
         raise BadInput(f"{path}: refusing to run: it must be owned by root and writable by nobody else")
 
 
@@ -208,13 +213,13 @@ def _step(environ: dict[str, str], compiled: dict[str, Any]) -> tuple[Step, Prof
             raise BadInput(f"ADDRESS: {step.address!r} is not a global unicast address")
         step.lladdress = _ipv6(environ, "LLADDRESS")
         raw = _socket.inet_pton(_socket.AF_INET6, step.lladdress)
-        if raw[0] != 0xFE or raw[1] & 0xC0 != 0x80:
+        if not is_link_local(raw):
             raise BadInput(f"LLADDRESS: {step.lladdress!r} is not a link-local address (fe80::/10)")
     mtu = environ.get("MTU", "")
     if mtu or (state == "up" and profile.mtu == "tunnel"):
-        if not (mtu.isascii() and mtu.isdigit() and 1280 <= int(mtu) <= 65535):
+        step.mtu = tunnel_mtu(mtu)
+        if step.mtu is None:
             raise BadInput(f"MTU: expected a number from 1280 to 65535, got {mtu!r}")
-        step.mtu = int(mtu)
     return step, profile
 
 
@@ -236,7 +241,7 @@ def _unicast_global(raw: bytes) -> bool:
     return not (
         raw in (zero + b"\0", zero + b"\1")
         or raw[0] == 0xFF
-        or (raw[0] == 0xFE and raw[1] & 0xC0 == 0x80)
+        or is_link_local(raw)
         or raw[:12] == b"\0" * 10 + b"\xff\xff"
     )
 

@@ -83,9 +83,7 @@ class Keeper:
         """The link went away or down: a run on it is over (the kernel reports no alias of a link
         that is down), and there is nothing to defend."""
         if not event.present or not event.up:
-            part = self._run_over(event.interface)
-            if part is not None:
-                part.done()
+            self._run_over(event.interface)
             self.mark_stale([event.interface])
 
     def alias_changed(self, interface: str) -> None:
@@ -111,22 +109,22 @@ class Keeper:
             if marker.state == "up" and move is not None and (held is None or held.move.finished):
                 self.parts[interface] = move.hold()  # the move is not over before its routes are
             return
-        part = self._run_over(interface)
         if marker is not None and marker.step is not None and link is not None and link.up:
             self.settled(interface, marker.step, move)
         elif marker is not None:  # flushed, failed, or down since: nothing of ours to defend
             self.stale.add(interface)
-        if part is None:
-            return
-        if marker is not None and marker.failed:
-            part.failed(f"the client hook could not apply {interface}'s routing profile")
-        else:
-            part.done()
+        failure = f"the client hook could not apply {interface}'s routing profile"
+        self._run_over(interface, failure if marker is not None and marker.failed else None)
 
-    def _run_over(self, interface: str) -> Part | None:
-        """No run of the hook is in progress on ``interface`` any more; the move it held, if any."""
+    def _run_over(self, interface: str, failure: str | None = None) -> None:
+        """No run of the hook is in progress on ``interface`` any more: the move it held goes on
+        (or fails, with ``failure``)."""
         self.busy.pop(interface, None)
-        return self.parts.pop(interface, None)
+        part = self.parts.pop(interface, None)
+        if part is not None and failure is not None:
+            part.failed(failure)
+        elif part is not None:
+            part.done()
 
     def settled(self, interface: str, step: Step, move: Move | None) -> None:
         """``interface`` reached ``step`` (its hook ended, or a followed address was applied): it is
@@ -158,11 +156,12 @@ class Keeper:
         pending, self.pending = self.pending, set()
         now = time.monotonic()
         for interface in sorted(pending):
-            if self.profile_for(interface) is not None:
+            profile = self.profile_for(interface)
+            if profile is not None:
                 self._catch_up(interface)
             if not self._address_in_place(interface):
                 self.stale.add(interface)  # purged (the uplink was lost) or gone: nothing to defend
-            profile, started = self.profile_for(interface), self.busy.get(interface)
+            started = self.busy.get(interface)
             if profile is None or interface in self.stale or (started and now - started < HOOK_BUSY_MAX_S):
                 continue
             try:

@@ -14,7 +14,7 @@ import errno
 from orchestrator import wire
 
 from .endstate import EndState
-from .profile import Profile
+from .profile import Profile, is_link_local
 
 AF_INET6 = _socket.AF_INET6
 RTPROT_KERNEL, RTPROT_BOOT = 2, 3
@@ -107,7 +107,7 @@ def read(sock: _socket.socket, interface: str, profile: Profile) -> Current:
     _family, _type, index, flags, _change = wire.IFINFOMSG.unpack_from(buf, offset + 16)
     attrs = wire.attributes(buf, offset + 16 + wire.IFINFOMSG.size, offset + length)
     current = Current(index, bool(flags & wire.IFF_UP), wire.u32(attrs.get(IFLA_MTU)))
-    current.alias = bytes(attrs.get(wire.IFLA_IFALIAS) or b"").rstrip(b"\0").decode("utf-8", "replace")
+    current.alias = wire.text(attrs.get(wire.IFLA_IFALIAS)) or ""
 
     for _kind, buf, offset, length in wire.exchange(
         sock, wire.RTM_GETADDR, wire.IFADDRMSG.pack(AF_INET6, 0, 0, 0, index), wire.NLM_F_DUMP
@@ -195,11 +195,8 @@ def plan(current: Current, end: EndState, profile: Profile, interface: str) -> l
     leaves alone (None: ``destroy``, whose link goes with its routes) are neither."""
     index = current.index
     routes = set(current.routes) if end.routes is None else _via(end.routes, end.gateway)
-    table_routes = (
-        {route[:4] for route in current.table_routes if route[4] == index}
-        if end.table_routes is None
-        else _via(end.table_routes, end.gateway)
-    )
+    present = {route[:4] for route in current.table_routes if route[4] == index}  # through the tunnel
+    table_routes = present if end.table_routes is None else _via(end.table_routes, end.gateway)
     ops: list[Operation] = []
     if profile.table is not None:
         table = profile.table
@@ -238,7 +235,6 @@ def plan(current: Current, end: EndState, profile: Profile, interface: str) -> l
             )
         )
     if profile.table is not None:
-        present = {route[:4] for route in current.table_routes if route[4] == index}
         for dst, dst_len, metric, via in sorted(table_routes - present):
             ops.append(
                 _route(
@@ -254,14 +250,9 @@ def _left_alone(entry: tuple[str, int], end: EndState) -> bool:
     """On ``up``, a link-local address other than the step's (the kernel's own, made when the link
     came up) is not the profile's; ``down`` and ``destroy`` flush every address."""
     address = entry[0]
-    if not end.link_up or end.addresses is None or not _is_link_local(address):
+    if not end.link_up or end.addresses is None or not is_link_local(_ip(address)):
         return False
     return all(address != wanted for wanted, _length in end.addresses)
-
-
-def _is_link_local(address: str) -> bool:
-    raw = _ip(address)
-    return raw[0] == 0xFE and raw[1] & 0xC0 == 0x80
 
 
 def _via(routes: frozenset[tuple[str, int, int]], gateway: str | None) -> set[tuple[str, int, int, str]]:

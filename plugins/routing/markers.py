@@ -67,14 +67,13 @@ def parse(interface: str, alias: str | None) -> Marker | None:
 
 
 def _up_step(interface: str, words: list[str]) -> Step | None:
-    from .profile import canonical_ipv6
+    from .profile import canonical_ipv6, tunnel_mtu
 
     try:
         address, lladdress = canonical_ipv6(words[0]), canonical_ipv6(words[1])
     except OSError:
         return None
-    mtu_text = words[2]
-    if mtu_text != "-" and not (mtu_text.isascii() and mtu_text.isdigit() and 1280 <= int(mtu_text) <= 65535):
+    mtu = None if words[2] == "-" else tunnel_mtu(words[2])
+    if mtu is None and words[2] != "-":
         return None
-    mtu = None if mtu_text == "-" else int(mtu_text)
     return Step("up", interface, address, lladdress, mtu)

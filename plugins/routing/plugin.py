@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -133,8 +132,7 @@ class RoutingPlugin:
 
     @hookimpl
     def orchestrator_config_warnings(self, config: Config) -> list[str]:
-        hook = config.section("routing").get("client_hook", shell_hook.DEFAULT_PATH)
-        problems = shell_hook.installed_problems(hook, config, sys.executable)
+        problems = shell_hook.installed_problems(config.section("routing")["client_hook"], config)
         return unfollowed_profiles(config) + [f"routing.client_hook: {problem}" for problem in problems]
 
     @hookimpl

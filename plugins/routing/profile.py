@@ -110,6 +110,16 @@ def canonical_ipv6(text: str) -> str:
     return _socket.inet_ntop(_socket.AF_INET6, _socket.inet_pton(_socket.AF_INET6, text))
 
 
+def is_link_local(raw: bytes) -> bool:
+    """Whether the packed IPv6 address ``raw`` is in fe80::/10."""
+    return raw[0] == 0xFE and raw[1] & 0xC0 == 0x80
+
+
+def tunnel_mtu(text: str) -> int | None:
+    """``text`` as an MTU a tunnel may have (ASCII digits, 1280 to 65535); None when it is not one."""
+    return int(text) if text.isascii() and text.isdigit() and 1280 <= int(text) <= 65535 else None
+
+
 def from_section(name: str, section: dict[str, Any], names: dict[str, int] | None = None) -> Profile:
     """A Profile from a validated section (defaults already filled in by the schema)."""
     return Profile(

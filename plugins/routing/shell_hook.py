@@ -17,7 +17,7 @@ import shutil
 from importlib import resources
 from typing import Any
 
-from .hook import compiled
+from .hook import compiled, unsafe
 from .profile import Profile
 
 TYPE_CHECKING = False
@@ -39,7 +39,6 @@ def script(compiled: dict[str, Any], config: str, cache_dir: str, python: str) -
     if ip is None:
         raise FileNotFoundError("ip (iproute2) is not installed")
     full = [python, "-I", "-m", f"{__package__}.hook", "--config", config, "--cache-dir", cache_dir]
-    body = resources.files(__package__).joinpath("client-hook.sh").read_text()
     return (
         "#!/bin/sh\n"
         f"{HEADLINE}\n"
@@ -49,9 +48,14 @@ def script(compiled: dict[str, Any], config: str, cache_dir: str, python: str) -
         f"config={shlex.quote(config)}\n"
         f"ip={shlex.quote(ip)}\n"
         f'full_hook() {{ exec {shlex.join(full)} --hook-file "$0"; }}\n'
-        f"{_profile_of(compiled)}"
-        f"{body}"
+        f"{generated(compiled)}"
     )
+
+
+def generated(compiled: dict[str, Any]) -> str:
+    """What a configuration and this version make of the hook: the tunnels' profiles and the body
+    (above them, the paths are the installer's choice)."""
+    return _profile_of(compiled) + resources.files(__package__).joinpath("client-hook.sh").read_text()
 
 
 def _profile_of(compiled: dict[str, Any]) -> str:
@@ -128,7 +132,7 @@ def install(text: str, path: str) -> None:
         raise
 
 
-def installed_problems(hook: str, config: Config, python: str) -> list[str]:
+def installed_problems(hook: str, config: Config) -> list[str]:
     """What is wrong with the hook installed at ``hook``, when it is one of ours: the shell hook
     checks only owners on each run (a permission check costs a program start), so this says when it
     or its directory is writable by others; when its profiles or its body differ from what this
@@ -149,21 +153,16 @@ def installed_problems(hook: str, config: Config, python: str) -> list[str]:
         f"{path}: must be root's and writable by nobody else (the hook runs as root): "
         f"owner uid {found.st_uid}, mode {stat.S_IMODE(found.st_mode):04o}"
         for path, found in ((hook, info), (directory, directory_info))
-        if found.st_uid != 0 or stat.S_IMODE(found.st_mode) & 0o022
+        if unsafe(found)
     ]
     again = f"print it again: orchestrator hook --print-client-hook --output {hook}"
     try:
-        wanted = script(compiled(config), str(config.path), "/", python)
-    except (KeyError, FileNotFoundError):
-        wanted = None  # an unknown table is check-config's own error; no ip: nothing to compare
-    if wanted is not None and _generated_part(text) != _generated_part(wanted):
+        wanted: str | None = generated(compiled(config))
+    except KeyError:
+        wanted = None  # an unknown table: check-config's own error
+    if wanted is not None and text[text.find("\nprofile_of() {\n") + 1 :] != wanted:
         problems.append(f"{hook} is not the hook of this configuration and installation: {again}")
     elif os.stat(config.path).st_mtime_ns > info.st_mtime_ns:
         problems.append(f"{hook} is older than {config.path}: each run goes to the full hook; {again}")
     return problems
 
-
-def _generated_part(text: str) -> str:
-    """The tunnels' profiles and the body: what the configuration and the installed version make
-    (the paths above them are the installer's choice)."""
-    return text[text.find("\nprofile_of() {\n") :]

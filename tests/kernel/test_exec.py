@@ -97,6 +97,7 @@ def test_a_hanging_script_is_killed_with_its_group_and_reported_like_a_failing_p
         "exec hangs: still running after 2 s: process group killed",
         "exec fails: exited with status 3",
     ]
+    wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 15, "the hanging script's pids")
     script_pid, child_pid = (int(p) for p in pids.read_text().split())
     wait_for(lambda: not alive(script_pid) and not alive(child_pid), 10, "the script and its child gone")
     assert trace(log) == ["fails ran", "after ran"]  # a failure does not stop the scripts after it

@@ -31,7 +31,7 @@ def from_site(site: Path, code: str) -> subprocess.CompletedProcess[str]:
     """``code`` run without this environment's site-packages: only the installation and the
     standard library can be imported."""
     prelude = f"import sys; sys.path[:0] = [{str(site)!r}]; "
-    return subprocess.run([sys.executable, "-S", "-c", prelude + code], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-I", "-S", "-c", prelude + code], capture_output=True, text=True,
                           timeout=60)
 
 

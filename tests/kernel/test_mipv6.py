@@ -22,6 +22,7 @@ from orchestrator_testkit.mip6_lab import (
     HOME_AGENT,
     NATIVE_ADDRESS,
     NATIVE_IF,
+    WITH_NATIVE,
     MipLab,
     mip6_requirements_problem,
 )
@@ -43,7 +44,6 @@ mip6_preference = 5
 
 """ + SEED_INTERFACES
 
-MN_INTERFACES = ("eth0:1", f"{TEREDO_IF}:3:tunnel", f"{NATIVE_IF}:5")
 
 
 @dataclass
@@ -94,7 +94,7 @@ def rig_for(request: pytest.FixtureRequest) -> Iterator[Rig]:
         lab.start_miredo(client_hook(lab.tmp, config))
         first = lab.wait_teredo_routed()
         ha = lab.start_home_agent(status=options.get("status", 0))
-        mn = lab.start_mobile_node(MN_INTERFACES, lifetime=options.get("lifetime", 60))
+        mn = lab.start_mobile_node(WITH_NATIVE, lifetime=options.get("lifetime", 60))
         if options.get("status", 0) == 0:
             mn.wait_event("ba-received", 15, status=0)
         assert mn.coa() == first

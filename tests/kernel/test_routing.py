@@ -15,7 +15,6 @@ import json
 import marshal
 import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,7 +23,7 @@ from orchestrator_testkit import plugin_site
 from orchestrator_testkit.configs import write
 from orchestrator_testkit.lab import Lab
 from orchestrator_testkit.netns import Namespace, wait_for
-from orchestrator_testkit.orchestrator_processes import DaemonProcess, client_hook
+from orchestrator_testkit.orchestrator_processes import DaemonProcess, client_hook, full_hook_command
 from orchestrator_testkit.teredo_lab import TeredoLab, teredo_requirements_problem
 
 pytestmark = pytest.mark.netns
@@ -88,9 +87,7 @@ class Tunnel:
         self.hook = client_hook(lab.tmp, self.config)
         self.command = [str(self.hook)]
         if path == "full":
-            cache = str(lab.tmp / "cache")
-            self.command = [sys.executable, "-I", "-m", "orchestrator_routing.hook", "--config",
-                            str(self.config), "--cache-dir", cache, "--hook-file", str(self.hook)]
+            self.command = full_hook_command(lab.tmp, self.config, self.hook)
         self.lab = lab
 
     def run(self, **variables: str) -> subprocess.CompletedProcess[str]:

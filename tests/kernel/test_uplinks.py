@@ -3,17 +3,13 @@ the others are standby, each at its own metric (as NetworkManager or systemd-net
 
 from __future__ import annotations
 
-import json
-import queue
-import subprocess
-import threading
 from typing import Any
 
 import pytest
 from orchestrator_testkit.configs import write
 from orchestrator_testkit.lab import Lab
 from orchestrator_testkit.netns import Namespace, wait_for
-from orchestrator_testkit.orchestrator_processes import ORCHESTRATOR, DaemonProcess
+from orchestrator_testkit.orchestrator_processes import ORCHESTRATOR, DaemonProcess, MonitorProcess
 
 pytestmark = pytest.mark.netns
 
@@ -37,57 +33,30 @@ def uplinks(daemon: DaemonProcess) -> list[dict[str, Any]]:
     return [{key: uplink[key] for key in keys} for uplink in daemon.status()["uplinks"]]
 
 
-def events_of(monitor: subprocess.Popen[str]) -> queue.Queue[dict[str, Any]]:
-    """The monitor's lines as they come, read by a thread of their own (a test never blocks for good
-    on a line that does not come)."""
-    lines: queue.Queue[dict[str, Any]] = queue.Queue()
-
-    def read() -> None:
-        assert monitor.stdout is not None
-        for line in monitor.stdout:
-            lines.put(json.loads(line))
-
-    threading.Thread(target=read, daemon=True).start()
-    return lines
-
-
-def next_event(events: queue.Queue[dict[str, Any]]) -> dict[str, Any] | None:
-    try:
-        return events.get(timeout=0.2)
-    except queue.Empty:
-        return None
-
-
 def test_the_standby_uplink_is_shown_and_follows_its_carrier_at_once(lab: Lab) -> None:
     node, second = node_with_two_uplinks(lab)
     config = write(lab.tmp)
     daemon = DaemonProcess(node, config, lab.tmp / "control.sock")
-    monitor = subprocess.Popen(
-        ["ip", "netns", "exec", node.name, *ORCHESTRATOR, "monitor", "--json", "--config", str(config)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    events = events_of(monitor)
+    monitor = MonitorProcess(node, config)
 
-    def standby_event() -> list[str] | None:
-        """The interfaces of the monitor's next standby-uplinks-changed event (None: not yet)."""
-        event = next_event(events)
-        if event is None or event["event"] != "standby-uplinks-changed":
-            return None
-        return [uplink["interface"] for uplink in event["standby"]]
+    def standby_is(interfaces: list[str], after: int, what: str) -> None:
+        """Wait for the monitor's standby-uplinks-changed event naming ``interfaces``."""
+        def named(event: dict[str, Any]) -> bool:
+            standby = [uplink["interface"] for uplink in event.get("standby", [])]
+            return event["event"] == "standby-uplinks-changed" and standby == interfaces
 
-    try:
-        assert wait_for(lambda: next_event(events), 10, "the monitor")["event"] == "ready"
-        assert uplinks(daemon) == [ACTIVE, STANDBY]
-        shown = node.run(*ORCHESTRATOR, "status", "--config", str(config)).stdout
-        assert "uplink:  eth0 10.1.0.100/24 via 10.1.0.1\nstandby: eth1 10.3.0.100/24 via 10.3.0.1\n" in shown
-        second.ip("link", "set", "lan", "down")  # eth1 loses carrier: no grace for a standby
-        assert wait_for(lambda: standby_event() == [] or None, 10, "the monitor's event: no standby")
-        wait_for(lambda: uplinks(daemon) == [ACTIVE], 10, "eth1 gone from the daemon's uplinks")
-        second.ip("link", "set", "lan", "up")
-        assert wait_for(standby_event, 10, "the monitor's event: eth1 back") == ["eth1"]
-        wait_for(lambda: uplinks(daemon) == [ACTIVE, STANDBY], 10, "eth1 back in the daemon's uplinks")
-        assert daemon.status()["moves"] == []  # the active uplink was never touched
-    finally:
-        monitor.terminate()
-        monitor.wait(10)
+        monitor.wait_for(named, 10, what, after=after)
+
+    assert uplinks(daemon) == [ACTIVE, STANDBY]
+    shown = node.run(*ORCHESTRATOR, "status", "--config", str(config)).stdout
+    assert "uplink:  eth0 10.1.0.100/24 via 10.1.0.1\nstandby: eth1 10.3.0.100/24 via 10.3.0.1\n" in shown
+    mark = monitor.mark()
+    second.ip("link", "set", "lan", "down")  # eth1 loses carrier: no grace for a standby
+    standby_is([], mark, "the monitor's event: no standby")
+    wait_for(lambda: uplinks(daemon) == [ACTIVE], 10, "eth1 gone from the daemon's uplinks")
+    mark = monitor.mark()
+    second.ip("link", "set", "lan", "up")
+    standby_is(["eth1"], mark, "the monitor's event: eth1 back")
+    wait_for(lambda: uplinks(daemon) == [ACTIVE, STANDBY], 10, "eth1 back in the daemon's uplinks")
+    assert daemon.status()["moves"] == []  # the active uplink was never touched
     assert daemon.stop() == 0

@@ -35,6 +35,8 @@ from orchestrator_testkit.mip6_lab import (
     HOME_AGENT,
     NATIVE_ADDRESS,
     NATIVE_IF,
+    TEREDO_ONLY,
+    WITH_NATIVE,
     MipLab,
     mip6_requirements_problem,
 )
@@ -53,9 +55,6 @@ from orchestrator_testkit.teredo_lab import (
     stock_hook_path,
     teredo_client_ipv4,
 )
-
-TEREDO_ONLY = ("eth0:1", f"{TEREDO_IF}:3:tunnel")               # the user's seed: teredo least preferred
-WITH_NATIVE = (*TEREDO_ONLY, f"{NATIVE_IF}:5")                   # native, even less preferred
 
 
 # --------------------------------------------------------------------------------------------------

@@ -106,6 +106,9 @@ RELAY_SITE = "2001:db8:1::2"
 SERVER_LINK_ROUTER = "2001:db8:3::1"
 SERVER_V6 = "2001:db8:3::2"
 NATIVE_IF = "eth6"
+# The mobile node's interfaces ("NAME:PREFERENCE[:tunnel]"), as in the user's mip6d.conf:
+TEREDO_ONLY = ("eth0:1", f"{TEREDO_IF}:3:tunnel")  # the seed: teredo least preferred
+WITH_NATIVE = (*TEREDO_ONLY, f"{NATIVE_IF}:5")  # a native interface, even less preferred
 NATIVE_PORT = "n6"
 NATIVE_ROUTER = "2001:db8:2::1"
 NATIVE_ADDRESS = "2001:db8:2::10"
@@ -294,7 +297,7 @@ class MipLab(TeredoLab):
         return HomeAgentStandIn.start(self, self.ha, HOME_AGENT, status=status,
                                       max_lifetime=max_lifetime, timeout=timeout)
 
-    def start_mobile_node(self, interfaces: Sequence[str] = ("eth0:1", f"{TEREDO_IF}:3:tunnel"),
+    def start_mobile_node(self, interfaces: Sequence[str] = TEREDO_ONLY,
                           home_address: str = HOME_ADDRESS, home_agent: str = HOME_AGENT,
                           lifetime: int = DEFAULT_LIFETIME, timeout: float = 10.0) -> MobileNodeStandIn:
         """Start the mobile node stand-in in the node (see

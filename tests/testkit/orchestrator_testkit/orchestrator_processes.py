@@ -167,6 +167,13 @@ def client_hook(directory: Path, config: Path, python: str = sys.executable) -> 
     return path
 
 
+def full_hook_command(directory: Path, config: Path, hook: Path) -> list[str]:
+    """The full hook as the generated ``hook`` runs it (cache in ``directory``, as ``client_hook``
+    names it), for running it directly."""
+    return [sys.executable, "-I", "-m", "orchestrator_routing.hook", "--config", str(config),
+            "--cache-dir", str(directory / "cache"), "--hook-file", str(hook)]
+
+
 def spawn_named(argv: list[str], name: str) -> subprocess.Popen[bytes]:
     """Start ``argv`` and return once the kernel names the process ``name``: Popen may return
     before the exec shows in /proc (the child is still named after this Python until then)."""

@@ -351,7 +351,7 @@ STANDBY = Uplink("eth1", "10.2.0.100/24", "10.2.0.1")
 def test_every_complete_uplink_is_tracked_the_best_default_route_active(tmp_path: Path) -> None:
     s = state(tmp_path, *LEASE_A, *SECOND_UPLINK)
     assert s.tracker.current == A
-    assert s.complete_uplinks() == [A, STANDBY] and s.standby_uplinks() == (STANDBY,)
+    assert s.complete_uplinks(s._ipv4_defaults()) == [A, STANDBY] and s.standby == (STANDBY,)
 
 
 def test_a_standby_uplink_leaves_and_comes_back_at_once(tmp_path: Path) -> None:

@@ -44,6 +44,17 @@ async def next_turn() -> None:
     await turned
 
 
+def keeper_context(tmp_path: Path, *datagrams: bytes) -> PluginContext:
+    """The routing plugin's context over a state primed with ``datagrams`` (a first dump)."""
+    config = load(write(tmp_path, enable=["routing"], tunnel_profile="teredo", extra=PROFILE))
+    state = NetworkState(config, lookup=lambda _d: None, reread=lambda _f, _t: [])
+    for event in recorded.decode(*datagrams):
+        state.apply(event)
+    state.prime()
+    moves = MoveLog(5.0, lambda _m, _p: None, lambda _m: None)
+    return PluginContext("routing", config, state, moves, logging.getLogger("routing"), Counter())
+
+
 def run_keeper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: Scenario) -> None:
     """Start a keeper defending the teredo tunnel at ``A1``, then play ``scenario`` with the list of
     the interfaces it writes to the kernel."""
@@ -54,12 +65,8 @@ def run_keeper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: Scenar
         return ["an operation"]
 
     monkeypatch.setattr(kernel, "converge", converge)
-    config = load(write(tmp_path, enable=["routing"], tunnel_profile="teredo", extra=PROFILE))
-    state = NetworkState(config, lookup=lambda _d: None, reread=lambda _f, _t: [])
-    for event in recorded.decode(recorded.link(TEREDO, "teredo"), recorded.address(TEREDO, f"{A1}/128")):
-        state.apply(event)  # the tunnel holds the step's address: its routes and rule are defended
-    moves = MoveLog(5.0, lambda _m, _p: None, lambda _m: None)
-    context = PluginContext("routing", config, state, moves, logging.getLogger("routing"), Counter())
+    # The tunnel holds the step's address: its routes and rule are defended.
+    context = keeper_context(tmp_path, recorded.link(TEREDO, "teredo"), recorded.address(TEREDO, f"{A1}/128"))
 
     async def go() -> None:
         keeper = Keeper()
@@ -144,14 +151,8 @@ def test_nothing_is_restored_once_the_address_was_purged(
 def test_a_run_that_ended_before_the_daemon_started_is_defended(tmp_path: Path, up: bool) -> None:
     """The tunnel's alias says which step the hook last brought it to; a tunnel that is down since
     has nothing to defend."""
-    config = load(write(tmp_path, enable=["routing"], tunnel_profile="teredo", extra=PROFILE))
-    state = NetworkState(config, lookup=lambda _d: None, reread=lambda _f, _t: [])
     marked = recorded.link(TEREDO, "teredo", up=up, alias=f"orchestrator hook: up {A1} {LL} 1280")
-    for event in recorded.decode(marked, recorded.address(TEREDO, f"{A1}/128")):
-        state.apply(event)
-    state.prime()
-    moves = MoveLog(5.0, lambda _m, _p: None, lambda _m: None)
-    context = PluginContext("routing", config, state, moves, logging.getLogger("routing"), Counter())
+    context = keeper_context(tmp_path, marked, recorded.address(TEREDO, f"{A1}/128"))
 
     async def go() -> None:
         keeper = Keeper()

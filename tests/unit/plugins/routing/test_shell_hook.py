@@ -173,16 +173,16 @@ def test_check_config_says_when_the_installed_hook_is_unsafe_stale_or_another(tm
     hook = tmp_path / "client-hook"
     text = shell_hook.script(compile_config(str(path)), str(path), "/run/x", sys.executable)
     hook.write_text(text)
-    assert shell_hook.installed_problems(str(hook), config, sys.executable) == []
+    assert shell_hook.installed_problems(str(hook), config) == []
     hook.chmod(0o777)
     os.utime(path, (hook.stat().st_mtime + 1,) * 2)
-    problems = shell_hook.installed_problems(str(hook), config, sys.executable)
+    problems = shell_hook.installed_problems(str(hook), config)
     assert problems[0] == f"{hook}: must be root's and writable by nobody else (the hook runs as root): " + (
         f"owner uid {os.getuid()}, mode 0777"
     )
     assert problems[1].startswith(f"{hook} is older than {path}: each run goes to the full hook")
     hook.write_text(text.replace("metric=1029", "metric=1031"))  # printed from another configuration
-    problems = shell_hook.installed_problems(str(hook), config, sys.executable)
+    problems = shell_hook.installed_problems(str(hook), config)
     assert problems[-1].startswith(f"{hook} is not the hook of this configuration and installation")
     (tmp_path / "other-hook").write_text("#!/bin/sh\nexit 0\n")  # not ours: not judged
-    assert shell_hook.installed_problems(str(tmp_path / "other-hook"), config, sys.executable) == []
+    assert shell_hook.installed_problems(str(tmp_path / "other-hook"), config) == []
