@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     )
     from .hookspecs import hookimpl
     from .moves import Move, Part
-    from .netlink import wire
+    from .netlink import queries, wire
     from .netlink.wire import RT_TABLE_MAIN
     from .plugins import load_config
     from .schema import REQUIRED, Key, Section
@@ -78,6 +78,8 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     # the rtnetlink codec plugins write the kernel with
     "wire": ("netlink.wire", None),
     "RT_TABLE_MAIN": ("netlink.wire", "RT_TABLE_MAIN"),
+    # asking the kernel: a table's routes, the policy rules, the route towards an address
+    "queries": ("netlink.queries", None),
 }
 
 __all__ = [
@@ -110,6 +112,7 @@ __all__ = [
     "hookimpl",
     "interface_lane",
     "load_config",
+    "queries",
     "wire",
 ]
 

@@ -76,6 +76,7 @@ INTERFACE = Section(
         "mip6_preference": Key("int", "MnIfPreference for Mobile IPv6", None, 1, 1000),
         "routing_profile": Key("str", "routing profile applied to this tunnel"),
         "ipv6_tunnel": Key("bool", "an uplink whose own IPv6 is handled like a tunnel's", False),
+        "uplink": Key("str", "the uplink this tunnel's packets leave by (absent: the active uplink)"),
     }
 )
 CORE_SECTIONS: Mapping[str, Section] = {"daemon": DAEMON, "plugins": PLUGINS, "uplinks": UPLINKS}
@@ -118,6 +119,8 @@ class InterfaceSpec:
     mip6_preference: int | None
     routing_profile: str | None
     ipv6_tunnel: bool = False
+    #: The uplink interface a tunnel is bound to; None: it follows the active uplink.
+    uplink: str | None = None
     #: Where the entry comes from, as a user finds it: ``interfaces[2]`` (of the file) or
     #: ``plugin 'ppp' interfaces[0]`` (declared by a plugin).
     origin: str = field(default="", compare=False)
@@ -176,6 +179,11 @@ class Config:
         """Whether interface ``name``'s IPv6 side is a tunnel's (see ``InterfaceSpec.is_tunnel``)."""
         spec = self.interface(name)
         return spec is not None and spec.is_tunnel
+
+    def bound_uplink(self, name: str) -> str | None:
+        """The uplink interface tunnel ``name`` is bound to (None: it follows the active uplink)."""
+        spec = self.interface(name)
+        return spec.uplink if spec is not None else None
 
     def section(self, name: str) -> Mapping[str, Any]:
         return self.sections.get(name, {})
@@ -279,6 +287,7 @@ def interface_specs(
             mip6_preference=value.get("mip6_preference"),
             routing_profile=value.get("routing_profile"),
             ipv6_tunnel=value["ipv6_tunnel"],
+            uplink=value.get("uplink"),
             origin=where,
             plugin=plugin,
         )
@@ -288,5 +297,14 @@ def interface_specs(
             problems.append(
                 f"{where}.routing_profile: only a tunnel (role tunnel, or an uplink with ipv6_tunnel) has one"
             )
+        elif spec.uplink is not None and spec.role != "tunnel":
+            problems.append(f"{where}.uplink: only an interface with role 'tunnel' is bound to an uplink")
         specs.append(spec)
+    for spec in (s for s in specs if s.uplink is not None):
+        assert spec.uplink is not None
+        bound_to = next((s for s in specs if s.matches(spec.uplink)), None)  # first match, as ``interface``
+        if bound_to is None or bound_to.role != "uplink":
+            problems.append(
+                f"{spec.origin}.uplink: {spec.uplink!r} is not an interface with role 'uplink' in {path}"
+            )
     return tuple(specs)

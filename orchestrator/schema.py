@@ -43,10 +43,12 @@ class Key:
 
 @dataclass(frozen=True)
 class Section:
-    """A table with a fixed set of keys; ``tables`` names sub-tables keyed by user-chosen names.
+    """A table with a fixed set of keys; ``tables`` names its sub-tables.
 
-    ``array``: the section is an array of such tables (``[[name]]``, one per script, say); its
-    validated value is ``{"entries": [table, ...]}`` in file order.
+    ``array``: the section is an array of such tables (``[[name]]``, one per script, say).  At the
+    top level its validated value is ``{"entries": [table, ...]}`` in file order; as a sub-table
+    (``[[teredo.standby]]``) it is the list itself.  A sub-table that is not an array is a table of
+    tables keyed by user-chosen names (``[routing.profiles.<name>]``).
     """
 
     keys: Mapping[str, Key]
@@ -98,7 +100,8 @@ def _section_problems(section: object, where: str, within: tuple[str, ...] = ())
         elif key.kind not in KINDS:
             problems.append(f"{at}: unknown kind {key.kind!r} (known kinds: {', '.join(KINDS)})")
     for name, table in section.tables.items():
-        problems += _section_problems(table, where, (*within, name, "<name>"))
+        entry = "[]" if isinstance(table, Section) and table.array else "<name>"
+        problems += _section_problems(table, where, (*within, name, entry))
     return problems
 
 
@@ -169,7 +172,9 @@ def validate(section: Section, table: Any, path: str, problems: list[str]) -> di
             else:
                 result[name] = value
         elif name in section.tables:
-            result[name] = _validate_named_tables(section.tables[name], value, where, problems)
+            sub = section.tables[name]
+            validated = _validate_array if sub.array else _validate_named_tables
+            result[name] = validated(sub, value, where, problems)
         else:
             problems.append(f"{where}: unknown key (known: {', '.join(known_keys(section))})")
     for name, key in section.keys.items():
@@ -186,12 +191,14 @@ def validate_section(section: Section, value: Any, path: str, problems: list[str
     """Validate a whole top-level section: one table, or each entry of an array of tables."""
     if not section.array:
         return validate(section, value if value is not None else {}, path, problems)
-    if value is None:
-        value = []
+    return {"entries": _validate_array(section, [] if value is None else value, path, problems)}
+
+
+def _validate_array(section: Section, value: Any, path: str, problems: list[str]) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         problems.append(f"{path}: expected an array of tables ([[{path}]]), got {_describe(value)}")
-        return {"entries": []}
-    return {"entries": [validate(section, entry, f"{path}[{i}]", problems) for i, entry in enumerate(value)]}
+        return []
+    return [validate(section, entry, f"{path}[{i}]", problems) for i, entry in enumerate(value)]
 
 
 def _validate_named_tables(

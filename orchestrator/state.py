@@ -47,6 +47,8 @@ ABSENT = LinkStatus(False, False, False)
 
 def _status(link: LinkEvent | None) -> LinkStatus:
     return ABSENT if link is None else LinkStatus(True, link.up, link.carrier)
+
+
 RT_SCOPE_UNIVERSE = 0
 
 
@@ -200,7 +202,7 @@ class NetworkState:
                 and self.config.role(link.name) == "uplink"
             ):
                 self.tracker.possible_move()
-        made_before = self._uplink_address_created()
+        made_before = self._uplink_address_created(self.tracker.current)
         changes = self.view.diff(fresh)
         derived: list[DerivedEvent] = []
         for event in changes:
@@ -209,8 +211,8 @@ class NetworkState:
         settled = self.settle(now)
         changes.extend(e for e in settled if isinstance(e, RouteEvent))
         moves = [e for e in settled if isinstance(e, UplinkChanged)]
-        recreated = self._uplink_address_created() not in (made_before, None)
-        if not moves and recreated and self.tunnels_older_than_uplink():
+        recreated = self._uplink_address_created(self.tracker.current) not in (made_before, None)
+        if not moves and recreated and self._active_tunnels_older():
             moves.append(self.tracker.missed(None))  # gone and back within the overrun: unseen
         derived.extend(moves)
         return changes, derived
@@ -226,30 +228,34 @@ class NetworkState:
         """
         if last is not None:
             return self.tracker.resume(last, self.observe_uplink(), now)
-        if self.tracker.current is not None and self.tunnels_older_than_uplink():
+        if self.tracker.current is not None and self._active_tunnels_older():
             return [self.tracker.missed(None)]
         return []
 
     def tunnels_older_than_uplink(self) -> list[str]:
         """Tunnels with a declared address prefix (their addresses derive from the uplink, as
-        Teredo's) holding a global address the kernel created before the uplink's IPv4 address:
-        made on the previous network, so dead after the move."""
-        made = self._uplink_address_created()
-        if made is None:
-            return []
+        Teredo's) holding a global address the kernel created before the IPv4 address of their own
+        uplink (``tunnel_uplink``): made on the previous network, so dead after the move.  A tunnel
+        bound to a standby uplink is judged against that uplink, never the active one."""
         older = []
         for name in sorted(self.config.address_prefixes):
+            made = self._uplink_address_created(self.tunnel_uplink(name))
             link = self.view.link_named(name)
             stamps = [a.created for a in self.global_ipv6(link.index)] if link is not None else []
-            if self.config.role(name) == "tunnel" and any(
-                stamp is not None and _stamped_before(stamp, made) for stamp in stamps
+            if (
+                self.config.role(name) == "tunnel"
+                and made is not None
+                and any(stamp is not None and _stamped_before(stamp, made) for stamp in stamps)
             ):
                 older.append(name)
         return older
 
-    def _uplink_address_created(self) -> int | None:
-        """When the kernel created the uplink's IPv4 address (None: no uplink, or not known)."""
-        uplink = self.tracker.current
+    def _active_tunnels_older(self) -> bool:
+        """Whether a tunnel that follows the active uplink predates it: a move nobody saw."""
+        return any(self.follows_active(name) for name in self.tunnels_older_than_uplink())
+
+    def _uplink_address_created(self, uplink: Uplink | None) -> int | None:
+        """When the kernel created ``uplink``'s IPv4 address (None: no uplink, or not known)."""
         link = self.view.link_named(uplink.interface) if uplink is not None else None
         if uplink is None or link is None:
             return None
@@ -261,8 +267,19 @@ class NetworkState:
 
     def observe_uplink(self, defaults: list[RouteEvent] | None = None) -> Observation:
         """The uplink the kernel would use now, and whether its link has carrier (``defaults``:
-        ``_ipv4_defaults()``, when the caller has them already)."""
+        ``_ipv4_defaults()``, when the caller has them already).
+
+        The kernel keeps routing through a link without carrier (``ignore_routes_with_linkdown`` is
+        0 by default): when its choice is not complete and another uplink is, that one is the
+        uplink, at once, since nothing is lost by leaving a link that cannot carry packets."""
         defaults = self._ipv4_defaults() if defaults is None else defaults
+        seen = self._kernel_choice(defaults)
+        if seen.complete:
+            return seen
+        others = self.complete_uplinks(defaults)
+        return Observation(others[0], carrier=True) if others else seen
+
+    def _kernel_choice(self, defaults: list[RouteEvent]) -> Observation:
         route = self._reference_route() or self._best_default_route(defaults)
         if route is None:
             return Observation(None, carrier=False)
@@ -272,6 +289,26 @@ class NetworkState:
         address = self._uplink_address(link.index, route)
         candidate = Uplink(link.name, address.cidr, route.gateway) if address is not None else None
         return Observation(candidate, carrier=link.up and link.carrier)
+
+    def uplink_of(self, interface: str) -> Uplink | None:
+        """The complete uplink on ``interface`` (the active one or a standby), None when it is not
+        complete.  While the active uplink's loss waits for its grace it is still the active one."""
+        current = self.tracker.current
+        if current is not None and current.interface == interface:
+            return current
+        return next((u for u in self._standby if u.interface == interface), None)
+
+    def tunnel_uplink(self, tunnel: str) -> Uplink | None:
+        """The uplink tunnel ``tunnel``'s packets leave by: the one it is bound to
+        (``[[interfaces]] uplink``), else the active uplink."""
+        bound = self.config.bound_uplink(tunnel)
+        return self.tracker.current if bound is None else self.uplink_of(bound)
+
+    def follows_active(self, tunnel: str) -> bool:
+        """Whether ``tunnel`` depends on the active uplink now: unbound, or bound to it."""
+        bound = self.config.bound_uplink(tunnel)
+        current = self.tracker.current
+        return bound is None or (current is not None and current.interface == bound)
 
     def _is_uplink(self, index: int | None) -> bool:
         name = self.view.name_of(index)

@@ -8,12 +8,13 @@ the kernel would take, the gateway's identity is its neighbour entry.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from typing import NamedTuple
 
-from ..events import RouteEvent
-from .decode import RawDecoder
+from ..events import RouteEvent, RuleEvent
+from .decode import RawDecoder, decode_rule
 from .wire import (
     IFADDRMSG,
     IFINFOMSG,
@@ -89,18 +90,34 @@ def dump_requests(tables: set[int]) -> list[tuple[int, bytes]]:
 
 
 def dump_routes(family: int, table: int) -> list[RouteEvent]:
-    """Every unicast route of one family in one table, as the kernel has it now.
+    """Every unicast route of one family in one table, as the kernel has it now (none: a table
+    nobody has written to does not exist).
 
     Needed because the kernel deletes routes silently: when an IPv4 address goes, routes through a
     gateway that is no longer on-link vanish with no RTM_DELROUTE.
     """
     decoder = RawDecoder({table})
     found: list[RouteEvent] = []
-    for kind, buf, offset, length in query(RTM_GETROUTE, route_dump_body(family, table), NLM_F_DUMP):
+    try:
+        answers = query(RTM_GETROUTE, route_dump_body(family, table), NLM_F_DUMP)
+    except NetlinkRequestError as error:
+        if error.errno == errno.ENOENT:
+            return found
+        raise
+    for kind, buf, offset, length in answers:
         event = decoder.decode(buf, kind, offset, length)
         if isinstance(event, RouteEvent):
             found.append(event)
     return found
+
+
+def dump_rules(family: int) -> list[RuleEvent]:
+    """Every policy rule of one family, as the kernel has it now."""
+    body = RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+    return [
+        decode_rule(buf, offset, length, kind)
+        for kind, buf, offset, length in query(RTM_GETRULE, body, NLM_F_DUMP)
+    ]
 
 
 class RouteLookup(NamedTuple):

@@ -49,6 +49,8 @@ RT_TABLE_MAIN = 254
 RT_TABLE_COMPAT = 252
 RTM_F_CLONED = 0x200
 RTN_UNICAST = 1
+RT_SCOPE_UNIVERSE = 0
+FR_ACT_TO_TBL = 1
 RTNH_F_ONLINK = 0x4
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
@@ -197,6 +199,37 @@ def ipv6_address_body(address: str, prefixlen: int, index: int) -> bytes:
     raw = _socket.inet_pton(_socket.AF_INET6, address)
     body = IFADDRMSG.pack(_socket.AF_INET6, prefixlen, 0, 0, index)
     return body + attr(IFA_LOCAL, raw) + attr(IFA_ADDRESS, raw)
+
+
+def rule_body(family: int, source: str, src_len: int, priority: int, table: int) -> bytes:
+    """The body of an RTM_NEWRULE / RTM_DELRULE for ``from SOURCE/SRC_LEN lookup TABLE`` at
+    ``priority``, and nothing else (a table above 255 goes in FRA_TABLE only)."""
+    header_table = table if table < 256 else RT_TABLE_COMPAT
+    body = RTMSG.pack(family, 0, src_len, 0, header_table, 0, 0, FR_ACT_TO_TBL, 0)
+    body += attr(FRA_SRC, _socket.inet_pton(family, source)) + attr(FRA_PRIORITY, U32.pack(priority))
+    return body + attr(FRA_TABLE, U32.pack(table))
+
+
+def route_body(
+    family: int,
+    dst: str,
+    dst_len: int,
+    gateway: str | None,
+    oif: int,
+    table: int,
+    metric: int,
+    protocol: int = 0,
+    flags: int = 0,
+) -> bytes:
+    """The body of an RTM_NEWROUTE / RTM_DELROUTE for one unicast route of universe scope."""
+    header_table = table if table < 256 else RT_TABLE_COMPAT
+    body = RTMSG.pack(family, dst_len, 0, 0, header_table, protocol, RT_SCOPE_UNIVERSE, RTN_UNICAST, flags)
+    if dst_len:
+        body += attr(RTA_DST, _socket.inet_pton(family, dst))
+    if gateway:
+        body += attr(RTA_GATEWAY, _socket.inet_pton(family, gateway))
+    body += attr(RTA_OIF, U32.pack(oif)) + attr(RTA_PRIORITY, U32.pack(metric))
+    return body + attr(RTA_TABLE, U32.pack(table))
 
 
 def route_dump_body(family: int, table: int) -> bytes:

@@ -16,11 +16,14 @@ from orchestrator import (
     Command,
     Config,
     Key,
+    LinkEvent,
     Move,
     NetworkState,
     PluginContext,
     Section,
+    StandbyUplinksChanged,
     TunnelAddressChanged,
+    Uplink,
     UplinkChanged,
     hookimpl,
 )
@@ -56,6 +59,8 @@ class MobilityPlugin:
         self.expected: coa.Candidate | None = None
         self.purged: frozenset[str] = frozenset()
         self.last_requalify = -REQUALIFY_MIN_INTERVAL_S
+        self.uplinks: dict[str, Uplink] = {}  # the complete uplinks last seen, by interface
+        self.active: Uplink | None = None
 
     # -- configuration ------------------------------------------------------------------------------
 
@@ -93,6 +98,7 @@ class MobilityPlugin:
         for problem in problems:
             context.log.warning("%s", problem)
         context.status.update(mode="degraded" if problems else "ok", problems=problems, handover="none")
+        self._lost_uplinks()
         self._update_expected()
 
     @hookimpl
@@ -101,7 +107,7 @@ class MobilityPlugin:
             self.handovers.abandon()
         self._stop_listening()
         self.context = self.handovers = self.expected = None  # a late call finds a stopped plugin
-        self.purged = frozenset()
+        self.purged, self.uplinks, self.active = frozenset(), {}, None
 
     # -- events ---------------------------------------------------------------------------------------
 
@@ -112,14 +118,23 @@ class MobilityPlugin:
         self.handovers.abandon()  # superseded with its move
         self._stop_listening()
         previous = self.expected
+        dependent = self._dependent_tunnels(self._lost_uplinks())
         if event.new is None:
-            # Listening first: mip6d answers the purge within a millisecond over a native path.
-            self._listen()
-            self._purge(move)  # a handover to what remains, if anything does
-            if self.handovers.pending is None:
-                self._stop_listening()
+            self._purge(move, self._tunnels())  # a handover to what remains, if anything does
+        elif dependent and self._valid_elsewhere(dependent):
+            self._purge(move, dependent)  # make-before-break: the other tunnel's address is there now
         elif previous is not None and previous.tunnel:
             self._begin(move, previous, None)  # the tunnel's next address will be the care-of address
+
+    @hookimpl
+    async def orchestrator_standby_uplinks_changed(self, event: StandbyUplinksChanged) -> None:
+        """A standby uplink lost: the tunnels bound to it are dead, purged when another care-of
+        address remains (the expected one is then unchanged, or a handover follows)."""
+        if self.context is None:
+            return
+        dependent = self._dependent_tunnels(self._lost_uplinks())
+        if dependent and self._valid_elsewhere(dependent):
+            self._purge(self.context.current_move, dependent)
 
     @hookimpl
     async def orchestrator_tunnel_address_changed(self, event: TunnelAddressChanged) -> None:
@@ -131,23 +146,62 @@ class MobilityPlugin:
 
     # -- the work -------------------------------------------------------------------------------------
 
-    def _purge(self, move: Move) -> None:
+    def _tunnels(self) -> list[LinkEvent]:
+        """The links with role tunnel: their addresses derive from an uplink (Teredo, 6to4) and die
+        with it; an uplink's own IPv6 (ipv6_tunnel) belongs to its link and is the kernel's to remove."""
         assert self.context is not None
-        view, config = self.context.state.view, self.context.config
-        # Only role tunnel: their addresses derive from the uplink (Teredo, 6to4) and die with it; an
-        # uplink's own IPv6 (ipv6_tunnel) belongs to its link and is the kernel's to remove.
-        tunnels = [link for link in view.links.values() if config.role(link.name) == "tunnel"]
+        config = self.context.config
+        return [link for link in self.context.state.view.links.values() if config.role(link.name) == "tunnel"]
+
+    def _lost_uplinks(self) -> tuple[set[str], bool]:
+        """The uplink interfaces whose complete uplink is gone or changed identity since last asked,
+        and whether the active one is among them (remembering the uplinks as they are now)."""
+        assert self.context is not None
+        state = self.context.state
+        now = {u.interface: u for u in (state.tracker.current, *state.standby) if u is not None}
+        lost = {n for n, old in self.uplinks.items() if n not in now or not now[n].same_network(old)}
+        active_lost = self.active is not None and self.active.interface in lost
+        self.uplinks, self.active = now, state.tracker.current
+        return lost, active_lost
+
+    def _dependent_tunnels(self, lost: tuple[set[str], bool]) -> list[LinkEvent]:
+        """The tunnels whose uplink is among ``lost``: bound to one, or following the active uplink
+        when that one was lost."""
+        assert self.context is not None
+        names, active_lost = lost
+        bound_uplink = self.context.config.bound_uplink
+        return [
+            link for link in self._tunnels()
+            if (bound_uplink(link.name) in names) or (bound_uplink(link.name) is None and active_lost)
+        ]
+
+    def _valid_elsewhere(self, dependent: list[LinkEvent]) -> bool:
+        """Whether a usable care-of address remains once ``dependent``'s addresses are gone."""
+        assert self.context is not None
+        names = {link.name for link in dependent}
+        remaining = coa.candidates(self.context.config, self.context.state, self.purged)
+        return any(candidate.interface not in names for candidate in remaining)
+
+    def _purge(self, move: Move | None, tunnels: list[LinkEvent]) -> None:
+        """Delete the global addresses of ``tunnels`` (listening first: mip6d answers the purge
+        within a millisecond over a native path), then expect what remains."""
+        assert self.context is not None and self.handovers is not None
         recorded = purge.record(self.context.state, tunnels)
         if not recorded:
             return
+        self._listen()
         problems = purge.delete(recorded)
-        self.purged = frozenset(entry.address for entry in recorded)
+        addresses = frozenset(entry.address for entry in recorded)
+        self.purged |= addresses
         self.context.counters["mipv6_purged"] += len(recorded)
-        move.phase("coa-purged")
-        self.context.log.info("purged stale care-of addresses: %s", ", ".join(sorted(self.purged)))
+        if move is not None:
+            move.phase("coa-purged")
+        self.context.log.info("purged stale care-of addresses: %s", ", ".join(sorted(addresses)))
         for problem in problems:
             self.context.report(problem, move)
         self._update_expected()
+        if self.handovers.pending is None:
+            self._stop_listening()
 
     def _update_expected(self) -> None:
         """Ask for the expected care-of address (another plugin may predict it) and show it; a

@@ -20,8 +20,6 @@ AF_INET6 = _socket.AF_INET6
 RTPROT_KERNEL, RTPROT_BOOT = 2, 3
 FRA_SUPPRESS_IFGROUP, FRA_SUPPRESS_PREFIXLEN, FRA_PROTOCOL = 13, 14, 21
 UNSET = 0xFFFFFFFF  # how the kernel reports a suppress_* selector nobody set
-RT_SCOPE_UNIVERSE = 0
-FR_ACT_TO_TBL = 1
 IFLA_MTU = 4
 CREATE = wire.NLM_F_ACK | 0x400 | 0x200  # NLM_F_CREATE | NLM_F_EXCL
 DIRECT = ""  # the gateway of a route straight into the interface (sorts with the addresses)
@@ -166,7 +164,7 @@ def _rules(sock: _socket.socket, profile: Profile) -> tuple[set[tuple[str, int]]
         header = wire.RTMSG.unpack_from(buf, offset + 16)
         dst_len, src_len, tos, table_byte, action, flags = header[1:5] + header[7:9]
         attrs = wire.attributes(buf, offset + 16 + wire.RTMSG.size, offset + length)
-        if wire.u32(attrs.get(wire.FRA_PRIORITY)) != profile.rule_priority or action != FR_ACT_TO_TBL:
+        if wire.u32(attrs.get(wire.FRA_PRIORITY)) != profile.rule_priority or action != wire.FR_ACT_TO_TBL:
             continue
         if wire.u32(attrs.get(wire.FRA_TABLE), table_byte) != profile.table:
             continue
@@ -230,16 +228,12 @@ def plan(current: Current, end: EndState, profile: Profile, interface: str) -> l
         ops.append(_address(wire.RTM_NEWADDR, address, prefixlen, index, CREATE, interface))
     for dst, dst_len, metric, via in sorted(routes - current.routes):
         ops.append(
-            _route(
-                wire.RTM_NEWROUTE, dst, dst_len, metric, via, index, wire.RT_TABLE_MAIN, CREATE, interface
-            )
+            _route(wire.RTM_NEWROUTE, dst, dst_len, metric, via, index, wire.RT_TABLE_MAIN, CREATE, interface)
         )
     if profile.table is not None:
         for dst, dst_len, metric, via in sorted(table_routes - present):
             ops.append(
-                _route(
-                    wire.RTM_NEWROUTE, dst, dst_len, metric, via, index, profile.table, CREATE, interface
-                )
+                _route(wire.RTM_NEWROUTE, dst, dst_len, metric, via, index, profile.table, CREATE, interface)
             )
         for source, prefixlen in sorted(end.rules - current.rules):
             ops.append(_rule(wire.RTM_NEWRULE, source, prefixlen, profile, CREATE))
@@ -289,18 +283,9 @@ def _route(
 ) -> Operation:
     """A route straight into the interface, or via ``gateway`` flagged on-link: the next hop of a
     tunnel (6to4's ``::192.88.99.1``) is in no prefix of the interface, and needs none."""
-    header_table = table if table < 256 else wire.RT_TABLE_COMPAT
     protocol = RTPROT_BOOT if kind == wire.RTM_NEWROUTE else 0
     route_flags = wire.RTNH_F_ONLINK if gateway else 0
-    body = wire.RTMSG.pack(
-        AF_INET6, dst_len, 0, 0, header_table, protocol, RT_SCOPE_UNIVERSE, wire.RTN_UNICAST, route_flags
-    )
-    if dst_len:
-        body += wire.attr(wire.RTA_DST, _ip(dst))
-    if gateway:
-        body += wire.attr(wire.RTA_GATEWAY, _ip(gateway))
-    body += wire.attr(wire.RTA_OIF, wire.U32.pack(oif)) + wire.attr(wire.RTA_PRIORITY, wire.U32.pack(metric))
-    body += wire.attr(wire.RTA_TABLE, wire.U32.pack(table))
+    body = wire.route_body(AF_INET6, dst, dst_len, gateway, oif, table, metric, protocol, route_flags)
     verb = "add" if kind == wire.RTM_NEWROUTE else "del"
     name = "default" if dst_len == 0 else f"{dst}/{dst_len}"
     via = f" via {gateway} onlink" if gateway else ""
@@ -311,11 +296,7 @@ def _route(
 
 def _rule(kind: int, source: str, prefixlen: int, profile: Profile, flags: int) -> Operation:
     assert profile.table is not None
-    header_table = profile.table if profile.table < 256 else wire.RT_TABLE_COMPAT
-    body = wire.RTMSG.pack(AF_INET6, 0, prefixlen, 0, header_table, 0, 0, FR_ACT_TO_TBL, 0)
-    body += wire.attr(wire.FRA_SRC, _ip(source))
-    body += wire.attr(wire.FRA_PRIORITY, wire.U32.pack(profile.rule_priority))
-    body += wire.attr(wire.FRA_TABLE, wire.U32.pack(profile.table))
+    body = wire.rule_body(AF_INET6, source, prefixlen, profile.rule_priority, profile.table)
     verb = "add" if kind == wire.RTM_NEWRULE else "del"
     return Operation(
         f"rule {verb} from {source}/{prefixlen} prio {profile.rule_priority} table {profile.table}",

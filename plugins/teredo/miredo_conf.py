@@ -1,25 +1,78 @@
-"""What miredo's own configuration says about the Teredo server, and why it matters here.
+"""What miredo's own configuration says, and the one line of it the daemon writes.
 
 miredo resolves ``ServerAddress`` in its worker on every (re)start, so on a node that has just moved
 a host name costs a DNS lookup over a network that may not work yet, and a failed lookup costs a
 100 s wait: the chicken-and-egg the daemon exists to remove.  The server's IPv4 literal avoids it.
+
+A standby instance's ``BindAddress`` is the daemon's to keep: miredo re-reads its file on the SIGHUP
+that re-qualifies it, so the address its uplink has now must be in the file before that signal.
+Only that line is written; the rest of the file is the user's.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import tempfile
 from pathlib import Path
 
 DEFAULT_PATH = Path("/etc/miredo/miredo.conf")
+DEFAULT_INTERFACE = "teredo"  # miredo's InterfaceName when the file sets none
+
+
+def directive(text: str, name: str) -> str | None:
+    """The value of directive ``name`` (case-insensitive, as miredo reads it; the first occurrence
+    counts), or None."""
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 2 and words[0].lower() == name.lower():
+            return words[1]
+    return None
 
 
 def server_address(path: Path) -> str | None:
-    """The ``ServerAddress`` value (miredo uses a directive's first occurrence), or None."""
-    for line in path.read_text(errors="replace").splitlines():
+    """The ``ServerAddress`` value, or None."""
+    return directive(path.read_text(errors="replace"), "ServerAddress")
+
+
+def with_bind_address(text: str, address: str) -> str:
+    """``text`` with ``BindAddress address``: the first BindAddress line rewritten (the one miredo
+    uses), or the directive appended when there is none; every other line as it was."""
+    lines = text.splitlines(keepends=True)
+    for index, line in enumerate(lines):
         words = line.split("#", 1)[0].split()
-        if len(words) >= 2 and words[0].lower() == "serveraddress":
-            return words[1]
-    return None
+        if words and words[0].lower() == "bindaddress":
+            ending = "\n" if line.endswith("\n") else ""
+            lines[index] = f"BindAddress {address}{ending}"
+            return "".join(lines)
+    separator = "" if not text or text.endswith("\n") else "\n"
+    return f"{text}{separator}BindAddress {address}\n"
+
+
+def write_bind_address(path: Path, address: str) -> bool:
+    """Keep ``BindAddress address`` in the file at ``path``; returns whether the file changed.
+
+    Written atomically (a temporary file in the same directory, renamed over the file) with the
+    file's mode and owner, so a miredo reloading at that moment reads the old file or the new one,
+    never half of one."""
+    text = path.read_text()
+    wanted = with_bind_address(text, address)
+    if wanted == text:
+        return False
+    status = path.stat()
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(wanted)
+            out.flush()
+            os.fchmod(out.fileno(), status.st_mode & 0o7777)
+            os.fchown(out.fileno(), status.st_uid, status.st_gid)
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return True
 
 
 def warnings(path: Path, configured: str | None) -> list[str]:

@@ -5,24 +5,63 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from orchestrator import (
+    REQUIRED,
     Config,
     Key,
     LinkChanged,
     Move,
     PluginContext,
     Section,
+    StandbyUplinksChanged,
     TunnelAddressChanged,
     UplinkChanged,
     hookimpl,
 )
 
-from . import miredo_conf
+from . import checks, miredo_conf
+from .instance import Instance, Standby
 from .requalify import Requalifier
+from .source_route import SourceRoute
 from .supervisor import Supervisor
 
 TEREDO_PREFIX = "2001::/32"
+RESERVED_TABLES = (0, 253, 254, 255)  # unspec, default, main, local
+
+
+def _not_reserved(table: int) -> str | None:
+    return (
+        f"table {table} is the kernel's own (0, 253, 254 and 255 are reserved)"
+        if table in RESERVED_TABLES
+        else None
+    )
+
+
+STANDBY = Section(
+    {
+        "interface": Key("str", "the standby tunnel: an [[interfaces]] tunnel bound to an uplink", REQUIRED),
+        "pidfile": Key("str", "pid file of this miredo's supervisor, the SIGHUP target", REQUIRED),
+        "config": Key("str", "this miredo's configuration file: the daemon keeps its BindAddress", REQUIRED),
+        "table": Key(
+            "int",
+            "routing table of its source route (default 1000 + the entry's position)",
+            None,
+            1,
+            2**32 - 1,
+            check=_not_reserved,
+        ),
+        "priority": Key(
+            "int",
+            "priority of the rule from its uplink's address (default 1000 + the entry's position)",
+            None,
+            1,
+            32765,
+        ),
+    },
+    array=True,
+)
 
 SECTION = Section(
     {
@@ -31,7 +70,8 @@ SECTION = Section(
         "server": Key("ipv4", "the Teredo server's IPv4 literal (also the uplink reference)"),
         "min_requalify_interval_s": Key("float", "minimum time between two kicks", 1.0, 0, 3600),
         "qualification_timeout_s": Key("float", "wait this long for an address after a kick", 8.0, 0.5, 600),
-    }
+    },
+    tables={"standby": STANDBY},
 )
 
 
@@ -39,9 +79,8 @@ class TeredoPlugin:
     """The plugin object (entry point ``orchestrator_teredo.plugin:PLUGIN``)."""
 
     def __init__(self) -> None:
-        self.requalifier: Requalifier | None = None
-        self.supervisor: Supervisor | None = None
-        self.interface = ""
+        self.instances: dict[str, Instance] = {}
+        self.supervisors: list[Supervisor] = []
 
     @hookimpl
     def orchestrator_config_schema(self) -> Mapping[str, Section]:
@@ -56,87 +95,114 @@ class TeredoPlugin:
     @hookimpl
     def orchestrator_address_prefixes(self, config: Config) -> Mapping[str, str]:
         """Teredo addresses are in 2001:0::/32 (RFC 4380): the client hook refuses any other."""
-        return {config.section("teredo")["interface"]: TEREDO_PREFIX}
+        section = config.section("teredo")
+        names = [section["interface"], *(entry["interface"] for entry in section.get("standby", []))]
+        return {name: TEREDO_PREFIX for name in names}
 
     @hookimpl
     def orchestrator_check_config(self, config: Config) -> list[str]:
-        interface = config.section("teredo")["interface"]
-        if config.role(interface) != "tunnel":
-            return [f"teredo.interface: {interface!r} needs an [[interfaces]] entry with role 'tunnel'"]
-        return []
+        return checks.problems(config)
 
     @hookimpl
     def orchestrator_config_warnings(self, config: Config) -> list[str]:
-        """miredo's own configuration, as the running miredo was started with it (else the default)."""
+        """miredo's own configuration, as the running miredo was started with it (else the default),
+        and each standby's."""
         section = config.section("teredo")
-        path = Supervisor(Path(section["pidfile"])).config_path()
-        if path is None:
-            if not miredo_conf.DEFAULT_PATH.exists():
-                return []
-            path = miredo_conf.DEFAULT_PATH
         server = section.get("server")
-        return miredo_conf.warnings(path, str(server) if server else None)
+        paths = [Path(entry["config"]) for entry in section.get("standby", [])]
+        path = Supervisor(Path(section["pidfile"])).config_path()
+        if path is not None or miredo_conf.DEFAULT_PATH.exists():
+            paths.insert(0, path or miredo_conf.DEFAULT_PATH)
+        return [
+            line for path in paths for line in miredo_conf.warnings(path, str(server) if server else None)
+        ]
 
     @hookimpl
     async def orchestrator_startup(self, context: PluginContext) -> None:
         section = context.section
-        self.interface = section["interface"]
-        self.supervisor = Supervisor(Path(section["pidfile"]), on_exit=self._miredo_exited)
-        self.requalifier = Requalifier(
-            self.supervisor,
+        self._add(context, section["interface"], Path(section["pidfile"]), context.status, None)
+        standby_status: dict[str, Any] = context.status.setdefault("standby", {})
+        for position, entry in enumerate(section.get("standby", [])):
+            route = SourceRoute(
+                checks.standby_table(position, entry), checks.standby_priority(position, entry)
+            )
+            standby = Standby(Path(entry["config"]), route)
+            status = standby_status.setdefault(entry["interface"], {})
+            self._add(context, entry["interface"], Path(entry["pidfile"]), status, standby)
+        for instance in self.instances.values():
+            instance.start()
+
+    def _add(
+        self,
+        context: PluginContext,
+        interface: str,
+        pidfile: Path,
+        status: dict[str, Any],
+        standby: Standby | None,
+    ) -> None:
+        state = context.state
+
+        def exited(reason: str) -> None:
+            requalifier.miredo_exited(reason)
+
+        supervisor = Supervisor(pidfile, on_exit=exited)
+        requalifier = Requalifier(
+            supervisor,
             asyncio.get_running_loop(),
-            min_interval_s=section["min_requalify_interval_s"],
-            timeout_s=section["qualification_timeout_s"],
-            uplink_present=lambda: context.state.tracker.current is not None,
+            min_interval_s=context.section["min_requalify_interval_s"],
+            timeout_s=context.section["qualification_timeout_s"],
+            uplink_present=lambda: state.tunnel_uplink(interface) is not None,
             counters=context.counters,
-            status=context.status,
+            status=status,
             log=context.log,
         )
-        self.requalifier.start(context.state.tunnel_address(self.interface))
-
-    def _miredo_exited(self, reason: str) -> None:
-        if self.requalifier is not None:
-            self.requalifier.miredo_exited(reason)
+        self.supervisors.append(supervisor)
+        bound = context.config.bound_uplink(interface)
+        self.instances[interface] = Instance(interface, bound, requalifier, context, standby)
 
     @hookimpl
     async def orchestrator_shutdown(self) -> None:
-        if self.requalifier is not None:
-            self.requalifier.stop()
-        if self.supervisor is not None:
-            self.supervisor.close()
-        self.requalifier = self.supervisor = None  # a late call finds a stopped plugin
+        for instance in self.instances.values():
+            instance.requalifier.stop()
+        for supervisor in self.supervisors:
+            supervisor.close()
+        self.instances, self.supervisors = {}, []  # a late call finds a stopped plugin
 
     @hookimpl
     async def orchestrator_uplink_changed(self, event: UplinkChanged, move: Move) -> None:
-        if self.requalifier is None:
-            return
-        if event.new is None:
-            self.requalifier.uplink_lost()
-        else:
-            self.requalifier.request(f"new uplink {event.new.interface} {event.new.address}", move)
+        for instance in self.instances.values():
+            instance.uplink_changed(event, move)
+
+    @hookimpl
+    async def orchestrator_standby_uplinks_changed(self, event: StandbyUplinksChanged) -> None:
+        for instance in self.instances.values():
+            instance.standby_changed()
 
     @hookimpl
     def orchestrator_requalify_tunnel(self, interface: str, reason: str) -> bool | None:
         """Another plugin's request (a handover over the Teredo address got no answer): one kick,
         under the same rules as a move's (minimum interval, never without an uplink)."""
-        if self.requalifier is None or interface != self.interface:
+        instance = self.instances.get(interface)
+        if instance is None:
             return None
-        self.requalifier.request(f"asked: {reason}", None)
+        instance.requalifier.request(f"asked: {reason}", None)
         return True
 
     @hookimpl
     async def orchestrator_tunnel_address_changed(self, event: TunnelAddressChanged) -> None:
-        if self.requalifier is not None and event.interface == self.interface:
-            self.requalifier.address_changed(event.new)
+        instance = self.instances.get(event.interface)
+        if instance is not None:
+            instance.requalifier.address_changed(event.new)
 
     @hookimpl
     async def orchestrator_link_changed(self, event: LinkChanged) -> None:
-        if self.requalifier is None or event.interface != self.interface:
+        instance = self.instances.get(event.interface)
+        if instance is None:
             return
         if event.present:
-            self.requalifier.link_appeared()
+            instance.requalifier.link_appeared()
         else:
-            self.requalifier.link_vanished()
+            instance.requalifier.link_vanished()
 
 
 PLUGIN = TeredoPlugin()

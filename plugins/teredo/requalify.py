@@ -97,17 +97,18 @@ class Requalifier:
 
     # -- events --------------------------------------------------------------------------------------
 
-    def start(self, address: str | None) -> None:
+    def start(self, address: str | None, stale: str | None = None) -> None:
+        """Take the tunnel as it is; ``stale``: why its address, if any, is dead already."""
         self.address = address
         try:
             self.supervisor.pid()
         except SupervisorMissing as missing:
             self._absent(str(missing))
             return
-        if address is not None:
+        if address is not None and stale is None:
             self._set("up", "")
         elif self.uplink_present():
-            self.request("start-up: no Teredo address on a complete uplink", None)
+            self.request(stale or "start-up: no Teredo address on a complete uplink", None)
         else:
             self._set("stale", "no IPv4 uplink")
 

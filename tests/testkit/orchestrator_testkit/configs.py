@@ -27,6 +27,40 @@ match = "lan*"
 role = "lan"
 """
 
+# Two uplinks, each with a Teredo tunnel bound to it (the hot standby): ``{tunnel}`` is the main
+# tunnel's profile line, ``teredo2`` has a profile of its own (``STANDBY_PROFILE``).
+STANDBY_INTERFACES = """\
+[[interfaces]]
+match = "eth0"
+role = "uplink"
+mip6_preference = 1
+
+[[interfaces]]
+match = "wlan0"
+role = "uplink"
+mip6_preference = 2
+
+[[interfaces]]
+match = "teredo"
+role = "tunnel"
+mip6_preference = 3
+uplink = "eth0"
+{tunnel}
+
+[[interfaces]]
+match = "teredo2"
+role = "tunnel"
+mip6_preference = 4
+uplink = "wlan0"
+routing_profile = "teredo2"
+
+[[interfaces]]
+match = "lan*"
+role = "lan"
+"""
+# The standby tunnel's profile: the main one's defaults, its own metric.
+STANDBY_PROFILE = "[routing.profiles.teredo2]\nmetric = 1030\n"
+
 BASE = """\
 [daemon]
 control_socket = "{control}"
@@ -94,6 +128,13 @@ def exec_entry(command: list[str | Path], events: list[str], **keys: Any) -> str
              "command = [" + ", ".join(f'"{part}"' for part in command) + "]"]
     lines += [f"{key} = {value!r}".replace("'", '"').replace("True", "true") for key, value in keys.items()]
     return "\n".join(lines) + "\n\n"
+
+
+def standby_entry(interface: str, pidfile: Path | str, config: Path | str, **keys: int) -> str:
+    """One ``[[teredo.standby]]`` table, as a user writes it."""
+    lines = ["[[teredo.standby]]", f'interface = "{interface}"', f'pidfile = "{pidfile}"',
+             f'config = "{config}"']
+    return "\n".join([*lines, *(f"{key} = {value}" for key, value in keys.items())]) + "\n\n"
 
 
 def shell_script(directory: Path, name: str, body: str) -> Path:

@@ -373,3 +373,89 @@ def test_when_the_active_uplink_is_lost_the_other_is_the_kernels_choice(tmp_path
     s = state(tmp_path, *LEASE_A, *SECOND_UPLINK)
     derived = feed(s, r.route("0.0.0.0/0", ETH, "10.1.0.1", deleted=True), now=2.0)
     assert UplinkChanged(A, STANDBY, 1) in derived and StandbyUplinksChanged(()) in derived
+
+
+def test_the_active_uplink_losing_carrier_hands_over_to_a_complete_one_at_once(tmp_path: Path) -> None:
+    """The kernel keeps its route through a link without carrier; the uplink is the complete one."""
+    s = state(tmp_path, *LEASE_A, *SECOND_UPLINK)
+    lost = feed(s, r.link(ETH, "eth0", carrier=False), now=2.0)
+    assert uplink_changes(lost) == [(A, STANDBY)] and StandbyUplinksChanged(()) in lost
+    assert s.tracker.loss_deadline is None  # no grace: nothing is lost by leaving it
+    back = feed(s, r.link(ETH, "eth0"), now=2.1)
+    assert uplink_changes(back) == [(STANDBY, A)] and StandbyUplinksChanged((STANDBY,)) in back
+
+
+def test_alone_the_active_uplink_losing_carrier_still_waits_for_its_grace(tmp_path: Path) -> None:
+    s = state(tmp_path, *LEASE_A)
+    assert uplink_changes(feed(s, r.link(ETH, "eth0", carrier=False), now=2.0)) == []
+    assert s.tracker.loss_deadline == 4.0
+
+
+BOUND_INTERFACES = """\
+[[interfaces]]
+match = "eth*"
+role = "uplink"
+
+[[interfaces]]
+match = "teredo"
+role = "tunnel"
+uplink = "eth0"
+
+[[interfaces]]
+match = "teredo2"
+role = "tunnel"
+uplink = "eth1"
+
+[[interfaces]]
+match = "teredo3"
+role = "tunnel"
+"""
+TEREDO2 = 8
+
+
+def bound_state(tmp_path: Path, *initial: bytes) -> NetworkState:
+    s = NetworkState(load(write(tmp_path, interfaces=BOUND_INTERFACES)), lookup=lambda _dst: None)
+    s._reread = unchanged_routes(s)
+    links = (r.link(ETH, "eth0"), r.link(TEREDO, "teredo"), r.link(TEREDO2, "teredo2"))
+    for event in r.decode(*links, *initial):
+        s.apply(event)
+    s.prime()
+    s.config = replace(s.config, address_prefixes={"teredo": "2001::/32", "teredo2": "2001::/32"})
+    return s
+
+
+def test_a_bound_tunnel_leaves_by_its_own_uplink_an_unbound_one_by_the_active(tmp_path: Path) -> None:
+    s = bound_state(tmp_path, *LEASE_A, *SECOND_UPLINK)
+    assert [s.tunnel_uplink(name) for name in ("teredo", "teredo2", "teredo3")] == [A, STANDBY, A]
+    assert [s.follows_active(name) for name in ("teredo", "teredo2", "teredo3")] == [True, False, True]
+    feed(s, r.link(ETH1, "eth1", carrier=False))
+    assert s.tunnel_uplink("teredo2") is None and s.uplink_of("eth1") is None and s.uplink_of("eth0") == A
+
+
+def test_start_up_staleness_is_judged_against_each_tunnels_own_uplink(tmp_path: Path) -> None:
+    """The standby qualified (stamp 300) before the primary's lease (500), after its own (200):
+    healthy; only the primary's tunnel predates its uplink, and only that is a missed move."""
+    eth1_lease = (r.address(ETH1, "10.2.0.100/24", created=200), *SECOND_UPLINK[2:])
+    s = bound_state(
+        tmp_path,
+        r.address(ETH, "10.1.0.100/24", created=500),
+        *LEASE_A[1:],
+        SECOND_UPLINK[0],
+        *eth1_lease,
+        r.address(TEREDO, f"{TEREDO_ADDRESS}/128", created=100),
+        r.address(TEREDO2, "2001:0:c633:6401::2/128", created=300),
+    )
+    assert s.tunnels_older_than_uplink() == ["teredo"]
+    assert uplink_changes(s.resume(None, 1.0)) == [(None, A)]  # type: ignore[arg-type]
+    s = bound_state(
+        tmp_path,
+        r.address(ETH, "10.1.0.100/24", created=100),
+        *LEASE_A[1:],
+        SECOND_UPLINK[0],
+        r.address(ETH1, "10.2.0.100/24", created=500),
+        *SECOND_UPLINK[2:],
+        r.address(TEREDO, f"{TEREDO_ADDRESS}/128", created=300),
+        r.address(TEREDO2, "2001:0:c633:6401::2/128", created=300),
+    )
+    assert s.tunnels_older_than_uplink() == ["teredo2"]
+    assert s.resume(None, 1.0) == []  # the standby's staleness is its plugin's, not a move

@@ -1,0 +1,92 @@
+"""What makes a ``[teredo]`` section unusable, each problem naming its key (``check-config`` exit 2).
+
+A standby instance is only useful bound to an uplink of its own, with a file the daemon can rewrite,
+and alone on its pid file, file, table and rule priority: two instances sharing one of them would
+signal, rewrite or route for each other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from orchestrator import Config
+
+from . import miredo_conf
+
+FIRST_TABLE = FIRST_PRIORITY = 1000  # a standby's defaults: 1000 for the first entry, 1001 for the next...
+
+
+def standby_table(position: int, entry: Mapping[str, Any]) -> int:
+    return int(entry.get("table", FIRST_TABLE + position))
+
+
+def standby_priority(position: int, entry: Mapping[str, Any]) -> int:
+    return int(entry.get("priority", FIRST_PRIORITY + position))
+
+
+def problems(config: Config) -> list[str]:
+    section = config.section("teredo")
+    main = section["interface"]
+    if config.role(main) != "tunnel":
+        return [f"teredo.interface: {main!r} needs an [[interfaces]] entry with role 'tunnel'"]
+    found: list[str] = []
+    owners: dict[tuple[str, object], str] = {("interface", main): "teredo.interface"}
+    owners[("pidfile", _path(section["pidfile"]))] = "teredo.pidfile"
+    for position, entry in enumerate(section.get("standby", [])):
+        where = f"teredo.standby[{position}]"
+        found += _tunnel_problems(config, where, entry["interface"], main)
+        claims = (
+            ("interface", entry["interface"]),
+            ("pidfile", _path(entry["pidfile"])),
+            ("config", _path(entry["config"])),
+            ("table", standby_table(position, entry)),
+            ("priority", standby_priority(position, entry)),
+        )
+        for key, value in claims:
+            owner = owners.setdefault((key, value), f"{where}.{key}")
+            if owner != f"{where}.{key}":
+                found.append(f"{where}.{key}: {value} is {owner}'s already")
+        found += _file_problems(f"{where}.config", Path(entry["config"]), entry["interface"])
+    return found
+
+
+def _tunnel_problems(config: Config, where: str, name: str, main: str) -> list[str]:
+    if name == main:
+        return []  # said once, as a shared interface
+    if config.role(name) != "tunnel":
+        return [f"{where}.interface: {name!r} needs an [[interfaces]] entry with role 'tunnel'"]
+    if config.bound_uplink(name) is None:
+        return [
+            f"{where}.interface: {name!r} is bound to no uplink: set uplink = \"<interface>\" in its "
+            "[[interfaces]] entry"
+        ]
+    spec, main_spec = config.interface(name), config.interface(main)
+    profile = spec.routing_profile if spec is not None else None
+    if profile is not None and main_spec is not None and main_spec.routing_profile == profile:
+        return [
+            f"{where}.interface: {name!r} uses routing profile {profile!r} as {main!r} does: two tunnels "
+            "up at once need profiles of their own (a metric and a table each)"
+        ]
+    return []
+
+
+def _file_problems(where: str, path: Path, interface: str) -> list[str]:
+    """The file must exist, name ``interface`` (miredo's InterfaceName) and be writable in place."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as error:
+        return [f"{where}: cannot read {path}: {error.strerror}"]
+    named = miredo_conf.directive(text, "InterfaceName") or miredo_conf.DEFAULT_INTERFACE
+    found = []
+    if named != interface:
+        found.append(f"{where}: {path} sets InterfaceName {named}, not {interface}")
+    if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):
+        found.append(f"{where}: {path} cannot be rewritten here (the daemon keeps its BindAddress)")
+    return found
+
+
+def _path(text: str) -> str:
+    return os.path.normpath(os.path.abspath(text))

@@ -1,0 +1,87 @@
+"""The source routing that makes a standby miredo's packets leave by its own uplink.
+
+A standby miredo binds its socket to its uplink's IPv4 address (``BindAddress``), but binding picks
+the source address, not the route: without a rule its packets take the main table's default route
+through the active uplink and its NAT, and it would qualify (and die) with the active uplink.  A
+rule ``from ADDRESS lookup TABLE`` at ``priority`` and a route ``default via GATEWAY dev UPLINK`` in
+that table send them out of their own uplink.
+
+One owner for each kernel object: the instance owns every IPv4 rule at its priority into its table
+and every IPv4 route of that table.  What differs from the wanted set is deleted, what is missing
+is added, and nothing is written when the kernel is already as wanted.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from orchestrator import Uplink, queries, wire
+
+CREATE = wire.NLM_F_ACK | 0x400 | 0x200  # NLM_F_CREATE | NLM_F_EXCL
+RTPROT_BOOT = 3  # what ``ip route add`` writes
+Rule = tuple[str, int]  # (source, prefix length)
+Route = tuple[str, int, "str | None", int, int]  # (destination, length, gateway, output index, metric)
+Step = tuple[str, int, bytes, int]  # (what ``ip`` would say, message type, body, flags)
+
+
+@dataclass(frozen=True)
+class SourceRoute:
+    table: int
+    priority: int
+
+    def converge(self, uplink: Uplink, oif: int) -> list[str]:
+        """Make the kernel hold exactly this instance's rule and route for ``uplink`` (whose link
+        has index ``oif``); returns what was written.  ``OSError`` when the kernel refuses a change
+        (the caller reports it; converging again carries on from what was applied)."""
+        rules: set[Rule] = {
+            (rule.src, rule.src_len)
+            for rule in queries.dump_rules(socket.AF_INET)
+            if rule.priority == self.priority and rule.table == self.table and rule.src is not None
+        }
+        routes: set[Route] = {
+            (route.dst, route.dst_len, route.gateway, route.oif or 0, route.priority)
+            for route in queries.dump_routes(socket.AF_INET, self.table)
+        }
+        rule: Rule = (str(uplink.ip), 32)
+        route: Route = ("0.0.0.0", 0, uplink.gateway, oif, 0)
+        steps = [self._rule(wire.RTM_DELRULE, *stale, wire.NLM_F_ACK) for stale in sorted(rules - {rule})]
+        steps += [
+            self._route(wire.RTM_DELROUTE, stale, wire.NLM_F_ACK)
+            for stale in sorted(routes - {route}, key=str)
+        ]
+        if route not in routes:
+            steps.append(self._route(wire.RTM_NEWROUTE, route, CREATE))
+        if rule not in rules:
+            steps.append(self._rule(wire.RTM_NEWRULE, *rule, CREATE))
+        sock = wire.request_socket()
+        try:
+            for _text, kind, body, flags in steps:
+                wire.exchange(sock, kind, body, flags)
+        finally:
+            sock.close()
+        return [text for text, *_ in steps]
+
+    def _rule(self, kind: int, source: str, length: int, flags: int) -> Step:
+        verb = "add" if kind == wire.RTM_NEWRULE else "del"
+        body = wire.rule_body(socket.AF_INET, source, length, self.priority, self.table)
+        return (
+            f"rule {verb} from {source}/{length} prio {self.priority} table {self.table}",
+            kind,
+            body,
+            flags,
+        )
+
+    def _route(self, kind: int, route: Route, flags: int) -> Step:
+        dst, dst_len, gateway, oif, metric = route
+        protocol = RTPROT_BOOT if kind == wire.RTM_NEWROUTE else 0
+        body = wire.route_body(socket.AF_INET, dst, dst_len, gateway, oif, self.table, metric, protocol)
+        verb = "add" if kind == wire.RTM_NEWROUTE else "del"
+        name = "default" if dst_len == 0 else f"{dst}/{dst_len}"
+        via = f" via {gateway}" if gateway else ""
+        return (
+            f"route {verb} {name}{via} dev index {oif} table {self.table} metric {metric}",
+            kind,
+            body,
+            flags,
+        )
