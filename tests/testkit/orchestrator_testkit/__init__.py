@@ -4,8 +4,9 @@ Shared by the test suite, the benchmarks and the demo (``make`` installs it into
 with ``lab.Lab`` (namespaces and processes, undone at exit); the topologies build on it:
 ``access_lab.AccessLab`` (a node moving between DHCP networks), ``teredo_lab.TeredoLab`` (real
 miredo behind NAT, a real miredo-server), ``mip6_lab.MipLab`` (a Teredo relay and a home agent's
-site behind it). Around them: ``netns`` (namespaces, tracked processes, ``wait_for``),
-``dhcp_clients``, ``ip_monitor`` (the kernel's own account with ``ip -ts monitor``),
+site behind it), ``standby_lab.StandbyLab`` (a second uplink, wlan0, with its own NAT and
+miredo).  Around them: ``netns`` (namespaces, tracked processes, ``wait_for``), ``dhcp_clients``,
+``ip_monitor`` (the kernel's own account with ``ip -ts monitor``),
 ``teredo_watch`` (a Teredo move's timeline), ``teredo_rig`` (the daemon in a Teredo lab and what to
 ask of it), ``baseline_hooks`` (miredo client hooks the benches compare the project's with),
 ``xfrm_messages`` (XFRM netlink messages built field by field), ``mip6_nodes`` (the home-agent and

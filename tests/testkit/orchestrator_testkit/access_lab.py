@@ -165,9 +165,10 @@ class AccessLab(Lab):
         """MAC of router ``short``'s LAN interface (read from its kernel)."""
         return self.routers[short].mac(self.router_if)
 
-    def dhclient(self, ns: Namespace | None = None, iface: str | None = None) -> Dhclient:
+    def dhclient(self, ns: Namespace | None = None, iface: str | None = None, metric: int | None = None,
+                 client_id: str | None = None) -> Dhclient:
         """dhclient on the node's eth0 by default."""
-        return super().dhclient(ns or self.node, iface or self.node_if)
+        return super().dhclient(ns or self.node, iface or self.node_if, metric=metric, client_id=client_id)
 
     def udhcpc(self, ns: Namespace | None = None, iface: str | None = None) -> Udhcpc:
         """udhcpc on the node's eth0 by default."""

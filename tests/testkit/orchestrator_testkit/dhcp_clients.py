@@ -6,7 +6,8 @@ bind-mounted on /etc/resolv.conf, the dhclient hook directories are masked by em
 directories (the host's hooks restart timesyncd, call resolvconf...), and hostname changes stay in
 the private UTS namespace.
 
-API: ``Dhclient`` / ``Udhcpc`` (one client on one interface; same methods)
+API: ``Dhclient(lab, ns, iface, metric=None, client_id=None)`` / ``Udhcpc(lab, ns, iface)`` (one
+client on one interface; same methods)
     ``.start(timeout=30) -> str``   address/prefix once the lease is on the interface
     ``.restart(timeout=30) -> str`` stop WITHOUT releasing, start again (dhclient: same lease file)
     ``.renew(timeout=30) -> str``   a genuine in-place renewal (see each class for how)
@@ -14,6 +15,8 @@ API: ``Dhclient`` / ``Udhcpc`` (one client on one interface; same methods)
     ``.stop()``                     kill the client, no release: the address stays
     ``.address() -> str | None``    current global IPv4 address/prefix on the interface
     ``.running: bool``
+    ``Dhclient.metric: int | None`` (the default route's metric, fixed at creation);
+    ``Dhclient.client_id: str | None`` (settable: the next start sends it)
 
 What the kernel reports for each (``ip -ts monitor link address route`` in the node, measured with
 isc-dhcp-client 4.4.3-P1, busybox udhcpc 1.35.0, dnsmasq 2.90, kernel 6.18): see the docstrings of
@@ -146,23 +149,51 @@ class Dhclient(_DhcpClient):
       the same address with fresh lifetimes, nothing else.
     * ``release()``: DELADDR, then the subnet/broadcast/local route deletions; the default route
       vanishes with no deletion event.
+
+    ``metric``: the default route gets ``metric N`` (without it: metric 0, the kernel's default for
+    IPv4).  Debian's dhclient-script reads ``IF_METRIC``; dhclient gives its script only its own
+    variables plus those named with ``-e VAR=value`` (not its environment), so ``metric`` becomes
+    ``-e IF_METRIC=N``.  A second uplink with a higher metric keeps its default route beside the
+    first one's (``default via GW dev IF metric N``).
+
+    ``client_id``: sent as option 61 (``send dhcp-client-identifier "ID";`` in the private config,
+    rewritten whenever the attribute is set).  dnsmasq keys its leases by the client id when there
+    is one, so setting another id and calling ``restart()`` makes the same interface a NEW client:
+    its INIT-REBOOT request for the old address is NAKed (that address is leased to the old id),
+    the old address goes as after a move (EXPIRE), and a DISCOVER gets another address (dnsmasq
+    falls back to matching by MAC only for a lease that has no client id: give the first lease an
+    id too).
     """
 
     kind = "dhclient"
 
-    def __init__(self, lab: Lab, ns: Namespace, iface: str) -> None:
+    def __init__(self, lab: Lab, ns: Namespace, iface: str, metric: int | None = None,
+                 client_id: str | None = None) -> None:
         super().__init__(lab, ns, iface)
         self.pid_file = self.dir / "dhclient.pid"
         self.lease_file = self.dir / "dhclient.leases"
         self.conf_file = self.dir / "dhclient.conf"
-        self.conf_file.touch()
+        self.metric = metric
+        self.client_id = client_id  # writes conf_file
         self.hooks = self.dir / "empty-hooks.d"
         self.hooks.mkdir()
+
+    @property
+    def client_id(self) -> str | None:
+        return self._client_id
+
+    @client_id.setter
+    def client_id(self, value: str | None) -> None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._:-]+", value):
+            raise ValueError(f"client id {value!r}: letters, digits and ._:- only")
+        self._client_id = value
+        self.conf_file.write_text("" if value is None else f'send dhcp-client-identifier "{value}";\n')
 
     def _argv(self, *flags: str) -> list[str]:
         masks = [(self.hooks, d) for d in DHCLIENT_HOOK_DIRS]
         masks += [(Path("/dev/null"), f) for f in DHCLIENT_HOOK_FILES]
-        dh = ["dhclient", "-4", "-v", *flags, "-pf", str(self.pid_file), "-lf", str(self.lease_file),
+        env = ["-e", f"IF_METRIC={self.metric}"] if self.metric is not None else []
+        dh = ["dhclient", "-4", "-v", *flags, *env, "-pf", str(self.pid_file), "-lf", str(self.lease_file),
               "-cf", str(self.conf_file), self.iface]
         return _private_root_argv(self.resolv, masks, dh)
 

@@ -16,7 +16,7 @@ API: ``Lab()`` (context manager)
     ``.veth(ns_a, name_a, ns_b, name_b, mac_a=None, mac_b=None) -> None``
     ``.dnsmasq(ns, iface, *, range_start, range_end, router, lease="2m", renew_after=None)
     -> TrackedProcess``
-    ``.dhclient(ns, iface) -> Dhclient``; ``.udhcpc(ns, iface) -> Udhcpc``
+    ``.dhclient(ns, iface, metric=None, client_id=None) -> Dhclient``; ``.udhcpc(ns, iface) -> Udhcpc``
     ``.monitor(ns, objects=("link", "address", "route")) -> Monitor``
     ``.stop_process(proc, timeout=3.0) -> None``; ``.close()``
 """
@@ -156,9 +156,11 @@ class Lab:
         wait_for(listening, 10, f"dnsmasq in {ns.name} to listen on UDP 67")
         return proc
 
-    def dhclient(self, ns: Namespace, iface: str) -> Dhclient:
-        """An ISC dhclient for ``iface`` with private files (not started)."""
-        return Dhclient(self, ns, iface)
+    def dhclient(self, ns: Namespace, iface: str, metric: int | None = None,
+                 client_id: str | None = None) -> Dhclient:
+        """An ISC dhclient for ``iface`` with private files (not started); ``metric`` for its
+        default route, ``client_id`` to send (see :class:`dhcp_clients.Dhclient`)."""
+        return Dhclient(self, ns, iface, metric=metric, client_id=client_id)
 
     def udhcpc(self, ns: Namespace, iface: str) -> Udhcpc:
         """A busybox udhcpc for ``iface`` with private files (not started)."""

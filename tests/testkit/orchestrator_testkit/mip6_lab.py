@@ -60,9 +60,10 @@ API
     everything of ``TeredoLab`` (``.start_miredo``, ``.move_to``, ``.sighup_miredo``, ...)
     ``.add_native(address=NATIVE_ADDRESS, router=NATIVE_ROUTER, metric=1024) -> None``
     ``.ping6(dst=HOME_AGENT, iface="teredo", ns=None, timeout=3) -> bool`` one echo, bound to ``iface``
-    ``.wait_teredo_routed(timeout=10, exclude=()) -> str``  a new Teredo address AND the default
-        route through ``teredo`` (what a ping needs)
-    ``.delete_teredo_address(address) -> None``  ``ip -6 addr del ADDRESS/PLEN dev teredo`` (by value)
+    ``.wait_teredo_routed(timeout=10, exclude=(), iface="teredo") -> str``  a new Teredo address AND
+        the default route through ``iface`` (what a ping needs)
+    ``.delete_teredo_address(address, iface="teredo") -> None``  ``ip -6 addr del ADDRESS/PLEN dev
+        IFACE`` (by value)
     ``.start_home_agent(status=0, max_lifetime=..., timeout=10) -> HomeAgentStandIn``
     ``.start_mobile_node(interfaces=("eth0:1", "teredo:3:tunnel"), home_address=HOME_ADDRESS,
       home_agent=HOME_AGENT, lifetime=..., timeout=10) -> MobileNodeStandIn``
@@ -272,22 +273,23 @@ class MipLab(TeredoLab):
                      check=False, timeout=timeout + 5)
         return res.returncode == 0
 
-    def wait_teredo_routed(self, timeout: float = 10.0, exclude: Collection[str] = ()) -> str:
-        """:meth:`wait_teredo_address`, then also the IPv6 default route through ``teredo`` (the hook
+    def wait_teredo_routed(self, timeout: float = 10.0, exclude: Collection[str] = (),
+                           iface: str = TEREDO_IF) -> str:
+        """:meth:`wait_teredo_address`, then also the IPv6 default route through ``iface`` (the hook
         adds it ~1 ms after the address; a packet sent before it fails "network unreachable")."""
-        address = self.wait_teredo_address(timeout, exclude)
-        wait_for(lambda: self.node.ip_json("-6", "route", "show", "default", "dev", TEREDO_IF), timeout,
-                 f"a default route through {self.node.name}/{TEREDO_IF}", interval=0.002)
+        address = self.wait_teredo_address(timeout, exclude, iface)
+        wait_for(lambda: self.node.ip_json("-6", "route", "show", "default", "dev", iface), timeout,
+                 f"a default route through {self.node.name}/{iface}", interval=0.002)
         return address
 
-    def delete_teredo_address(self, address: str) -> None:
-        """``ip -6 addr del ADDRESS/PLEN dev teredo`` in the node, the prefix length read from the
+    def delete_teredo_address(self, address: str, iface: str = TEREDO_IF) -> None:
+        """``ip -6 addr del ADDRESS/PLEN dev IFACE`` in the node, the prefix length read from the
         kernel (it must match for a deletion by value)."""
-        plens = [a["prefixlen"] for link in self._teredo_link() for a in link.get("addr_info", [])
+        plens = [a["prefixlen"] for link in self._teredo_link(iface) for a in link.get("addr_info", [])
                  if a.get("local") == address]
         if not plens:
-            raise LookupError(f"{address} is not on {self.node.name}/{TEREDO_IF}")
-        self.node.ip("-6", "addr", "del", f"{address}/{plens[0]}", "dev", TEREDO_IF)
+            raise LookupError(f"{address} is not on {self.node.name}/{iface}")
+        self.node.ip("-6", "addr", "del", f"{address}/{plens[0]}", "dev", iface)
 
     # -- stand-ins --------------------------------------------------------------------------------
     def start_home_agent(self, status: int | None = 0, max_lifetime: int = DEFAULT_MAX_LIFETIME,

@@ -72,9 +72,13 @@ API
     restarts); ``.miredo: TrackedProcess | None``; ``.server_log: Path`` (miredo-server's)
     ``.miredo_pid() -> int`` (from the pid file); ``.sighup_miredo() -> float`` (monotonic time sent)
     ``.stop_miredo()``
-    ``.teredo_addresses() -> list[str]`` (global 2001:0::/32 on ``teredo``, no prefix);
-    ``.teredo_ifindex() -> int | None``
-    ``.wait_teredo_address(timeout=10, exclude=()) -> str``
+    ``.teredo_addresses(iface="teredo") -> list[str]`` (global 2001:0::/32 on ``iface``, no prefix);
+    ``.teredo_ifindex(iface="teredo") -> int | None``
+    ``.wait_teredo_address(timeout=10, exclude=(), iface="teredo") -> str``
+    ``.miredo_client(iface="teredo") -> (TrackedProcess | None, Path)`` the miredo owning ``iface``
+        and its log (a lab with a second client in the node overrides it)
+    ``.nat_router(short, spec, lan_peer, lan_peer_if, peer_mac=None, attached=True) -> Namespace``
+        one more NAT router on the WAN (masquerade, forwarding, dnsmasq on its ``lan``)
 
 What miredo does here (miredo 1.2.6, kernel 6.18, stock Debian hook, 2 cores; measured):
 
@@ -369,22 +373,8 @@ class TeredoLab(AccessLab):
             self.srv.ip("addr", "add", f"{addr}/{WAN_PREFIXLEN}", "dev", self.wan_if)
 
         for short, spec in NATS.items():
-            r = self.namespace(short)
-            self._no_ipv6(r)
-            self.routers[short] = r
-            # WAN side
-            self.veth(r, self.wan_if, self.wan, self.port(short))
-            self.wan.ip("link", "set", self.port(short), "master", "br0")
-            r.ip("addr", "add", f"{spec.wan}/{WAN_PREFIXLEN}", "dev", self.wan_if)
-            # LAN side (its sw port starts detached, as in AccessLab)
-            self.veth(r, self.router_if, self.sw, self.port(short), mac_a=spec.mac)
-            self.sw.ip("link", "set", self.port(short), "down")
-            r.ip("addr", "add", f"{spec.gateway}/{spec.prefixlen}", "dev", self.router_if)
-            r.sysctl("net.ipv4.ip_forward", 1)
-            r.run("nft", "-f", "-", input=_NAT_RULESET)
-            self.dnsmasqs[short] = self.dnsmasq(
-                r, self.router_if, range_start=spec.range_start, range_end=spec.range_end,
-                router=spec.gateway, lease=self.lease, renew_after=self.renew_after)
+            # the LAN side's sw port starts detached, as in AccessLab
+            self.routers[short] = self.nat_router(short, spec, self.sw, self.port(short), attached=False)
 
         self.server = self._start_server()
         self.attach(self.initial)
@@ -392,6 +382,32 @@ class TeredoLab(AccessLab):
         self.dhcp.start()
         gw = NATS[self.initial].gateway
         wait_for(lambda: self.node.default_route() == gw, 10, f"default route via {gw} in the node")
+
+    def nat_router(self, short: str, spec: NatSpec, lan_peer: Namespace, lan_peer_if: str,
+                   peer_mac: str | None = None, attached: bool = True) -> Namespace:
+        """A NAT router namespace ``short`` (IPv6 off): ``wan`` (``spec.wan``) on the WAN bridge,
+        ``lan`` (``spec.gateway``, MAC ``spec.mac``) a veth to ``lan_peer_if`` in ``lan_peer``
+        (``peer_mac`` its MAC; ``attached=False``: that end is set down, no carrier on ``lan``), IPv4
+        forwarding, nftables masquerade out of ``wan``, dnsmasq on ``lan`` (in ``.dnsmasqs[short]``,
+        listening when this returns).  Not added to ``.routers`` (the routers the node's eth0 can
+        be attached to)."""
+        r = self.namespace(short)
+        self._no_ipv6(r)
+        # WAN side
+        self.veth(r, self.wan_if, self.wan, self.port(short))
+        self.wan.ip("link", "set", self.port(short), "master", "br0")
+        r.ip("addr", "add", f"{spec.wan}/{WAN_PREFIXLEN}", "dev", self.wan_if)
+        # LAN side
+        self.veth(r, self.router_if, lan_peer, lan_peer_if, mac_a=spec.mac, mac_b=peer_mac)
+        if not attached:
+            lan_peer.ip("link", "set", lan_peer_if, "down")
+        r.ip("addr", "add", f"{spec.gateway}/{spec.prefixlen}", "dev", self.router_if)
+        r.sysctl("net.ipv4.ip_forward", 1)
+        r.run("nft", "-f", "-", input=_NAT_RULESET)
+        self.dnsmasqs[short] = self.dnsmasq(
+            r, self.router_if, range_start=spec.range_start, range_end=spec.range_end,
+            router=spec.gateway, lease=self.lease, renew_after=self.renew_after)
+        return r
 
     @property
     def server_log(self) -> Path:
@@ -565,39 +581,49 @@ class TeredoLab(AccessLab):
             self.miredo = None
 
     # -- kernel state of the tunnel -----------------------------------------------------------------
-    def _teredo_link(self) -> list[dict[str, Any]]:
-        """``ip -j -6 addr show dev teredo`` in the node; [] while the link does not exist."""
-        res = self.node.ip("-j", "-6", "addr", "show", "dev", TEREDO_IF, check=False)
+    def miredo_client(self, iface: str = TEREDO_IF) -> tuple[TrackedProcess | None, Path]:
+        """The node's miredo that owns tunnel ``iface`` and its log (the process None while not
+        started).  A lab with more clients in the node overrides this."""
+        if iface != TEREDO_IF:
+            raise KeyError(f"no miredo client for {iface!r} in this lab (only {TEREDO_IF!r})")
+        return self.miredo, self.miredo_log
+
+    def _teredo_link(self, iface: str = TEREDO_IF) -> list[dict[str, Any]]:
+        """``ip -j -6 addr show dev IFACE`` in the node; [] while the link does not exist."""
+        res = self.node.ip("-j", "-6", "addr", "show", "dev", iface, check=False)
         if res.returncode != 0 or not res.stdout.strip():
             return []
         return list(json.loads(res.stdout))
 
-    def teredo_addresses(self) -> list[str]:
-        """Global 2001:0::/32 addresses on ``teredo`` in the node (no prefix length); [] if the
+    def teredo_addresses(self, iface: str = TEREDO_IF) -> list[str]:
+        """Global 2001:0::/32 addresses on ``iface`` in the node (no prefix length); [] if the
         interface does not exist."""
-        return [str(a["local"]) for link in self._teredo_link()
+        return [str(a["local"]) for link in self._teredo_link(iface)
                 for a in link.get("addr_info", [])
                 if a.get("scope") == "global" and is_teredo(str(a.get("local", "")))]
 
-    def teredo_ifindex(self) -> int | None:
-        links = self._teredo_link()
+    def teredo_ifindex(self, iface: str = TEREDO_IF) -> int | None:
+        links = self._teredo_link(iface)
         return int(links[0]["ifindex"]) if links else None
 
-    def wait_teredo_address(self, timeout: float = 10.0, exclude: Collection[str] = ()) -> str:
-        """Wait until ``teredo`` in the node has a global 2001:0::/32 address not in ``exclude``
-        and return it (without prefix).  Fails at once if miredo died."""
+    def wait_teredo_address(self, timeout: float = 10.0, exclude: Collection[str] = (),
+                            iface: str = TEREDO_IF) -> str:
+        """Wait until ``iface`` in the node has a global 2001:0::/32 address not in ``exclude``
+        and return it (without prefix).  Fails at once if its miredo (:meth:`miredo_client`) died."""
+        proc, log = self.miredo_client(iface)
+
         def found() -> str | None:
-            if self.miredo is not None:
-                self.miredo.check_alive(f"miredo in {self.node.name}")
-            return next((a for a in self.teredo_addresses() if a not in exclude), None)
+            if proc is not None:
+                proc.check_alive(f"miredo for {iface} in {self.node.name}")
+            return next((a for a in self.teredo_addresses(iface) if a not in exclude), None)
 
         try:
-            return wait_for(found, timeout, f"a Teredo address on {self.node.name}/{TEREDO_IF}"
+            return wait_for(found, timeout, f"a Teredo address on {self.node.name}/{iface}"
                             + (f" other than {sorted(exclude)}" if exclude else ""), interval=0.002)
         except AssertionError as e:
             # miredo keeps running when it cannot qualify (e.g. "Teredo server has a non global
             # IPv4 address."): the reason is only in its log.
-            raise AssertionError(f"{e}\nmiredo log {self.miredo_log}:\n{tail(self.miredo_log)}") from None
+            raise AssertionError(f"{e}\nmiredo log {log}:\n{tail(log)}") from None
 
 
 __all__ = [
