@@ -12,9 +12,11 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from orchestrator.config import Config
 from orchestrator.events import RawEvent
 from orchestrator.netlink import wire
 from orchestrator.netlink.decode import RawDecoder
+from orchestrator.state import NetworkState, RouteLookup
 
 
 def _finish(msg: object, kind: int) -> bytes:
@@ -83,3 +85,19 @@ def decode(*datagrams: bytes, tables: set[int] | None = None) -> list[RawEvent]:
             if event is not None:
                 events.append(event)
     return events
+
+
+def primed_state(
+    config: Config, *dump: bytes, reference: str | None = None, lookup: RouteLookup = lambda _dst: None
+) -> NetworkState:
+    """A state primed on ``dump`` (its first dump: no change) and a kernel that removed nothing
+    behind its back (a re-read returns exactly the routes the view has).  By default there is no
+    reference: the uplink comes from the main table's default route."""
+    state = NetworkState(config, reference, lookup=lookup)
+    state._reread = lambda family, table: [
+        route for route in state.view.routes.values() if (route.family, route.table) == (family, table)
+    ]
+    for event in decode(*dump):
+        state.apply(event)
+    state.prime()
+    return state

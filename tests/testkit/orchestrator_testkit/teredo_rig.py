@@ -19,17 +19,24 @@ import pytest
 from .configs import write_teredo
 from .netns import TrackedProcess, wait_for
 from .orchestrator_processes import DaemonProcess, client_hook
-from .teredo_lab import NATS, SERVER_ADDRESS, TeredoLab, teredo_client_ipv4, teredo_requirements_problem
+from .teredo_lab import (
+    NATS,
+    SERVER_ADDRESS,
+    TEREDO_IF,
+    TeredoLab,
+    teredo_client_ipv4,
+    teredo_requirements_problem,
+)
 
 RELOADED = "Reloading configuration"
 MARKER = "192.0.2.254/32"
 
 
-def miredo_reloads(lab: TeredoLab) -> int:
-    """SIGHUPs miredo got in this lab so far, counted where they land: its supervisor's
-    "Reloading configuration" lines (the log is appended across miredo's restarts, so compare two
-    counts).  Why a function: a bench counts them with or without a daemon running."""
-    return lab.miredo_log.read_text(errors="replace").count(RELOADED)
+def miredo_reloads(lab: TeredoLab, iface: str = TEREDO_IF) -> int:
+    """SIGHUPs the miredo of tunnel ``iface`` got in this lab so far, counted where they land: its
+    supervisor's "Reloading configuration" lines (the log is appended across miredo's restarts, so
+    compare two counts).  Why a function: a bench counts them with or without a daemon running."""
+    return lab.miredo_client(iface)[1].read_text(errors="replace").count(RELOADED)
 
 
 @dataclass

@@ -18,25 +18,15 @@ from orchestrator.events import (
     UplinkChanged,
 )
 from orchestrator.netlink import queries
-from orchestrator.state import NetworkState, RouteReread
+from orchestrator.state import NetworkState
 from orchestrator.view import KernelView
 
 ETH, TEREDO = 2, 7
 
 
-def unchanged_routes(s: NetworkState) -> RouteReread:
-    """A kernel that removed nothing behind our back: it has exactly the routes the view has."""
-    return lambda family, table: [r for r in s.view.routes.values() if (r.family, r.table) == (family, table)]
-
-
 def state(tmp_path: Path, *initial: bytes) -> NetworkState:
     """A primed state with no reference: the uplink comes from the main table's default route."""
-    s = NetworkState(load(write(tmp_path)), lookup=lambda _dst: None)
-    s._reread = unchanged_routes(s)
-    for event in r.decode(r.link(ETH, "eth0"), r.link(TEREDO, "teredo"), *initial):
-        s.apply(event)
-    s.prime()
-    return s
+    return r.primed_state(load(write(tmp_path)), r.link(ETH, "eth0"), r.link(TEREDO, "teredo"), *initial)
 
 
 def feed(s: NetworkState, *datagrams: bytes, now: float = 1.0) -> list[object]:
@@ -251,19 +241,16 @@ def test_resync_with_a_changed_carrier_counter_probes_the_gateway(tmp_path: Path
 def test_reference_route_from_the_kernel_decides(tmp_path: Path) -> None:
     """With a reference, the kernel's own route towards it picks the uplink among several."""
     path = write(tmp_path, uplinks='reference = "198.51.100.1"')
-    s = NetworkState(
-        load(path), "198.51.100.1", lookup=lambda _dst: queries.RouteLookup(3, "10.3.0.1", "10.3.0.7")
-    )
-    s._reread = unchanged_routes(s)
-    for event in r.decode(
+    s = r.primed_state(
+        load(path),
         r.link(ETH, "eth0"),
         r.link(3, "eth1"),
         *LEASE_A,
         r.address(3, "10.3.0.7/24"),
         r.route("0.0.0.0/0", 3, "10.3.0.1", metric=600),
-    ):
-        s.apply(event)
-    s.prime()
+        reference="198.51.100.1",
+        lookup=lambda _dst: queries.RouteLookup(3, "10.3.0.1", "10.3.0.7"),
+    )
     assert s.tracker.current == Uplink("eth1", "10.3.0.7/24", "10.3.0.1")
 
 
@@ -295,16 +282,12 @@ def ppp_state(tmp_path: Path, gateway: str | None) -> NetworkState:
     """pppd's unit dialled: ``198.51.100.7 peer 203.0.113.1/32`` (IFA_LOCAL ours, IFA_ADDRESS the
     peer) and a default route into it, with no gateway or via the peer (which no subnet holds: the
     kernel reaches it through the peer's host route)."""
-    s = NetworkState(load(write(tmp_path, interfaces=PPP_INTERFACES)), lookup=lambda _dst: None)
-    s._reread = unchanged_routes(s)
-    for event in r.decode(
+    return r.primed_state(
+        load(write(tmp_path, interfaces=PPP_INTERFACES)),
         r.link(PPP, "ppp0"),
         r.address(PPP, "198.51.100.7/32", peer="203.0.113.1"),
         r.route("0.0.0.0/0", PPP, gateway),
-    ):
-        s.apply(event)
-    s.prime()
-    return s
+    )
 
 
 def test_point_to_point_uplink_is_our_address_never_the_peer(tmp_path: Path) -> None:
@@ -414,12 +397,8 @@ TEREDO2 = 8
 
 
 def bound_state(tmp_path: Path, *initial: bytes) -> NetworkState:
-    s = NetworkState(load(write(tmp_path, interfaces=BOUND_INTERFACES)), lookup=lambda _dst: None)
-    s._reread = unchanged_routes(s)
     links = (r.link(ETH, "eth0"), r.link(TEREDO, "teredo"), r.link(TEREDO2, "teredo2"))
-    for event in r.decode(*links, *initial):
-        s.apply(event)
-    s.prime()
+    s = r.primed_state(load(write(tmp_path, interfaces=BOUND_INTERFACES)), *links, *initial)
     s.config = replace(s.config, address_prefixes={"teredo": "2001::/32", "teredo2": "2001::/32"})
     return s
 

@@ -12,7 +12,7 @@ import pytest
 from orchestrator_mipv6.environment import kernel_problems, mip6d_pid
 from orchestrator_mipv6.mip6d_conf import InterfacePolicy, differences, parse, render
 from orchestrator_testkit import REPO
-from orchestrator_testkit.configs import write
+from orchestrator_testkit.configs import STANDBY_INTERFACES, write
 from orchestrator_testkit.orchestrator_processes import spawn_named
 
 from orchestrator import config
@@ -213,6 +213,15 @@ def test_a_missing_preference_counts_as_mip6d_default() -> None:
 
 
 # -- differences ------------------------------------------------------------------------------------
+
+
+def test_render_makes_both_tunnels_of_a_hot_standby_tunnel_enabled(tmp_path: Path) -> None:
+    rendered = render(load(tmp_path, STANDBY_INTERFACES.format(tunnel="")))
+    assert rendered.problems == []
+    assert {name: policy for name, policy in rendered.interfaces.items() if policy.tunnel} == {
+        "teredo": InterfacePolicy(3, tunnel=True),
+        "teredo2": InterfacePolicy(4, tunnel=True),
+    }
 
 
 def test_no_differences_for_the_rendered_text(seed: config.Config, tmp_path: Path) -> None:

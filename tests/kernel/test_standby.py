@@ -1,0 +1,200 @@
+"""The hot standby on a real kernel: two uplinks behind two NATs, a Teredo tunnel bound to each
+(two real miredo clients), the mobile-node and home-agent stand-ins over both tunnels.
+
+The daemon runs in the node with plugins routing, teredo and mipv6; ``teredo2`` is a
+``[[teredo.standby]]`` instance whose ``BindAddress`` and source route the daemon keeps.  Losing
+the preferred tunnel's uplink hands the binding over to the standby tunnel without any
+re-qualification; its return hands it back once the preferred tunnel has qualified again.
+Assertions are on the order of events and on the kernel's state, never on elapsed time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from orchestrator_testkit.configs import STANDBY_INTERFACES, STANDBY_PROFILE, standby_entry, write_teredo
+from orchestrator_testkit.mip6_lab import HOME_ADDRESS, HOME_AGENT, mip6_requirements_problem
+from orchestrator_testkit.mip6_standins import HomeAgentStandIn, MobileNodeStandIn
+from orchestrator_testkit.netns import wait_for
+from orchestrator_testkit.orchestrator_processes import DaemonProcess, client_hook
+from orchestrator_testkit.standby_lab import (
+    STANDBY_NAT,
+    STANDBY_TUNNEL_IF,
+    STANDBY_UPLINK_IF,
+    StandbyLab,
+)
+from orchestrator_testkit.teredo_lab import (
+    NATS,
+    SERVER_ADDRESS,
+    TEREDO_IF,
+    miredo_client_config,
+    teredo_client_ipv4,
+)
+from orchestrator_testkit.teredo_rig import miredo_reloads
+
+pytestmark = pytest.mark.netns
+
+GRACE_MS = 1000
+TABLE = PRIORITY = 1000  # the first standby's documented defaults
+MOBILE_NODE = ("eth0:1", f"{TEREDO_IF}:3:tunnel", f"{STANDBY_TUNNEL_IF}:4:tunnel")
+
+
+@dataclass
+class Rig:
+    lab: StandbyLab
+    daemon: DaemonProcess
+    ha: HomeAgentStandIn
+    mn: MobileNodeStandIn
+
+    def status(self) -> dict[str, Any]:
+        return self.daemon.status()
+
+    def last_move(self, since: int) -> dict[str, Any]:
+        """The first move numbered above ``since``, once it ended."""
+        def ended() -> dict[str, Any] | None:
+            return next((m for m in self.status()["moves"] if m["id"] > since and m["outcome"]), None)
+
+        move: dict[str, Any] = wait_for(ended, 30, f"a move after move {since} to end")
+        return move
+
+    def last_move_id(self) -> int:
+        moves = self.status()["moves"]
+        return int(moves[-1]["id"]) if moves else 0
+
+    def reloads(self) -> tuple[int, int]:
+        """SIGHUPs so far: (the main miredo's, the standby's)."""
+        return miredo_reloads(self.lab), miredo_reloads(self.lab, STANDBY_TUNNEL_IF)
+
+    def source_rules(self) -> list[dict[str, Any]]:
+        rules = self.lab.node.ip_json("-4", "rule", "show")
+        return [r for r in rules if r.get("priority") == PRIORITY]
+
+    def source_routes(self) -> list[dict[str, Any]]:
+        return self.lab.node.ip_json("-4", "route", "show", "table", str(TABLE))
+
+    def bind_address(self) -> list[str]:
+        lines = self.lab.standby_conf.read_text().splitlines()
+        return [line for line in lines if line.startswith("BindAddress")]
+
+
+def standby_config(lab: StandbyLab) -> Path:
+    mipv6 = f'[mipv6]\nhome_agent = "{HOME_AGENT}"\nhome_address = "{HOME_ADDRESS}"\nhandover_timeout_s = 5\n'
+    extra = STANDBY_PROFILE + mipv6 + standby_entry(STANDBY_TUNNEL_IF, lab.standby_pidfile, lab.standby_conf)
+    return write_teredo(lab.tmp, lab.miredo_pidfile, SERVER_ADDRESS, grace=GRACE_MS,
+                        enable=("routing", "teredo", "mipv6"), extra=extra, interfaces=STANDBY_INTERFACES)
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    """The daemon starts first (the standby's miredo has no pid file yet and reads the file the
+    daemon wrote), then both miredo clients, the home agent and the mobile node, bound through
+    the preferred tunnel."""
+    problem = mip6_requirements_problem()
+    if problem:
+        pytest.skip(problem)
+    with StandbyLab() as lab:
+        lab.standby_conf.write_text(miredo_client_config(f"InterfaceName {STANDBY_TUNNEL_IF}"))
+        config = standby_config(lab)
+        daemon = DaemonProcess(lab.node, config, config.parent / "control.sock")
+        wlan = str(lab.standby_address()).split("/")[0]
+        written = f"BindAddress {wlan}"
+        wait_for(lambda: written in lab.standby_conf.read_text(), 5, "the daemon to write BindAddress")
+        hook = client_hook(lab.tmp, config)
+        lab.start_miredo(hook)
+        lab.launch_standby_miredo(hook)
+        lab.wait_teredo_routed()
+        lab.wait_teredo_routed(iface=STANDBY_TUNNEL_IF)
+        ha = lab.start_home_agent(status=0)
+        mn = lab.start_mobile_node(MOBILE_NODE, lifetime=60)
+        mn.wait_event("ba-received", 15, status=0)
+        yield Rig(lab, daemon, ha, mn)
+        assert daemon.stop() == 0
+
+
+def test_each_tunnel_qualifies_through_its_own_nat_and_the_node_binds_through_the_preferred(rig: Rig) -> None:
+    lab = rig.lab
+    (primary,), (standby,) = lab.teredo_addresses(), lab.teredo_addresses(STANDBY_TUNNEL_IF)
+    assert teredo_client_ipv4(primary) == NATS["na"].wan and teredo_client_ipv4(standby) == STANDBY_NAT.wan
+    assert rig.mn.coa() == primary
+    wlan = str(lab.standby_address()).split("/")[0]
+    assert rig.bind_address() == [f"BindAddress {wlan}"]
+    assert [(r["src"], r["table"]) for r in rig.source_rules()] == [(wlan, str(TABLE))]
+    assert [(r["dst"], r.get("gateway"), r["dev"]) for r in rig.source_routes()] == [
+        ("default", lab.standby_gateway(), STANDBY_UPLINK_IF)
+    ]
+    status = next(p for p in rig.status()["plugins"] if p["name"] == "teredo")["status"]
+    assert status["state"] == "up" and status["standby"][STANDBY_TUNNEL_IF]["state"] == "up", status
+    assert [u["role"] for u in rig.status()["uplinks"]] == ["active", "standby"]
+
+
+@pytest.mark.parametrize("outage_s", [0.2, 1.5], ids=["shorter-than-the-grace", "longer-than-the-grace"])
+def test_carrier_loss_hands_over_to_the_standby_and_back_without_kicking_it(
+    rig: Rig, outage_s: float
+) -> None:
+    lab = rig.lab
+    (primary,), (standby,) = lab.teredo_addresses(), lab.teredo_addresses(STANDBY_TUNNEL_IF)
+    before, mark, moves = rig.reloads(), rig.mn.mark(), rig.last_move_id()
+    lab.carrier(False)
+    away = rig.last_move(moves)
+    assert away["outcome"] == "ok" and away["new"]["interface"] == STANDBY_UPLINK_IF, away
+    assert [p for p in away["phases"] if p in ("coa-purged", "bu-sent", "handover-confirmed")] == [
+        "coa-purged", "bu-sent", "handover-confirmed"], away
+    rig.ha.wait_event("bu-received", 10, src=standby)
+    rig.mn.wait_event("ba-received", 10, since=mark, status=0)
+    assert rig.mn.coa() == standby and lab.teredo_addresses() == []
+    time.sleep(outage_s)  # the outage itself: shorter, then longer than carrier_grace_ms
+    assert rig.reloads() == before, "no SIGHUP while the preferred uplink is down, none to the standby"
+    back_mark = rig.mn.mark()
+    lab.carrier(True)
+    back = rig.last_move(away["id"])
+    assert back["outcome"] == "ok" and back["new"]["interface"] == "eth0", back
+    again = lab.wait_teredo_address(exclude={primary})
+    assert teredo_client_ipv4(again) == NATS["na"].wan
+    rig.ha.wait_event("bu-received", 10, src=again)
+    rig.mn.wait_event("ba-received", 10, since=back_mark, status=0)
+    assert rig.mn.coa() == again and lab.teredo_addresses(STANDBY_TUNNEL_IF) == [standby]
+    assert rig.reloads() == (before[0] + 1, before[1]), "one kick, for the preferred tunnel only"
+    assert _never_without_a_coa(rig.mn, mark)
+
+
+def _never_without_a_coa(mn: MobileNodeStandIn, since: int) -> bool:
+    """The mobile node never lost its care-of address: it only ever switched to another one."""
+    return mn.events("coa-lost", since=since) == []
+
+
+def test_a_released_lease_hands_over_at_once_and_a_new_network_hands_back(rig: Rig) -> None:
+    lab = rig.lab
+    (standby,) = lab.teredo_addresses(STANDBY_TUNNEL_IF)
+    before, mark, moves = rig.reloads(), rig.mn.mark(), rig.last_move_id()
+    lab.dhcp.release()
+    away = rig.last_move(moves)
+    assert away["new"]["interface"] == STANDBY_UPLINK_IF and "coa-purged" in away["phases"], away
+    rig.ha.wait_event("bu-received", 10, src=standby)
+    assert rig.mn.coa() == standby
+    lab.move_to("nb")  # a new lease on another network
+    back = rig.last_move(away["id"])
+    assert back["new"]["interface"] == "eth0" and back["outcome"] == "ok", back
+    (again,) = lab.teredo_addresses()
+    assert teredo_client_ipv4(again) == NATS["nb"].wan
+    rig.ha.wait_event("bu-received", 10, src=again)
+    assert rig.mn.coa() == again and rig.reloads() == (before[0] + 1, before[1])
+    assert _never_without_a_coa(rig.mn, mark)
+
+
+def test_a_standby_move_kicks_only_its_miredo_and_its_binding_and_rule_follow(rig: Rig) -> None:
+    lab = rig.lab
+    (primary,), (standby,) = lab.teredo_addresses(), lab.teredo_addresses(STANDBY_TUNNEL_IF)
+    before, mark = rig.reloads(), rig.mn.mark()
+    new = lab.standby_new_lease().split("/")[0]
+    moved = lab.wait_teredo_address(iface=STANDBY_TUNNEL_IF, exclude={standby})
+    assert teredo_client_ipv4(moved) == STANDBY_NAT.wan
+    wait_for(lambda: rig.reloads() == (before[0], before[1] + 1), 10, "one SIGHUP to the standby's miredo")
+    assert rig.bind_address() == [f"BindAddress {new}"]
+    assert [r["src"] for r in rig.source_rules()] == [new]
+    assert lab.teredo_addresses() == [primary] and rig.mn.coa() == primary
+    assert all(e["coa"] == primary for e in rig.mn.events("bu-sent", since=mark)), "the binding is untouched"

@@ -1,0 +1,128 @@
+"""Which miredo is kicked, which is stale, for which uplink event: each instance follows the uplink
+its packets leave by, fed with recorded netlink messages and the core's own derived events."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from orchestrator_teredo.instance import Instance
+from orchestrator_testkit import recorded_netlink as r
+from orchestrator_testkit.configs import load, write
+
+from orchestrator import Move, NetworkState, PluginContext, UplinkChanged
+from orchestrator.events import StandbyUplinksChanged
+from orchestrator.moves import MoveLog
+
+ETH0, ETH1 = 2, 3
+INTERFACES = """\
+[[interfaces]]
+match = "eth*"
+role = "uplink"
+
+[[interfaces]]
+match = "teredo"
+role = "tunnel"
+uplink = "eth0"
+
+[[interfaces]]
+match = "teredo2"
+role = "tunnel"
+uplink = "eth1"
+
+[[interfaces]]
+match = "teredo3"
+role = "tunnel"
+"""
+ACTIVE_DEFAULT: tuple[Any, ...] = ("0.0.0.0/0", ETH0, "10.1.0.1")
+STANDBY_DEFAULT: tuple[Any, ...] = ("0.0.0.0/0", ETH1, "10.3.0.1", 254, 200)  # main table, metric 200
+TWO_UPLINKS = (
+    r.link(ETH0, "eth0"),
+    r.address(ETH0, "10.1.0.100/24"),
+    r.route(*ACTIVE_DEFAULT),
+    r.link(ETH1, "eth1"),
+    r.address(ETH1, "10.3.0.100/24"),
+    r.route(*STANDBY_DEFAULT),
+)
+
+
+class Kicks:
+    """Stands in for an instance's Requalifier: records what the instance asks of it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def start(self, address: str | None, stale: str | None = None) -> None:
+        self.calls.append(("start", stale))
+
+    def request(self, why: str, move: Move | None) -> None:
+        self.calls.append(("kick", move.id if move is not None else None))
+
+    def uplink_lost(self) -> None:
+        self.calls.append(("stale",))
+
+
+class Node:
+    """The state, and the three instances: teredo bound to eth0, teredo2 to eth1, teredo3 unbound."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.state: NetworkState = r.primed_state(load(write(tmp_path, interfaces=INTERFACES)), *TWO_UPLINKS)
+        moves = MoveLog(10.0, lambda _move, _phase: None, lambda _move: None)
+        log = logging.getLogger("test.teredo")
+        self.context = PluginContext("teredo", self.state.config, self.state, moves, log, Counter())
+        self.kicks = {name: Kicks() for name in ("teredo", "teredo2", "teredo3")}
+        self.instances = [
+            Instance(name, self.state.config.bound_uplink(name), kicks, self.context)  # type: ignore[arg-type]
+            for name, kicks in self.kicks.items()
+        ]
+        for instance in self.instances:
+            instance.start()
+
+    def feed(self, *datagrams: bytes, now: float = 1.0) -> None:
+        """The derived events of ``datagrams`` as the daemon hands them to the plugin."""
+        derived = [e for event in r.decode(*datagrams) for e in self.state.apply(event)]
+        for event in [*derived, *self.state.settle(now)]:
+            for instance in self.instances:
+                if isinstance(event, UplinkChanged):
+                    move = Move(event.move, event, 0.0, now)
+                    instance.uplink_changed(event, move)
+                elif isinstance(event, StandbyUplinksChanged):
+                    instance.standby_changed()
+
+    def calls(self) -> dict[str, list[tuple[Any, ...]]]:
+        found = {name: kicks.calls[1:] for name, kicks in self.kicks.items()}  # after the start
+        for kicks in self.kicks.values():
+            del kicks.calls[1:]
+        return found
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Node:
+    return Node(tmp_path)
+
+
+def test_start_up_takes_every_tunnel_as_it_is(node: Node) -> None:
+    assert [kicks.calls for kicks in node.kicks.values()] == [[("start", None)]] * 3
+
+
+def test_the_active_uplinks_carrier_loss_makes_its_tunnel_stale_never_the_standby(node: Node) -> None:
+    node.feed(r.link(ETH0, "eth0", carrier=False))
+    assert node.calls() == {"teredo": [("stale",)], "teredo2": [], "teredo3": [("kick", 1)]}
+    node.feed(r.link(ETH0, "eth0"), now=1.1)  # back: the bound tunnel re-qualifies for this move
+    assert node.calls() == {"teredo": [("kick", 2)], "teredo2": [], "teredo3": [("kick", 2)]}
+
+
+def test_a_standby_move_kicks_only_the_tunnel_bound_to_it(node: Node) -> None:
+    node.feed(r.address(ETH1, "10.3.0.100/24", deleted=True), r.route(*STANDBY_DEFAULT, deleted=True))
+    assert node.calls() == {"teredo": [], "teredo2": [("stale",)], "teredo3": []}
+    node.feed(r.address(ETH1, "10.3.0.142/24"), r.route(*STANDBY_DEFAULT), now=2.0)
+    assert node.calls() == {"teredo": [], "teredo2": [("kick", None)], "teredo3": []}
+
+
+def test_the_standby_becoming_active_is_no_move_of_its_own(node: Node) -> None:
+    """eth0's lease is released: eth1 becomes the active uplink, its identity unchanged."""
+    node.feed(r.address(ETH0, "10.1.0.100/24", deleted=True), r.route(*ACTIVE_DEFAULT, deleted=True))
+    assert node.calls() == {"teredo": [("stale",)], "teredo2": [], "teredo3": [("kick", 1)]}
