@@ -54,7 +54,8 @@ def write_bind_address(path: Path, address: str) -> bool:
 
     Written atomically (a temporary file in the same directory, renamed over the file) with the
     file's mode and owner, so a miredo reloading at that moment reads the old file or the new one,
-    never half of one."""
+    never half of one.  A file owned by another user or group than the daemon's cannot keep its
+    owner under the shipped unit (no CAP_CHOWN): ``PermissionError``, reported, the file untouched."""
     text = path.read_text()
     wanted = with_bind_address(text, address)
     if wanted == text:
@@ -66,7 +67,8 @@ def write_bind_address(path: Path, address: str) -> bool:
             out.write(wanted)
             out.flush()
             os.fchmod(out.fileno(), status.st_mode & 0o7777)
-            os.fchown(out.fileno(), status.st_uid, status.st_gid)
+            if (status.st_uid, status.st_gid) != (os.geteuid(), os.getegid()):
+                os.fchown(out.fileno(), status.st_uid, status.st_gid)  # needs CAP_CHOWN, the unit has none
             os.fsync(out.fileno())
         os.replace(temporary, path)
     except BaseException:

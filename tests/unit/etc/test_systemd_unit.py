@@ -25,6 +25,8 @@ from orchestrator_testkit import REPO
 from orchestrator.config import DAEMON, DEFAULT_PATH
 
 UNIT = REPO / "etc" / "systemd" / "orchestrator.service"
+STANDBY_TEMPLATE = REPO / "etc" / "systemd" / "miredo-standby@.service"
+STANDBY_DIRECTORY = "/etc/miredo/standby"
 INSTALLED_COMMAND = "/opt/orchestrator/bin/orchestrator"
 VENDOR_UNIT_DIRS = ("/usr/lib/systemd/system", "/lib/systemd/system")
 # `systemd-analyze security` exposure, x10 (2.8 when written): loosening the sandbox fails here.
@@ -143,6 +145,24 @@ def test_the_sandbox_is_there(unit):
     assert unit["Service"].get("ProcSubset", ["all"]) == ["all"]
 
 
+def test_the_standby_configurations_are_the_only_files_it_may_write(unit):
+    """The template keeps its configurations in the one directory the daemon may write."""
+    assert unit["Service"]["ReadWritePaths"] == [f"-{STANDBY_DIRECTORY}"]
+    template = parse(STANDBY_TEMPLATE.read_text())
+    assert one(template, "Service", "ExecStart") == (
+        f"/usr/sbin/miredo -f -c {STANDBY_DIRECTORY}/%i.conf -p /run/miredo-%i.pid"
+    )
+
+
+def test_a_standby_miredo_starts_once_the_daemon_has_written_its_file(unit):
+    """The daemon writes BindAddress before READY; miredo, started after it, reads that file; the
+    daemon itself is ordered after the main miredo only: no ordering cycle."""
+    template = parse(STANDBY_TEMPLATE.read_text())
+    assert words(template["Unit"]["After"]) == words(template["Unit"]["Wants"]) == {"orchestrator.service"}
+    assert "ExecReload" not in template["Service"], "the daemon sends the SIGHUPs; no /bin/kill needed"
+    assert not any("miredo-standby" in value for value in unit["Unit"].get("After", []))
+
+
 # -- systemd's own checks -----------------------------------------------------------------------------
 
 
@@ -187,6 +207,17 @@ def verify_complaints(copy: Path) -> str | None:
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
     complaints = verify_complaints(installable_copy(tmp_path))
     assert complaints is None, f"systemd-analyze verify {UNIT.name}:\n{complaints}"
+
+
+def test_systemd_analyze_verify_accepts_a_standby_instance(tmp_path):
+    """Verified as an instance (``miredo-standby@teredo2``), as systemd loads it: %i expanded."""
+    (tmp_path / STANDBY_TEMPLATE.name).write_text(STANDBY_TEMPLATE.read_text())
+    if shutil.which("miredo", path="/usr/sbin") is None:
+        pytest.fail("/usr/sbin/miredo not found: scripts/install-deps installs it (Debian package miredo)")
+    instance = "miredo-standby@teredo2.service"
+    result = analyze("verify", "--man=no", "--generators=no", instance, unit_dir=tmp_path)
+    said = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0 and not said, f"systemd-analyze verify miredo-standby@teredo2:\n{said}"
 
 
 def test_a_careless_edit_is_what_verify_reports(tmp_path):
