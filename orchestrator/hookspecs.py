@@ -355,7 +355,9 @@ def orchestrator_standby_uplinks_changed(context: PluginContext, event: StandbyU
     carrier, an IPv4 address and a default route through it; the active one is the subject of
     ``orchestrator_uplink_changed`` and never in the list.  A standby uplink that loses carrier,
     address or route leaves the list at once (no grace: nothing is lost by it).  The standby
-    uplinks at start-up are no change: read them from ``context.state.standby``.
+    uplinks at start-up are no change: read them from ``context.state.standby``.  A tunnel bound
+    to an uplink (``[[interfaces]] uplink``) asks ``context.state.tunnel_uplink(name)`` for it (None:
+    that uplink is not complete); ``context.state.uplink_of(ifname)`` is any interface's.
 
     * Called: on every such change.
     * Lane: ``uplink``, after the active uplink's change of the same burst; carries state: a queued

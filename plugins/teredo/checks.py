@@ -35,11 +35,12 @@ def problems(config: Config) -> list[str]:
     found: list[str] = []
     owners: dict[tuple[str, object], str] = {("interface", main): "teredo.interface"}
     owners[("pidfile", _path(section["pidfile"]))] = "teredo.pidfile"
+    profiles = {_profile(config, main): main}
     for position, entry in enumerate(section.get("standby", [])):
-        where = f"teredo.standby[{position}]"
-        found += _tunnel_problems(config, where, entry["interface"], main)
+        where, name = f"teredo.standby[{position}]", entry["interface"]
+        found += _tunnel_problems(config, where, name, main)
         claims = (
-            ("interface", entry["interface"]),
+            ("interface", name),
             ("pidfile", _path(entry["pidfile"])),
             ("config", _path(entry["config"])),
             ("table", standby_table(position, entry)),
@@ -49,8 +50,20 @@ def problems(config: Config) -> list[str]:
             owner = owners.setdefault((key, value), f"{where}.{key}")
             if owner != f"{where}.{key}":
                 found.append(f"{where}.{key}: {value} is {owner}'s already")
-        found += _file_problems(f"{where}.config", Path(entry["config"]), entry["interface"])
+        profile = _profile(config, name)
+        sharing = profiles.setdefault(profile, name)
+        if profile is not None and sharing != name:
+            found.append(
+                f"{where}.interface: {name!r} uses routing profile {profile!r} as {sharing!r} does: two "
+                "tunnels up at once need profiles of their own (a metric and a table each)"
+            )
+        found += _file_problems(f"{where}.config", Path(entry["config"]), name)
     return found
+
+
+def _profile(config: Config, tunnel: str) -> str | None:
+    spec = config.interface(tunnel)
+    return spec.routing_profile if spec is not None else None
 
 
 def _tunnel_problems(config: Config, where: str, name: str, main: str) -> list[str]:
@@ -62,13 +75,6 @@ def _tunnel_problems(config: Config, where: str, name: str, main: str) -> list[s
         return [
             f"{where}.interface: {name!r} is bound to no uplink: set uplink = \"<interface>\" in its "
             "[[interfaces]] entry"
-        ]
-    spec, main_spec = config.interface(name), config.interface(main)
-    profile = spec.routing_profile if spec is not None else None
-    if profile is not None and main_spec is not None and main_spec.routing_profile == profile:
-        return [
-            f"{where}.interface: {name!r} uses routing profile {profile!r} as {main!r} does: two tunnels "
-            "up at once need profiles of their own (a metric and a table each)"
         ]
     return []
 
