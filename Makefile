@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit deps venv lint bench clean
+.PHONY: demo demo-failover test unit deps venv lint bench clean
 
 deps:
 	@scripts/install-deps
@@ -43,7 +43,12 @@ unit: venv
 demo: deps venv
 	@$(BIN)/python scripts/demo.py
 
-BENCHES := bench/latency.py bench/ingest.py bench/idle.py bench/hook.py bench/teredo_move.py bench/handover.py bench/exec.py bench/dependencies.py bench/restart.py
+# The hot standby: eth0's carrier lost and back, with a standby tunnel on a second uplink, with one
+# tunnel over two uplinks, and with one uplink (about 40 s).
+demo-failover: deps venv
+	@$(BIN)/python bench/failover.py --events 3 --idle-s 0
+
+BENCHES := bench/latency.py bench/ingest.py bench/idle.py bench/hook.py bench/teredo_move.py bench/handover.py bench/exec.py bench/dependencies.py bench/restart.py bench/failover.py
 
 bench: deps venv
 	@for b in $(BENCHES); do $(BIN)/python $$b || exit 1; done

@@ -36,6 +36,23 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def switches(pid: int) -> int:
+    """Context switches (voluntary and not) of all of a process's threads so far: its wake-ups."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        for line in status.read_text().splitlines():
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                total += int(line.split()[1])
+    return total
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
 def table(title: str, rows: list[tuple[str, ...]]) -> None:
     """Print ``(figure, ours, baseline, ...)`` rows in aligned columns."""
     print(f"\n{title}")

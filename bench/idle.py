@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import main_in_namespace, start_daemon, table
+from common import main_in_namespace, rss_mib, start_daemon, switches, table
 
 WARMUP_S = 3.0
 WINDOW_S = 30.0
@@ -32,22 +32,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def switches(pid: int) -> int:
-    total = 0
-    for status in Path(f"/proc/{pid}/task").glob("*/status"):
-        for line in status.read_text().splitlines():
-            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                total += int(line.split()[1])
-    return total
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 def inside(directory: Path) -> None:
