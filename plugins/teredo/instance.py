@@ -77,30 +77,32 @@ class Instance:
 
     def start(self) -> None:
         """Take the uplink as it is.  A standby's file is written at once (its miredo may start
-        after the daemon and read it); one that predates its uplink, or had another address in its
-        file, is kicked (judged against its own uplink: the active one's moves are not its)."""
+        after the daemon and read it).  A bound tunnel whose address predates its own uplink's, or
+        whose file had another address, is kicked now; an unbound one's staleness is the core's
+        missed move (``NetworkState.resume``), which kicks it like any move."""
         state = self.context.state
-        self.served = state.tunnel_uplink(self.interface)
-        rewritten = False
-        if self.standby is not None and self.served is not None:
-            rewritten = self.standby.follow(self.served, self.context)
+        self.served = uplink = state.tunnel_uplink(self.interface)
         stale = None
-        if not state.follows_active(self.interface):
-            if rewritten:
-                stale = f"start-up: BindAddress rewritten for {self.served and self.served.describe()}"
+        if self.uplink is not None and uplink is not None:
+            if self.standby is not None and self.standby.follow(uplink, self.context):
+                stale = f"start-up: BindAddress rewritten for {uplink.describe()}"
             elif self.interface in state.tunnels_older_than_uplink():
-                stale = "start-up: its address predates its uplink's"
+                stale = f"start-up: its address predates {uplink.describe()}"
         self.requalifier.start(state.tunnel_address(self.interface), stale)
 
     def uplink_changed(self, event: UplinkChanged, move: Move) -> None:
-        """The active uplink changed: a move for an unbound instance (as every move is), and for
-        one bound to an uplink that moved while active; else judged by its own uplink."""
+        """The active uplink changed: a move for an unbound instance (as every move is).  A bound
+        one is judged by its own uplink's identity, and kicked for this move when its uplink is
+        the new active one and moved (another router behind the same address: a move too)."""
         if self.uplink is None:
             self._follow(event.new, move, moved=True)
             return
-        mine = event.new is not None and event.new.interface == self.uplink
-        moved = mine and event.old is not None and event.old.interface == self.uplink
-        self._follow(self.context.state.uplink_of(self.uplink), move if mine else None, moved)
+        old, new = event.old, event.new
+        if new is None or new.interface != self.uplink:
+            self._follow(self.context.state.uplink_of(self.uplink), None, moved=False)
+            return
+        moved = old is not None and old.interface == self.uplink and not old.same_network(new)
+        self._follow(self.context.state.uplink_of(self.uplink), move, moved)
 
     def standby_changed(self) -> None:
         """The standby uplinks changed: only an instance bound to one of them cares."""

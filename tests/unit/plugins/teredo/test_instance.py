@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,11 @@ class Kicks:
 class Node:
     """The state, and the three instances: teredo bound to eth0, teredo2 to eth1, teredo3 unbound."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.state: NetworkState = r.primed_state(load(write(tmp_path, interfaces=INTERFACES)), *TWO_UPLINKS)
+    def __init__(self, tmp_path: Path, *dump: bytes) -> None:
+        config = load(write(tmp_path, interfaces=INTERFACES))
+        prefixes = {name: "2001::/32" for name in ("teredo", "teredo2", "teredo3")}  # as the plugin declares
+        config = replace(config, address_prefixes=prefixes)
+        self.state: NetworkState = r.primed_state(config, *(dump or TWO_UPLINKS))
         moves = MoveLog(10.0, lambda _move, _phase: None, lambda _move: None)
         log = logging.getLogger("test.teredo")
         self.context = PluginContext("teredo", self.state.config, self.state, moves, log, Counter())
@@ -126,3 +130,21 @@ def test_the_standby_becoming_active_is_no_move_of_its_own(node: Node) -> None:
     """eth0's lease is released: eth1 becomes the active uplink, its identity unchanged."""
     node.feed(r.address(ETH0, "10.1.0.100/24", deleted=True), r.route(*ACTIVE_DEFAULT, deleted=True))
     assert node.calls() == {"teredo": [("stale",)], "teredo2": [], "teredo3": [("kick", 1)]}
+
+
+def test_at_start_a_bound_tunnel_older_than_its_uplink_is_kicked_an_unbound_one_left_to_the_core(
+    tmp_path: Path,
+) -> None:
+    """teredo2 qualified (stamp 100) before eth1's lease (200): dead, kicked at once.  teredo3
+    (unbound) predates eth0's lease too: the core's missed move kicks it, so not here (one SIGHUP)."""
+    dump = (
+        *TWO_UPLINKS[:1], r.address(ETH0, "10.1.0.100/24", created=500), *TWO_UPLINKS[2:4],
+        r.address(ETH1, "10.3.0.100/24", created=200), *TWO_UPLINKS[5:],
+        r.link(8, "teredo2"), r.address(8, "2001:0:c633:6401::2/128", created=100),
+        r.link(9, "teredo3"), r.address(9, "2001:0:c633:6401::3/128", created=100),
+    )
+    node = Node(tmp_path, *dump)
+    stale = "start-up: its address predates eth1 10.3.0.100/24 via 10.3.0.1"
+    assert node.kicks["teredo2"].calls == [("start", stale)]
+    assert node.kicks["teredo3"].calls == [("start", None)]
+    assert node.state.tunnels_older_than_uplink() == ["teredo2", "teredo3"]
