@@ -3,6 +3,9 @@ one it accepts."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,19 @@ def test_bind_address_is_rewritten_in_place_or_added_the_rest_kept(tmp_path: Pat
     assert write_bind_address(conf, "10.3.0.101") and not write_bind_address(conf, "10.3.0.101")
     assert conf.read_text() == "InterfaceName teredo2\nBindAddress 10.3.0.101\n"
     assert conf.stat().st_mode & 0o777 == 0o640 and [p.name for p in tmp_path.iterdir()] == ["miredo.conf"]
+
+
+def test_a_config_the_daemon_cannot_replace_is_refused(tmp_path: Path) -> None:
+    """Root may write anything, except on a read-only mount: the standby's directory is made one in
+    a private mount namespace (nothing of it reaches the host), where check-config runs."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a private mount namespace")
+    config = standby_config(tmp_path)
+    conf = tmp_path / "miredo-teredo2.conf"
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    command = [sys.executable, "-m", "orchestrator.cli", "check-config", "--config", str(config)]
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", str(tmp_path), *command],
+                            capture_output=True, text=True, timeout=60)
+    problem = f"teredo.standby[0].config: {conf} cannot be rewritten here (the daemon keeps its BindAddress)"
+    assert result.returncode == 2 and problem in result.stderr, result.stderr
+    assert os.access(conf, os.W_OK), "the host's view is untouched"
