@@ -27,34 +27,30 @@ class Standby:
     route: SourceRoute
 
     def follow(self, uplink: Uplink, context: PluginContext) -> bool:
-        """Put ``uplink`` into the file and the source route; returns whether the file changed.  A
-        refusal is reported, never raised: the kick still goes (miredo may qualify over what the
-        kernel has)."""
+        """Put ``uplink`` into the file and the source route; returns whether either had to change
+        (then the running miredo was not using it).  A refusal is reported, never raised: the kick
+        still goes (miredo may qualify over what the kernel has)."""
         changed = False
         try:
             changed = miredo_conf.write_bind_address(self.config, str(uplink.ip))
-        except OSError as error:
+        except (OSError, UnicodeError) as error:
             context.report(
                 f"teredo: cannot write BindAddress into {self.config}: {error}", context.current_move
             )
         link = context.state.view.link_named(uplink.interface)
+        written: list[str] = []
         try:
             written = self.route.converge(uplink, link.index) if link is not None else []
         except OSError as error:
-            written = []
             context.report(
                 f"teredo: cannot keep the source route through {uplink.interface} "
                 f"(table {self.route.table}): {error}",
                 context.current_move,
             )
         if changed or written:
-            context.log.info(
-                "%s follows %s: %s",
-                self.config,
-                uplink.describe(),
-                "; ".join([*(["BindAddress " + str(uplink.ip)] if changed else []), *written]),
-            )
-        return changed
+            done = [f"BindAddress {uplink.ip}"] if changed else []
+            context.log.info("%s follows %s: %s", self.config, uplink.describe(), "; ".join(done + written))
+        return changed or bool(written)
 
 
 class Instance:
@@ -74,26 +70,33 @@ class Instance:
         self.requalifier = requalifier
         self.standby = standby
         self.served: Uplink | None = None  # the uplink the last kick was for
+        self.kicked_at_start: Uplink | None = None  # a start-up kick's uplink, until the first move
 
     def start(self) -> None:
-        """Take the uplink as it is.  A standby's file is written at once (its miredo may start
-        after the daemon and read it).  A bound tunnel whose address predates its own uplink's, or
-        whose file had another address, is kicked now; an unbound one's staleness is the core's
-        missed move (``NetworkState.resume``), which kicks it like any move."""
+        """Take the uplink as it is.  A standby's file and source route are put in place at once
+        (its miredo may start after the daemon and read the file); when either had to change, the
+        running miredo is kicked.  A tunnel bound to a standby uplink whose address predates that
+        uplink's is kicked too.  The staleness of one that follows the active uplink is the core's
+        missed move (``NetworkState.resume``, from the previous run's record or creation times),
+        which kicks it like any move: one SIGHUP either way."""
         state = self.context.state
         self.served = uplink = state.tunnel_uplink(self.interface)
         stale = None
-        if self.uplink is not None and uplink is not None:
-            if self.standby is not None and self.standby.follow(uplink, self.context):
-                stale = f"start-up: BindAddress rewritten for {uplink.describe()}"
-            elif self.interface in state.tunnels_older_than_uplink():
-                stale = f"start-up: its address predates {uplink.describe()}"
+        if uplink is None:
+            pass
+        elif self.standby is not None and self.standby.follow(uplink, self.context):
+            stale = f"start-up: its BindAddress or source route was not {uplink.describe()}'s"
+        elif not state.follows_active(self.interface) and self.interface in state.tunnels_older_than_uplink():
+            stale = f"start-up: its address predates {uplink.describe()}"
+        self.kicked_at_start = uplink if stale else None
         self.requalifier.start(state.tunnel_address(self.interface), stale)
 
     def uplink_changed(self, event: UplinkChanged, move: Move) -> None:
         """The active uplink changed: a move for an unbound instance (as every move is).  A bound
-        one is judged by its own uplink's identity, and kicked for this move when its uplink is
-        the new active one and moved (another router behind the same address: a move too)."""
+        one is kicked for this move when its uplink is the new active one and it moved (another
+        identity, or another router behind the same address), came back, or moved unseen (a missed
+        move: ``old`` None) unless the kick start-up sent for it is still under way; otherwise it
+        is judged by its own uplink's identity."""
         if self.uplink is None:
             self._follow(event.new, move, moved=True)
             return
@@ -101,11 +104,16 @@ class Instance:
         if new is None or new.interface != self.uplink:
             self._follow(self.context.state.uplink_of(self.uplink), None, moved=False)
             return
-        moved = old is not None and old.interface == self.uplink and not old.same_network(new)
+        kicked, self.kicked_at_start = self.kicked_at_start, None
+        if old is None:
+            moved = kicked is None or not kicked.same_network(new)
+        else:
+            moved = old.interface == self.uplink and not old.same_network(new)
         self._follow(self.context.state.uplink_of(self.uplink), move, moved)
 
     def standby_changed(self) -> None:
         """The standby uplinks changed: only an instance bound to one of them cares."""
+        self.kicked_at_start = None
         if self.uplink is not None:
             self._follow(self.context.state.uplink_of(self.uplink), None, moved=False)
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from orchestrator import Move, Part
 
-from .supervisor import SupervisorMissing
+from .supervisor import NotStarted, SupervisorMissing
 
 MAX_BACKOFF_S = 300.0  # the longest wait between two kicks that got no address
 
@@ -91,6 +91,7 @@ class Requalifier:
         self._wait_timer: Handle | None = None  # waiting for the address after a kick
         self._move: Move | None = None  # the move the next or the last kick serves
         self._part: Part | None = None
+        self._waiting = False  # started before miredo had: its tunnel appearing is expected
         for name in COUNTERS:
             counters[name] += 0  # listed in status from the start
         self._set("stale", "not started")
@@ -98,10 +99,17 @@ class Requalifier:
     # -- events --------------------------------------------------------------------------------------
 
     def start(self, address: str | None, stale: str | None = None) -> None:
-        """Take the tunnel as it is; ``stale``: why its address, if any, is dead already."""
+        """Take the tunnel as it is; ``stale``: why its address, if any, is dead already.  A miredo
+        that has not started yet (no pid file: a standby's unit starts after the daemon) is waited
+        for, not a failure: its tunnel appearing is what comes next."""
         self.address = address
         try:
             self.supervisor.pid()
+        except NotStarted as missing:
+            self.log.info("%s; waiting for it", missing)
+            self._waiting = True
+            self._set("stale", f"{missing}; waiting for it")
+            return
         except SupervisorMissing as missing:
             self._absent(str(missing))
             return
@@ -170,12 +178,14 @@ class Requalifier:
             self._set("qualifying", f"miredo (pid {pid}) restarted its tunnel on its own")
 
     def link_appeared(self) -> None:
-        if self.state != "failed" or self._kick_timer is not None:
+        """The tunnel link appeared: a miredo found gone, or waited for, has started."""
+        if (self.state != "failed" and not self._waiting) or self._kick_timer is not None:
             return
         try:
-            pid = self.supervisor.pid()
+            pid = self.supervisor.pid()  # watched from now on
         except SupervisorMissing:
             return  # still failed, for the reason already shown
+        self._waiting = False
         self._set("qualifying", f"miredo (pid {pid}) is back")
 
     def miredo_exited(self, reason: str) -> None:

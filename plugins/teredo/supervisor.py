@@ -22,6 +22,10 @@ class SupervisorMissing(Exception):
     """No live miredo behind the pid file; the message says plainly what was found instead."""
 
 
+class NotStarted(SupervisorMissing):
+    """No pid file at all: miredo has not started (yet), as opposed to a dead or foreign pid."""
+
+
 class Supervisor:
     """The pid file's miredo.  With ``on_exit``, every successful contact (``pid``, ``reload``) also
     watches that process, and ``on_exit(reason)`` is called once when it exits."""
@@ -93,7 +97,7 @@ class Supervisor:
         try:
             text = self.pidfile.read_text()
         except FileNotFoundError:
-            raise SupervisorMissing(f"miredo is not running: no pid file {self.pidfile}") from None
+            raise NotStarted(f"miredo is not running: no pid file {self.pidfile}") from None
         except OSError as error:
             raise SupervisorMissing(f"cannot read miredo's pid file {self.pidfile}: {error}") from None
         words = text.split()

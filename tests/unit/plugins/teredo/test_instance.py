@@ -66,10 +66,20 @@ class Kicks:
         self.calls.append(("stale",))
 
 
+class FileAndRoute:
+    """Stands in for a standby's file and source route: whether they had to change."""
+
+    def __init__(self, rewritten: bool) -> None:
+        self.rewritten = rewritten
+
+    def follow(self, uplink: object, context: object) -> bool:
+        return self.rewritten
+
+
 class Node:
     """The state, and the three instances: teredo bound to eth0, teredo2 to eth1, teredo3 unbound."""
 
-    def __init__(self, tmp_path: Path, *dump: bytes) -> None:
+    def __init__(self, tmp_path: Path, *dump: bytes, rewritten: bool = False) -> None:
         config = load(write(tmp_path, interfaces=INTERFACES))
         prefixes = {name: "2001::/32" for name in ("teredo", "teredo2", "teredo3")}  # as the plugin declares
         config = replace(config, address_prefixes=prefixes)
@@ -78,8 +88,10 @@ class Node:
         log = logging.getLogger("test.teredo")
         self.context = PluginContext("teredo", self.state.config, self.state, moves, log, Counter())
         self.kicks = {name: Kicks() for name in ("teredo", "teredo2", "teredo3")}
+        standby = FileAndRoute(rewritten)
         self.instances = [
-            Instance(name, self.state.config.bound_uplink(name), kicks, self.context)  # type: ignore[arg-type]
+            Instance(name, self.state.config.bound_uplink(name), kicks, self.context,  # type: ignore[arg-type]
+                     standby if name == "teredo2" else None)  # type: ignore[arg-type]
             for name, kicks in self.kicks.items()
         ]
         for instance in self.instances:
@@ -88,7 +100,10 @@ class Node:
     def feed(self, *datagrams: bytes, now: float = 1.0) -> None:
         """The derived events of ``datagrams`` as the daemon hands them to the plugin."""
         derived = [e for event in r.decode(*datagrams) for e in self.state.apply(event)]
-        for event in [*derived, *self.state.settle(now)]:
+        self.hand(*derived, *self.state.settle(now), now=now)
+
+    def hand(self, *derived: object, now: float = 1.0) -> None:
+        for event in derived:
             for instance in self.instances:
                 if isinstance(event, UplinkChanged):
                     move = Move(event.move, event, 0.0, now)
@@ -148,3 +163,32 @@ def test_at_start_a_bound_tunnel_older_than_its_uplink_is_kicked_an_unbound_one_
     assert node.kicks["teredo2"].calls == [("start", stale)]
     assert node.kicks["teredo3"].calls == [("start", None)]
     assert node.state.tunnels_older_than_uplink() == ["teredo2", "teredo3"]
+
+
+def test_a_standby_whose_file_or_route_had_to_change_is_kicked_once_at_start(tmp_path: Path) -> None:
+    node = Node(tmp_path, rewritten=True)
+    stale = "start-up: its BindAddress or source route was not eth1 10.3.0.100/24 via 10.3.0.1's"
+    assert node.kicks["teredo2"].calls == [("start", stale)]
+    assert node.kicks["teredo"].calls == [("start", None)]
+
+
+def test_a_missed_move_kicks_a_tunnel_bound_to_the_active_uplink_once(tmp_path: Path) -> None:
+    """teredo (bound to eth0, the active uplink) predates eth0's lease: start-up leaves it to the
+    core, whose missed move (no record) kicks it, once."""
+    dump = (*TWO_UPLINKS[:1], r.address(ETH0, "10.1.0.100/24", created=500), *TWO_UPLINKS[2:],
+            r.link(7, "teredo"), r.address(7, "2001:0:c633:6401::1/128", created=100))
+    node = Node(tmp_path, *dump)
+    assert node.kicks["teredo"].calls == [("start", None)]
+    node.hand(*node.state.resume(None, 1.0))
+    assert node.calls() == {"teredo": [("kick", 1)], "teredo2": [], "teredo3": [("kick", 1)]}
+
+
+def test_a_start_up_kick_is_not_repeated_for_the_missed_move_that_follows_it(tmp_path: Path) -> None:
+    """eth1 alone, so active: teredo2's file had to change (kicked at start) and its address
+    predates eth1's lease (the core's missed move): one SIGHUP, not two."""
+    dump = (*TWO_UPLINKS[3:4], r.address(ETH1, "10.3.0.100/24", created=500), *TWO_UPLINKS[5:],
+            r.link(8, "teredo2"), r.address(8, "2001:0:c633:6401::2/128", created=100))
+    node = Node(tmp_path, *dump, rewritten=True)
+    assert node.kicks["teredo2"].calls[0][1] is not None  # kicked at start
+    node.hand(*node.state.resume(None, 1.0))
+    assert node.calls() == {"teredo": [], "teredo2": [], "teredo3": [("kick", 1)]}

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from orchestrator_teredo import miredo_conf
 from orchestrator_teredo.requalify import COALESCED, KICKS, MIREDO_ABSENT, TIMEOUTS, Requalifier
-from orchestrator_teredo.supervisor import Supervisor, SupervisorMissing
+from orchestrator_teredo.supervisor import NotStarted, Supervisor, SupervisorMissing
 from orchestrator_testkit.configs import check_config, write
 from orchestrator_testkit.orchestrator_processes import spawn_named
 
@@ -71,10 +71,13 @@ class CountingMiredo:
     running: bool = True
     reloads: list[float] = field(default_factory=list)
     clock: HandClock | None = None
+    started: bool = True  # False: no pid file at all (running is then False too)
 
     def pid(self) -> int:
+        if not self.started:
+            raise NotStarted("miredo is not running: no pid file /run/miredo.pid")
         if not self.running:
-            raise SupervisorMissing("miredo is not running: no pid file /run/miredo.pid")
+            raise SupervisorMissing("miredo is not running: /run/miredo.pid names pid 99, which is gone")
         return 4242
 
     def reload(self) -> int:
@@ -113,9 +116,10 @@ def rig() -> Rig:
     return make_rig()
 
 
-def make_rig(address: str | None = "2001:0:c633:6401::1", uplink: bool = True, running: bool = True) -> Rig:
+def make_rig(address: str | None = "2001:0:c633:6401::1", uplink: bool = True, running: bool = True,
+             started: bool = True) -> Rig:
     clock = HandClock()
-    miredo = CountingMiredo(running, clock=clock)
+    miredo = CountingMiredo(running and started, clock=clock, started=started)
     counters: Counter[str] = Counter()
     status: dict[str, Any] = {}
     present = [uplink]
@@ -242,6 +246,18 @@ def test_miredo_absent_is_reported_counted_and_not_retried() -> None:
     assert rig.status["state"] == "up"
     rig.move()
     assert len(rig.miredo.reloads) == 1
+
+
+def test_a_miredo_not_started_yet_is_waited_for_not_failed() -> None:
+    """A standby's miredo starts after the daemon (its unit is ordered so): no error, no count."""
+    rig = make_rig(address=None, started=False)
+    assert rig.status["state"] == "stale" and "waiting for it" in rig.status["reason"]
+    assert rig.counters[MIREDO_ABSENT] == 0 and rig.miredo.reloads == []
+    rig.miredo.started = rig.miredo.running = True
+    rig.requalifier.link_appeared()
+    assert rig.status["state"] == "qualifying"
+    rig.requalifier.address_changed("2001:0:c633:6401::6")
+    assert rig.status["state"] == "up" and rig.miredo.reloads == []
 
 
 def test_miredo_exiting_is_reported_at_once(rig: Rig) -> None:
