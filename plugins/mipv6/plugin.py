@@ -16,14 +16,12 @@ from orchestrator import (
     Command,
     Config,
     Key,
-    LinkEvent,
     Move,
     NetworkState,
     PluginContext,
     Section,
     StandbyUplinksChanged,
     TunnelAddressChanged,
-    Uplink,
     UplinkChanged,
     hookimpl,
 )
@@ -31,6 +29,7 @@ from orchestrator import (
 from . import coa, environment, kernel_signals, mip6d_conf, purge, xfrm
 from .capture import MAX_PACKET, open_capture
 from .commands import MIP6D_CONF
+from .dependents import Dependents
 from .handover import Handovers, Pending
 from .mobility import parse
 
@@ -59,8 +58,7 @@ class MobilityPlugin:
         self.expected: coa.Candidate | None = None
         self.purged: frozenset[str] = frozenset()
         self.last_requalify = -REQUALIFY_MIN_INTERVAL_S
-        self.uplinks: dict[str, Uplink] = {}  # the complete uplinks last seen, by interface
-        self.active: Uplink | None = None
+        self.dependents = Dependents()
 
     # -- configuration ------------------------------------------------------------------------------
 
@@ -98,7 +96,7 @@ class MobilityPlugin:
         for problem in problems:
             context.log.warning("%s", problem)
         context.status.update(mode="degraded" if problems else "ok", problems=problems, handover="none")
-        self._lost_uplinks()
+        self.dependents.note(context.state)
         self._update_expected()
 
     @hookimpl
@@ -107,7 +105,7 @@ class MobilityPlugin:
             self.handovers.abandon()
         self._stop_listening()
         self.context = self.handovers = self.expected = None  # a late call finds a stopped plugin
-        self.purged, self.uplinks, self.active = frozenset(), {}, None
+        self.purged, self.dependents = frozenset(), Dependents()
 
     # -- events ---------------------------------------------------------------------------------------
 
@@ -118,76 +116,72 @@ class MobilityPlugin:
         self.handovers.abandon()  # superseded with its move
         self._stop_listening()
         previous = self.expected
-        dependent = self._dependent_tunnels(self._lost_uplinks())
+        dead = self._dead_tunnels()
         if event.new is None:
             self._purge(move, self._tunnels())  # a handover to what remains, if anything does
-        elif dependent and self._valid_elsewhere(dependent):
-            self._purge(move, dependent)  # make-before-break: the other tunnel's address is there now
-        elif previous is not None and previous.tunnel:
+        elif not self._purge_dead(move, dead) and previous is not None and previous.tunnel:
             self._begin(move, previous, None)  # the tunnel's next address will be the care-of address
 
     @hookimpl
     async def orchestrator_standby_uplinks_changed(self, event: StandbyUplinksChanged) -> None:
         """A standby uplink lost: the tunnels bound to it are dead, purged when another care-of
         address remains (the expected one is then unchanged, or a handover follows)."""
-        if self.context is None:
-            return
-        dependent = self._dependent_tunnels(self._lost_uplinks())
-        if dependent and self._valid_elsewhere(dependent):
-            self._purge(self.context.current_move, dependent)
+        if self.context is not None:
+            self._purge_dead(self.context.current_move, self._dead_tunnels())
 
     @hookimpl
     async def orchestrator_tunnel_address_changed(self, event: TunnelAddressChanged) -> None:
+        """A new address may be the care-of address that lets the tunnels still waiting be purged."""
         if self.context is None:
             return
-        if event.new is not None:
-            self.purged -= {event.new}
-        self._update_expected()
+        present = {address for name in self._tunnels() for address in self._addresses(name)}
+        self.purged = (self.purged & present) - {event.new}  # a purged address that came back is usable
+        self.dependents.back(self.context.state)
+        if not (self.dependents.waiting and self._purge_dead(self.context.current_move, [])):
+            self._update_expected()
 
     # -- the work -------------------------------------------------------------------------------------
 
-    def _tunnels(self) -> list[LinkEvent]:
+    def _tunnels(self) -> list[str]:
         """The links with role tunnel: their addresses derive from an uplink (Teredo, 6to4) and die
         with it; an uplink's own IPv6 (ipv6_tunnel) belongs to its link and is the kernel's to remove."""
         assert self.context is not None
-        config = self.context.config
-        return [link for link in self.context.state.view.links.values() if config.role(link.name) == "tunnel"]
+        config, links = self.context.config, self.context.state.view.links.values()
+        return sorted(link.name for link in links if config.role(link.name) == "tunnel")
 
-    def _lost_uplinks(self) -> tuple[set[str], bool]:
-        """The uplink interfaces whose complete uplink is gone or changed identity since last asked,
-        and whether the active one is among them (remembering the uplinks as they are now)."""
+    def _addresses(self, tunnel: str) -> list[str]:
         assert self.context is not None
-        state = self.context.state
-        now = {u.interface: u for u in (state.tracker.current, *state.standby) if u is not None}
-        lost = {n for n, old in self.uplinks.items() if n not in now or not now[n].same_network(old)}
-        active_lost = self.active is not None and self.active.interface in lost
-        self.uplinks, self.active = now, state.tracker.current
-        return lost, active_lost
+        link = self.context.state.view.link_named(tunnel)
+        return [a.address for a in self.context.state.global_ipv6(link.index, usable=False)] if link else []
 
-    def _dependent_tunnels(self, lost: tuple[set[str], bool]) -> list[LinkEvent]:
-        """The tunnels whose uplink is among ``lost``: bound to one, or following the active uplink
-        when that one was lost."""
+    def _dead_tunnels(self) -> list[str]:
+        """The tunnels whose uplink was lost since last asked, and those still waiting."""
         assert self.context is not None
-        names, active_lost = lost
-        bound_uplink = self.context.config.bound_uplink
-        return [
-            link for link in self._tunnels()
-            if (bound_uplink(link.name) in names) or (bound_uplink(link.name) is None and active_lost)
-        ]
+        self.dependents.back(self.context.state)
+        lost = self.dependents.note(self.context.state)
+        return self.dependents.dead(self.context.config, self._tunnels(), lost)
 
-    def _valid_elsewhere(self, dependent: list[LinkEvent]) -> bool:
-        """Whether a usable care-of address remains once ``dependent``'s addresses are gone."""
+    def _purge_dead(self, move: Move | None, dead: list[str]) -> bool:
+        """Purge ``dead`` tunnels and the ones waiting when another usable care-of address remains
+        (make-before-break); else the bound ones wait for one.  Returns whether it purged."""
         assert self.context is not None
-        names = {link.name for link in dependent}
+        dead = sorted({*dead, *self.dependents.waiting})
         remaining = coa.candidates(self.context.config, self.context.state, self.purged)
-        return any(candidate.interface not in names for candidate in remaining)
+        if not dead or all(candidate.interface in dead for candidate in remaining):
+            self.dependents.wait(self.context.config, dead)
+            return False
+        self.dependents.waiting -= set(dead)
+        self._purge(move, dead)
+        return True
 
-    def _purge(self, move: Move | None, tunnels: list[LinkEvent]) -> None:
+    def _purge(self, move: Move | None, tunnels: list[str]) -> None:
         """Delete the global addresses of ``tunnels`` (listening first: mip6d answers the purge
         within a millisecond over a native path), then expect what remains."""
         assert self.context is not None and self.handovers is not None
-        recorded = purge.record(self.context.state, tunnels)
+        links = [link for name in tunnels if (link := self.context.state.view.link_named(name))]
+        recorded = purge.record(self.context.state, links)
         if not recorded:
+            self._update_expected()
             return
         self._listen()
         problems = purge.delete(recorded)

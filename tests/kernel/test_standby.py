@@ -48,6 +48,7 @@ MOBILE_NODE = ("eth0:1", f"{TEREDO_IF}:3:tunnel", f"{STANDBY_TUNNEL_IF}:4:tunnel
 class Rig:
     lab: StandbyLab
     daemon: DaemonProcess
+    hook: Path
     ha: HomeAgentStandIn
     mn: MobileNodeStandIn
 
@@ -112,7 +113,7 @@ def rig() -> Iterator[Rig]:
         ha = lab.start_home_agent(status=0)
         mn = lab.start_mobile_node(MOBILE_NODE, lifetime=60)
         mn.wait_event("ba-received", 15, status=0)
-        yield Rig(lab, daemon, ha, mn)
+        yield Rig(lab, daemon, hook, ha, mn)
         assert daemon.stop() == 0
 
 
@@ -132,10 +133,12 @@ def test_each_tunnel_qualifies_through_its_own_nat_and_the_node_binds_through_th
     assert [u["role"] for u in rig.status()["uplinks"]] == ["active", "standby"]
 
 
-@pytest.mark.parametrize("outage_s", [0.2, 1.5], ids=["shorter-than-the-grace", "longer-than-the-grace"])
+@pytest.mark.parametrize("outage_s", [0.2, 1.5], ids=["short-outage", "long-outage"])
 def test_carrier_loss_hands_over_to_the_standby_and_back_without_kicking_it(
     rig: Rig, outage_s: float
 ) -> None:
+    """The carrier comes back well within carrier_grace_ms (1 s here) or after it: with a complete
+    standby the grace plays no part either way, the handover is at once."""
     lab = rig.lab
     (primary,), (standby,) = lab.teredo_addresses(), lab.teredo_addresses(STANDBY_TUNNEL_IF)
     before, mark, moves = rig.reloads(), rig.mn.mark(), rig.last_move_id()
@@ -194,7 +197,32 @@ def test_a_standby_move_kicks_only_its_miredo_and_its_binding_and_rule_follow(ri
     moved = lab.wait_teredo_address(iface=STANDBY_TUNNEL_IF, exclude={standby})
     assert teredo_client_ipv4(moved) == STANDBY_NAT.wan
     wait_for(lambda: rig.reloads() == (before[0], before[1] + 1), 10, "one SIGHUP to the standby's miredo")
+    rig.daemon.wait_idle()
+    assert rig.reloads() == (before[0], before[1] + 1), "and no other"
     assert rig.bind_address() == [f"BindAddress {new}"]
     assert [r["src"] for r in rig.source_rules()] == [new]
+    assert [(r["dst"], r.get("gateway"), r["dev"]) for r in rig.source_routes()] == [
+        ("default", lab.standby_gateway(), STANDBY_UPLINK_IF)
+    ]
     assert lab.teredo_addresses() == [primary] and rig.mn.coa() == primary
     assert all(e["coa"] == primary for e in rig.mn.events("bu-sent", since=mark)), "the binding is untouched"
+
+
+def test_a_tunnel_that_could_not_be_purged_is_once_the_standby_qualifies(rig: Rig) -> None:
+    """The preferred uplink goes while the standby has no address (its miredo stopped): nothing to
+    hand over to, so teredo keeps its address; the standby's miredo starting gives a care-of
+    address, and teredo's dead one is purged at once."""
+    lab = rig.lab
+    (primary,) = lab.teredo_addresses()
+    lab.stop_standby_miredo()
+    moves = rig.last_move_id()
+    lab.carrier(False)
+    rig.last_move(moves)
+    rig.daemon.wait_idle()
+    assert lab.teredo_addresses() == [primary], "no other care-of address: nothing purged"
+    mark = rig.mn.mark()
+    lab.launch_standby_miredo(rig.hook)
+    standby = lab.wait_teredo_address(iface=STANDBY_TUNNEL_IF)
+    rig.ha.wait_event("bu-received", 10, src=standby)
+    assert lab.teredo_addresses() == [] and rig.mn.coa() == standby
+    assert rig.mn.wait_event("ba-received", 10, since=mark, status=0)["coa"] == standby

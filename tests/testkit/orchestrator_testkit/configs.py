@@ -58,6 +58,26 @@ routing_profile = "teredo2"
 match = "lan*"
 role = "lan"
 """
+# For recorded-netlink tests: eth* uplinks, teredo bound to eth0, teredo2 to eth1, teredo3 unbound.
+BOUND_INTERFACES = """\
+[[interfaces]]
+match = "eth*"
+role = "uplink"
+
+[[interfaces]]
+match = "teredo"
+role = "tunnel"
+uplink = "eth0"
+
+[[interfaces]]
+match = "teredo2"
+role = "tunnel"
+uplink = "eth1"
+
+[[interfaces]]
+match = "teredo3"
+role = "tunnel"
+"""
 # The standby tunnel's profile: the main one's defaults, its own metric.
 STANDBY_PROFILE = "[routing.profiles.teredo2]\nmetric = 1030\n"
 

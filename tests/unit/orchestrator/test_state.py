@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from orchestrator_testkit import recorded_netlink as r
-from orchestrator_testkit.configs import load, write
+from orchestrator_testkit.configs import BOUND_INTERFACES, load, write
 
 from orchestrator.events import (
     GatewayLearned,
@@ -374,25 +374,6 @@ def test_alone_the_active_uplink_losing_carrier_still_waits_for_its_grace(tmp_pa
     assert s.tracker.loss_deadline == 4.0
 
 
-BOUND_INTERFACES = """\
-[[interfaces]]
-match = "eth*"
-role = "uplink"
-
-[[interfaces]]
-match = "teredo"
-role = "tunnel"
-uplink = "eth0"
-
-[[interfaces]]
-match = "teredo2"
-role = "tunnel"
-uplink = "eth1"
-
-[[interfaces]]
-match = "teredo3"
-role = "tunnel"
-"""
 TEREDO2 = 8
 
 

@@ -12,32 +12,13 @@ from typing import Any
 import pytest
 from orchestrator_teredo.instance import Instance
 from orchestrator_testkit import recorded_netlink as r
-from orchestrator_testkit.configs import load, write
+from orchestrator_testkit.configs import BOUND_INTERFACES, load, write
 
 from orchestrator import Move, NetworkState, PluginContext, UplinkChanged
 from orchestrator.events import StandbyUplinksChanged
 from orchestrator.moves import MoveLog
 
 ETH0, ETH1 = 2, 3
-INTERFACES = """\
-[[interfaces]]
-match = "eth*"
-role = "uplink"
-
-[[interfaces]]
-match = "teredo"
-role = "tunnel"
-uplink = "eth0"
-
-[[interfaces]]
-match = "teredo2"
-role = "tunnel"
-uplink = "eth1"
-
-[[interfaces]]
-match = "teredo3"
-role = "tunnel"
-"""
 ACTIVE_DEFAULT: tuple[Any, ...] = ("0.0.0.0/0", ETH0, "10.1.0.1")
 STANDBY_DEFAULT: tuple[Any, ...] = ("0.0.0.0/0", ETH1, "10.3.0.1", 254, 200)  # main table, metric 200
 TWO_UPLINKS = (
@@ -80,7 +61,7 @@ class Node:
     """The state, and the three instances: teredo bound to eth0, teredo2 to eth1, teredo3 unbound."""
 
     def __init__(self, tmp_path: Path, *dump: bytes, rewritten: bool = False) -> None:
-        config = load(write(tmp_path, interfaces=INTERFACES))
+        config = load(write(tmp_path, interfaces=BOUND_INTERFACES))
         prefixes = {name: "2001::/32" for name in ("teredo", "teredo2", "teredo3")}  # as the plugin declares
         config = replace(config, address_prefixes=prefixes)
         self.state: NetworkState = r.primed_state(config, *(dump or TWO_UPLINKS))
