@@ -300,11 +300,8 @@ def interface_specs(
         elif spec.uplink is not None and spec.role != "tunnel":
             problems.append(f"{where}.uplink: only an interface with role 'tunnel' is bound to an uplink")
         specs.append(spec)
-    for spec in (s for s in specs if s.uplink is not None):
-        assert spec.uplink is not None
-        bound_to = next((s for s in specs if s.matches(spec.uplink)), None)  # first match, as ``interface``
+    for origin, uplink in ((spec.origin, spec.uplink) for spec in specs if spec.uplink is not None):
+        bound_to = next((s for s in specs if s.matches(uplink)), None)  # the first match, as ``interface``
         if bound_to is None or bound_to.role != "uplink":
-            problems.append(
-                f"{spec.origin}.uplink: {spec.uplink!r} is not an interface with role 'uplink' in {path}"
-            )
+            problems.append(f"{origin}.uplink: {uplink!r} is not an interface with role 'uplink' in {path}")
     return tuple(specs)

@@ -49,9 +49,6 @@ def _status(link: LinkEvent | None) -> LinkStatus:
     return ABSENT if link is None else LinkStatus(True, link.up, link.carrier)
 
 
-RT_SCOPE_UNIVERSE = 0
-
-
 class NetworkState:
     """Applies raw events, derives meaning.  ``lookup`` asks the kernel for its route to an IPv4
     address and ``reread`` for one table's routes; unit tests pass recorded answers instead.
@@ -407,7 +404,7 @@ class NetworkState:
         return [
             a
             for a in self.view.addresses_of(index, socket.AF_INET6)
-            if a.scope == RT_SCOPE_UNIVERSE and not (usable and (a.tentative or a.deprecated))
+            if a.scope == wire.RT_SCOPE_UNIVERSE and not (usable and (a.tentative or a.deprecated))
         ]
 
 

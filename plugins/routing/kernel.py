@@ -17,11 +17,9 @@ from .endstate import EndState
 from .profile import Profile, is_link_local
 
 AF_INET6 = _socket.AF_INET6
-RTPROT_KERNEL, RTPROT_BOOT = 2, 3
 FRA_SUPPRESS_IFGROUP, FRA_SUPPRESS_PREFIXLEN, FRA_PROTOCOL = 13, 14, 21
 UNSET = 0xFFFFFFFF  # how the kernel reports a suppress_* selector nobody set
 IFLA_MTU = 4
-CREATE = wire.NLM_F_ACK | 0x400 | 0x200  # NLM_F_CREATE | NLM_F_EXCL
 DIRECT = ""  # the gateway of a route straight into the interface (sorts with the addresses)
 
 
@@ -120,7 +118,7 @@ def read(sock: _socket.socket, interface: str, profile: Profile) -> Current:
     for dst, dst_len, metric, gateway, oif, protocol in _routes(sock, wire.RT_TABLE_MAIN):
         # The kernel's routes follow the addresses.  A followed tunnel's other routes (a PPP link's
         # router advertisements) are its own plugin's: only the ones a profile writes are the profile's.
-        ours = protocol == RTPROT_BOOT if profile.follow_address else protocol != RTPROT_KERNEL
+        ours = protocol == wire.RTPROT_BOOT if profile.follow_address else protocol != wire.RTPROT_KERNEL
         if oif == index and ours:
             current.routes.add((dst, dst_len, metric, gateway))
     if profile.table is not None:
@@ -225,18 +223,24 @@ def plan(current: Current, end: EndState, profile: Profile, interface: str) -> l
     if end.mtu is not None and end.mtu != current.mtu:
         ops.append(_link(index, interface, up=None, mtu=end.mtu))
     for address, prefixlen in sorted(wanted_addresses - current.addresses):
-        ops.append(_address(wire.RTM_NEWADDR, address, prefixlen, index, CREATE, interface))
+        ops.append(_address(wire.RTM_NEWADDR, address, prefixlen, index, wire.CREATE_NEW, interface))
     for dst, dst_len, metric, via in sorted(routes - current.routes):
         ops.append(
-            _route(wire.RTM_NEWROUTE, dst, dst_len, metric, via, index, wire.RT_TABLE_MAIN, CREATE, interface)
+            _route(
+                wire.RTM_NEWROUTE, dst, dst_len, metric, via, index, wire.RT_TABLE_MAIN, wire.CREATE_NEW,
+                interface,
+            )
         )
     if profile.table is not None:
         for dst, dst_len, metric, via in sorted(table_routes - present):
             ops.append(
-                _route(wire.RTM_NEWROUTE, dst, dst_len, metric, via, index, profile.table, CREATE, interface)
+                _route(
+                    wire.RTM_NEWROUTE, dst, dst_len, metric, via, index, profile.table, wire.CREATE_NEW,
+                    interface,
+                )
             )
         for source, prefixlen in sorted(end.rules - current.rules):
-            ops.append(_rule(wire.RTM_NEWRULE, source, prefixlen, profile, CREATE))
+            ops.append(_rule(wire.RTM_NEWRULE, source, prefixlen, profile, wire.CREATE_NEW))
     return ops
 
 
@@ -283,7 +287,7 @@ def _route(
 ) -> Operation:
     """A route straight into the interface, or via ``gateway`` flagged on-link: the next hop of a
     tunnel (6to4's ``::192.88.99.1``) is in no prefix of the interface, and needs none."""
-    protocol = RTPROT_BOOT if kind == wire.RTM_NEWROUTE else 0
+    protocol = wire.RTPROT_BOOT if kind == wire.RTM_NEWROUTE else 0
     route_flags = wire.RTNH_F_ONLINK if gateway else 0
     body = wire.route_body(AF_INET6, dst, dst_len, gateway, oif, table, metric, protocol, route_flags)
     verb = "add" if kind == wire.RTM_NEWROUTE else "del"

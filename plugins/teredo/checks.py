@@ -16,6 +16,7 @@ from orchestrator import Config
 
 from . import miredo_conf
 
+STANDBY_DIRECTORY = Path("/etc/miredo/standby")  # ReadWritePaths= of etc/systemd/orchestrator.service
 FIRST_TABLE = FIRST_PRIORITY = 1000  # a standby's defaults: 1000 for the first entry, 1001 for the next...
 
 
@@ -80,9 +81,12 @@ def _tunnel_problems(config: Config, where: str, name: str, main: str) -> list[s
 
 
 def _file_problems(where: str, path: Path, interface: str) -> list[str]:
-    """The file must exist, name ``interface`` (miredo's InterfaceName) and be writable in place."""
+    """The file must exist, name ``interface`` (miredo's InterfaceName) and be replaceable in place
+    by this user: writable, in a writable directory, and its own (keeping another owner on the
+    new file would need CAP_CHOWN, which the shipped unit withholds)."""
     try:
         text = path.read_text(errors="replace")
+        status = path.stat()
     except OSError as error:
         return [f"{where}: cannot read {path}: {error.strerror}"]
     named = miredo_conf.directive(text, "InterfaceName") or miredo_conf.DEFAULT_INTERFACE
@@ -91,7 +95,23 @@ def _file_problems(where: str, path: Path, interface: str) -> list[str]:
         found.append(f"{where}: {path} sets InterfaceName {named}, not {interface}")
     if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):
         found.append(f"{where}: {path} cannot be rewritten here (the daemon keeps its BindAddress)")
+    elif (status.st_uid, status.st_gid) != (os.geteuid(), os.getegid()):
+        found.append(
+            f"{where}: {path} belongs to {status.st_uid}:{status.st_gid}, not to {os.geteuid()}:"
+            f"{os.getegid()}: the daemon replaces the file and cannot keep another owner"
+        )
     return found
+
+
+def warnings(config: Config) -> list[str]:
+    """A standby's file outside the one directory the shipped unit lets the daemon write."""
+    return [
+        f"teredo.standby[{position}].config: {entry['config']} is outside {STANDBY_DIRECTORY}, the one "
+        f"directory the shipped unit may write: add ReadWritePaths={Path(entry['config']).parent} "
+        "in a drop-in"
+        for position, entry in enumerate(config.section("teredo").get("standby", []))
+        if Path(_path(entry["config"])).parent != STANDBY_DIRECTORY
+    ]
 
 
 def _path(text: str) -> str:

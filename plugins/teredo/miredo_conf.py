@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tempfile
 from pathlib import Path
 
 DEFAULT_PATH = Path("/etc/miredo/miredo.conf")
 DEFAULT_INTERFACE = "teredo"  # miredo's InterfaceName when the file sets none
+_VALUE = re.compile(r"\s*\S+\s+(\S+)")  # a directive's first argument
 
 
 def directive(text: str, name: str) -> str | None:
@@ -36,15 +38,21 @@ def server_address(path: Path) -> str | None:
 
 
 def with_bind_address(text: str, address: str) -> str:
-    """``text`` with ``BindAddress address``: the first BindAddress line rewritten (the one miredo
-    uses), or the directive appended when there is none; every other line as it was."""
+    """``text`` with ``BindAddress address``: the value of the first BindAddress line replaced (the
+    line miredo uses; its spelling, indentation, comment and line ending kept), or the directive
+    appended when there is none; every other line as it was."""
     lines = text.splitlines(keepends=True)
     for index, line in enumerate(lines):
         words = line.split("#", 1)[0].split()
-        if words and words[0].lower() == "bindaddress":
-            ending = "\n" if line.endswith("\n") else ""
+        if not words or words[0].lower() != "bindaddress":
+            continue
+        value = _VALUE.match(line) if len(words) > 1 else None
+        if value is not None:
+            lines[index] = line[: value.start(1)] + address + line[value.end(1) :]
+        else:  # a directive without a value: miredo would refuse the file
+            ending = line[len(line.rstrip("\r\n")) :]
             lines[index] = f"BindAddress {address}{ending}"
-            return "".join(lines)
+        return "".join(lines)
     separator = "" if not text or text.endswith("\n") else "\n"
     return f"{text}{separator}BindAddress {address}\n"
 

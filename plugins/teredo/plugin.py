@@ -113,9 +113,9 @@ class TeredoPlugin:
         path = Supervisor(Path(section["pidfile"])).config_path()
         if path is not None or miredo_conf.DEFAULT_PATH.exists():
             paths.insert(0, path or miredo_conf.DEFAULT_PATH)
-        return [
-            line for path in paths for line in miredo_conf.warnings(path, str(server) if server else None)
-        ]
+        server_text = str(server) if server else None
+        found = [line for path in paths for line in miredo_conf.warnings(path, server_text)]
+        return found + checks.warnings(config)
 
     @hookimpl
     async def orchestrator_startup(self, context: PluginContext) -> None:

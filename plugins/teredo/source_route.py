@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 from orchestrator import Uplink, queries, wire
 
-CREATE = wire.NLM_F_ACK | 0x400 | 0x200  # NLM_F_CREATE | NLM_F_EXCL
-RTPROT_BOOT = 3  # what ``ip route add`` writes
 Rule = tuple[str, int]  # (source, prefix length)
 Route = tuple[str, int, "str | None", int, int]  # (destination, length, gateway, output index, metric)
 Step = tuple[str, int, bytes, int]  # (what ``ip`` would say, message type, body, flags)
@@ -51,9 +49,9 @@ class SourceRoute:
             for stale in sorted(routes - {route}, key=str)
         ]
         if route not in routes:
-            steps.append(self._route(wire.RTM_NEWROUTE, route, CREATE))
+            steps.append(self._route(wire.RTM_NEWROUTE, route, wire.CREATE_NEW))
         if rule not in rules:
-            steps.append(self._rule(wire.RTM_NEWRULE, *rule, CREATE))
+            steps.append(self._rule(wire.RTM_NEWRULE, *rule, wire.CREATE_NEW))
         sock = wire.request_socket()
         try:
             for _text, kind, body, flags in steps:
@@ -74,7 +72,7 @@ class SourceRoute:
 
     def _route(self, kind: int, route: Route, flags: int) -> Step:
         dst, dst_len, gateway, oif, metric = route
-        protocol = RTPROT_BOOT if kind == wire.RTM_NEWROUTE else 0
+        protocol = wire.RTPROT_BOOT if kind == wire.RTM_NEWROUTE else 0
         body = wire.route_body(socket.AF_INET, dst, dst_len, gateway, oif, self.table, metric, protocol)
         verb = "add" if kind == wire.RTM_NEWROUTE else "del"
         name = "default" if dst_len == 0 else f"{dst}/{dst_len}"

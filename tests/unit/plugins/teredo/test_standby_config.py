@@ -1,5 +1,5 @@
-"""Hot-standby configurations ``check-config`` refuses (exit 2), each problem naming its key, and the
-one it accepts."""
+"""Hot-standby configurations ``check-config`` refuses (exit 2), each problem naming its key, the one
+it accepts, and the one line of a standby's miredo.conf the daemon writes."""
 
 from __future__ import annotations
 
@@ -32,8 +32,12 @@ def standby_config(directory: Path, standby: str = "", interfaces: str = STANDBY
 
 
 def test_two_uplinks_with_a_standby_tunnel_each_are_accepted(tmp_path: Path) -> None:
+    """Accepted, with a warning: the shipped unit may write /etc/miredo/standby only."""
     result = check(standby_config(tmp_path))
     assert result.returncode == 0, result.stderr
+    conf = tmp_path / "miredo-teredo2.conf"
+    warning = f"warning: teredo.standby[0].config: {conf} is outside /etc/miredo/standby"
+    assert warning in result.stderr and f"ReadWritePaths={tmp_path} in a drop-in" in result.stderr
 
 
 def entry(tmp_path: Path, interface: str = "teredo2", **keys: int) -> str:
@@ -115,10 +119,13 @@ def test_profiles_sharing_a_metric_are_refused(tmp_path: Path) -> None:
 
 
 def test_bind_address_is_rewritten_in_place_or_added_the_rest_kept(tmp_path: Path) -> None:
-    """miredo uses a directive's first occurrence: that line is rewritten, the later one is not."""
+    """miredo uses a directive's first occurrence: that line's value is rewritten (the rest of the
+    line kept), the later one is not."""
     old = "  bindaddress 10.3.0.100  # old"
     text = f"# mine\nInterfaceName teredo2\n{old}\nBindAddress 10.9.9.9\nServerAddress 198.51.100.1"
-    assert with_bind_address(text, "10.3.0.101") == text.replace(old, "BindAddress 10.3.0.101")
+    assert with_bind_address(text, "10.3.0.101") == text.replace("10.3.0.100", "10.3.0.101")
+    assert with_bind_address("BindAddress 1.2.3.4\r\nX 1\r\n", "5.6.7.8") == "BindAddress 5.6.7.8\r\nX 1\r\n"
+    assert with_bind_address("BindAddress\n", "5.6.7.8") == "BindAddress 5.6.7.8\n"
     server = "ServerAddress 198.51.100.1"
     assert with_bind_address(server, "10.3.0.101") == f"{server}\nBindAddress 10.3.0.101\n"
     conf = tmp_path / "miredo.conf"
@@ -143,3 +150,16 @@ def test_a_config_the_daemon_cannot_replace_is_refused(tmp_path: Path) -> None:
     problem = f"teredo.standby[0].config: {conf} cannot be rewritten here (the daemon keeps its BindAddress)"
     assert result.returncode == 2 and problem in result.stderr, result.stderr
     assert os.access(conf, os.W_OK), "the host's view is untouched"
+
+
+def test_a_config_of_another_owner_is_refused(tmp_path: Path) -> None:
+    """Replacing it would need CAP_CHOWN to keep its owner, which the shipped unit withholds."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: chown")
+    config = standby_config(tmp_path)
+    conf = tmp_path / "miredo-teredo2.conf"
+    os.chown(conf, 4242, 4242)
+    result = check(config)
+    mine = f"{os.geteuid()}:{os.getegid()}"
+    problem = f"teredo.standby[0].config: {conf} belongs to 4242:4242, not to {mine}"
+    assert result.returncode == 2 and problem in result.stderr, result.stderr
