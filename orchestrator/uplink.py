@@ -12,6 +12,8 @@ Pure logic with the clock passed in, so recorded sequences can be replayed in un
 - the same identity coming back within the grace is nothing, except that after a carrier change the
   gateway's link-layer address is probed again: the same address and gateway behind a different
   router is a move;
+- with another complete uplink there is no grace: ``NetworkState.observe_uplink`` observes that
+  one instead of the incomplete one, which is a move at once (and the first one's return another);
 - what changed while no daemon watched is a move too, reported once the plugins have started
   (``missed``; ``NetworkState.resume`` decides from the previous run's record or the kernel's
   address creation times).
