@@ -223,6 +223,7 @@ def main() -> int:
             results[TWO] = series(node, TWO, args.events, STANDBY_NAT.wan)
             if args.idle_s:
                 idle[TWO] = idle_cost(daemon, args.idle_s)
+        lab.node.sysctl(f"net.ipv4.conf.{lab.node_if}.ignore_routes_with_linkdown", 0)  # the default again
         lab.standby_carrier(False)
         with running(lab, unbound):
             results[ONE] = series(node, ONE, args.events, "", OUTAGE_S)
