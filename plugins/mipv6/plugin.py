@@ -117,8 +117,9 @@ class MobilityPlugin:
         self._stop_listening()
         previous = self.expected
         dead = self._dead_tunnels()
-        if event.new is None:
-            self._purge(move, self._tunnels())  # a handover to what remains, if anything does
+        if event.new is None:  # every tunnel left without its uplink; a handover to what remains, if any
+            state = self.context.state
+            self._purge(move, [name for name in self._tunnels() if state.tunnel_uplink(name) is None])
         elif not self._purge_dead(move, dead) and previous is not None and previous.tunnel:
             self._begin(move, previous, None)  # the tunnel's next address will be the care-of address
 

@@ -226,3 +226,24 @@ def test_a_tunnel_that_could_not_be_purged_is_once_the_standby_qualifies(rig: Ri
     rig.ha.wait_event("bu-received", 10, src=standby)
     assert lab.teredo_addresses() == [] and rig.mn.coa() == standby
     assert rig.mn.wait_event("ba-received", 10, since=mark, status=0)["coa"] == standby
+
+
+def test_a_standby_carrier_blip_requalifies_it_and_writes_nothing_else(rig: Rig) -> None:
+    """Its uplink lost and back with the same lease: its tunnel was purged (the preferred one is
+    valid), so it is kicked once; its file and source route were right and are left alone."""
+    lab = rig.lab
+    (standby,) = lab.teredo_addresses(STANDBY_TUNNEL_IF)
+    before, file_before = rig.reloads(), lab.standby_conf.stat()
+    rules, routes = rig.source_rules(), rig.source_routes()
+    written = rig.daemon.log.read_text().count(f"{lab.standby_conf} follows")  # logged when it writes
+    assert written == 1, "the start-up's BindAddress and source route"
+    lab.standby_carrier(False)
+    wait_for(lambda: lab.teredo_addresses(STANDBY_TUNNEL_IF) == [], 10, "the standby's address purged")
+    lab.standby_carrier(True)
+    lab.wait_teredo_address(iface=STANDBY_TUNNEL_IF, exclude={standby})
+    rig.daemon.wait_idle()
+    assert rig.reloads() == (before[0], before[1] + 1)
+    file_after = lab.standby_conf.stat()
+    assert (file_after.st_ino, file_after.st_mtime_ns) == (file_before.st_ino, file_before.st_mtime_ns)
+    assert (rig.source_rules(), rig.source_routes()) == (rules, routes)
+    assert rig.daemon.log.read_text().count(f"{lab.standby_conf} follows") == written
