@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import grp
+import ipaddress
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -79,7 +80,53 @@ INTERFACE = Section(
         "uplink": Key("str", "the uplink this tunnel's packets leave by (absent: the active uplink)"),
     }
 )
-CORE_SECTIONS: Mapping[str, Section] = {"daemon": DAEMON, "plugins": PLUGINS, "uplinks": UPLINKS}
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """``metrics.listen`` as (host, port): ``127.0.0.1:9477``, ``[::1]:9477``; ``ValueError``
+    saying what is wrong otherwise.  An IP literal only: a name would need a lookup at start."""
+    host, colon, port = value.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected ADDRESS:PORT with a port from 1 to 65535, e.g. 127.0.0.1:9477")
+    bracketed = host.startswith("[") and host.endswith("]")
+    address = host[1:-1] if bracketed else host
+    try:
+        version = ipaddress.ip_address(address).version
+    except ValueError:
+        version = None
+    if version is None or (version == 6) != bracketed:
+        raise ValueError(f"{host!r} is not an IP address literal (IPv6 in brackets: [::1]:9477)")
+    return address, int(port)
+
+
+def _listen_problem(value: str) -> str | None:
+    try:
+        listen_address(value)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _textfile_problem(value: str) -> str | None:
+    path = Path(value)
+    if not path.is_absolute() or not path.name.endswith(".prom"):
+        return f"expected an absolute path ending in .prom (node_exporter reads only those), got {value!r}"
+    if not path.parent.is_dir():
+        return f"no directory {path.parent}"
+    return None
+
+
+METRICS = Section(
+    {
+        "listen": Key("str", "ADDRESS:PORT of the /metrics listener; absent: none", check=_listen_problem),
+        "textfile": Key(
+            "str", "a .prom file for node_exporter's textfile collector", check=_textfile_problem
+        ),
+    }
+)
+CORE_SECTIONS: Mapping[str, Section] = {
+    "daemon": DAEMON, "plugins": PLUGINS, "uplinks": UPLINKS, "metrics": METRICS
+}
 
 
 class ConfigError(Exception):
@@ -110,6 +157,12 @@ class UplinkSettings:
     reference: str | None
     carrier_grace_ms: int
     settle_ms: int
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    listen: tuple[str, int] | None  # (host, port)
+    textfile: Path | None
 
 
 @dataclass(frozen=True)
@@ -151,6 +204,7 @@ class Config:
     enable: tuple[str, ...]
     uplinks: UplinkSettings
     interfaces: tuple[InterfaceSpec, ...]
+    metrics: MetricsSettings
     sections: Mapping[str, Mapping[str, Any]]
     #: Interface name -> the IPv6 prefix its tunnel's addresses come from, as the tunnel's plugin
     #: declares it (``orchestrator_address_prefixes``): miredo's ``teredo`` -> ``2001::/32``.
@@ -244,8 +298,7 @@ def load(
             problems.append(f"plugins.enable[{index}]: {name!r} listed twice")
     if problems:
         raise ConfigError(path, problems)
-    daemon = values["daemon"]
-    uplinks = values["uplinks"]
+    daemon, uplinks, metrics = values["daemon"], values["uplinks"], values["metrics"]
     return Config(
         path=path,
         daemon=DaemonSettings(
@@ -263,6 +316,10 @@ def load(
             settle_ms=uplinks["settle_ms"],
         ),
         interfaces=interfaces,
+        metrics=MetricsSettings(
+            listen=listen_address(metrics["listen"]) if "listen" in metrics else None,
+            textfile=Path(metrics["textfile"]) if "textfile" in metrics else None,
+        ),
         sections={name: values[name] for name in plugin_sections},
     )
 

@@ -35,9 +35,14 @@ from .events import (
     Uplink,
     UplinkChanged,
 )
+from .metrics.snapshot import Snapshot
 from .moves import Move, MoveLog
 from .notify import Notifier
 from .watchdog import Watchdog
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .metrics.service import MetricsService
 
 log = logging.getLogger("orchestrator")
 
@@ -78,6 +83,7 @@ class Daemon:
             if interval is not None else None
         )
         self.record = uplink_record.record_path(config.daemon.control_socket)
+        self.metrics: MetricsService | None = None  # when [metrics] asks for a listener or a textfile
         self.reload_problem: str | None = None
         self.running = False  # between READY and stopping: the only time a reload is taken
         self._stop = asyncio.Event()
@@ -97,6 +103,11 @@ class Daemon:
         commands = {"status": lambda _: self.status(), "reload": lambda _: self.reload()}
         daemon = self.config.daemon
         control = ControlServer(daemon.control_socket, commands, group=daemon.control_group)
+        if self.config.metrics.listen or self.config.metrics.textfile:  # before status can be asked
+            from .metrics.service import MetricsService  # prometheus-client only when asked for
+
+            self.metrics = MetricsService(self.config.metrics, self._metrics_snapshot)
+            await self.metrics.start()
         await control.start()
         # Plugins reach their start-up state before the first event (which waits in the socket).
         self.dispatcher.submit(CONTROL_LANE, "orchestrator_startup", {})
@@ -126,6 +137,8 @@ class Daemon:
             # The shutdown hooks get their bounded time before the lanes are cancelled.
             await self.dispatcher.drain(CONTROL_LANE, self.config.daemon.plugin_timeout_s + 0.5)
             await control.close()
+            if self.metrics is not None:
+                await self.metrics.close()
             await self.engine.close()
             self.moves.close()
             await self.dispatcher.close()
@@ -162,6 +175,8 @@ class Daemon:
             for key in config_module.RESTART_ONLY_KEYS
             if getattr(old.daemon, key) != getattr(new.daemon, key)
         ]
+        if old.metrics != new.metrics:
+            changes.append("[metrics] changed: it applies after a restart")
         policy_changed = old.interfaces != new.interfaces
         restarted = {
             name for name in set(old.enable) & set(new.enable)
@@ -235,6 +250,8 @@ class Daemon:
     # -- events to hook calls -----------------------------------------------------------------------
 
     def _on_event(self, event: AnyEvent, when: float) -> None:
+        if self.metrics is not None:
+            self.metrics.changed()
         if isinstance(event, UplinkChanged):
             self.counters["moves"] += 1
             move = self.moves.begin(event, when)
@@ -290,10 +307,14 @@ class Daemon:
             uplink_record.write(self.record, self.engine.state.tracker.current)
 
     def _on_phase(self, move: Move, phase: str) -> None:
+        if self.metrics is not None:
+            self.metrics.phase(phase, move.phases[phase])
         self.dispatcher.submit(CONTROL_LANE, "orchestrator_move_phase", {"move": move, "phase": phase})
 
     def _on_finished(self, move: Move) -> None:
         self.counters[f"moves_{move.outcome}"] += 1
+        if self.metrics is not None:
+            self.metrics.phase("finished", move.phases["finished"])
         if move.outcome == "ok" and move is self.moves.current:
             self._record_uplink()
         problems = f": {'; '.join(move.problems)}" if move.problems else ""
@@ -307,6 +328,16 @@ class Daemon:
             self._notify(self.notifier.status, self.summary())
 
     # -- status -----------------------------------------------------------------------------------
+
+    def _metrics_snapshot(self) -> Snapshot:
+        state = self.engine.state
+        active = [("active", state.tracker.current)] if state.tracker.current else []
+        return Snapshot(
+            counters=self.counters,
+            plugin_failures=self.dispatcher.failures,
+            uplinks=[*active, *(("standby", uplink) for uplink in state.standby)],
+            tunnels=state.tunnels(),
+        )
 
     def status(self) -> dict[str, Any]:
         state = self.engine.state
@@ -341,4 +372,5 @@ class Daemon:
                 "wedge_bound_s": self.dispatcher.wedge_bound_s,
             },
             "started": self.started,
+            "metrics": None if self.metrics is None else self.metrics.status(),
         }

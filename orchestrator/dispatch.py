@@ -88,6 +88,7 @@ class Dispatcher:
         self.contexts = contexts
         self.timeout_s = timeout_s
         self.counters = counters
+        self.failures: Counter[str] = Counter()  # by plugin, for orchestrator_plugin_failures_total
         self.lanes: dict[str, Lane] = {}
         self._loop = asyncio.get_running_loop()
         self._threads = workers.WorkerThreads()
@@ -193,6 +194,7 @@ class Dispatcher:
         what = "reported" if hook == REPORT else f"failed in {hook}"
         log.error("plugin %s %s: %s%s", plugin, what, error, ended)
         self.counters[counter] += 1
+        self.failures[plugin] += 1
         if hook != "orchestrator_on_error":
             arguments = {"plugin": plugin, "hook": hook, "error": error, "move": move}
             self.submit(CONTROL_LANE, "orchestrator_on_error", arguments)

@@ -41,6 +41,12 @@ def test_valid_test_configuration(tmp_path: Path) -> None:
         ("[routing.profiles.t]\nmtu = 900\n", "routing.profiles.t.mtu: expected \"tunnel\" or an MTU"),
         ("[nosuch]\nx = 1\n", "nosuch: unknown section"),
         ('[daemon]\nlog_level = "chatty"\n', "daemon.log_level: expected one of debug, info"),
+        ('[metrics]\nlisten = "9477"\n', "metrics.listen: expected ADDRESS:PORT with a port from 1 to 65535"),
+        ('[metrics]\nlisten = "localhost:9477"\n', "metrics.listen: 'localhost' is not an IP address literal"),
+        ('[metrics]\nlisten = "::1:9477"\n', "metrics.listen: '::1' is not an IP address literal"),
+        ('[metrics]\nlisten = "127.0.0.1:70000"\n', "metrics.listen: expected ADDRESS:PORT with a port"),
+        ('[metrics]\ntextfile = "/nonexistent-dir/o.prom"\n', "metrics.textfile: no directory /nonexistent-dir"),
+        ('[metrics]\ntextfile = "o.prom"\n', "metrics.textfile: expected an absolute path ending in .prom"),
     ],
 )
 def test_each_problem_names_the_key(tmp_path: Path, extra: str, expected: str) -> None:

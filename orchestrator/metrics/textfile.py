@@ -1,0 +1,66 @@
+"""The metrics as a ``.prom`` file for node_exporter's textfile collector, on routers that run it.
+
+Written atomically (a temporary file in the same directory, renamed over the file, mode 0644) so
+node_exporter never reads half of one; at most once a second, and only after something changed and
+the text differs: an idle daemon writes nothing and wakes up for nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("orchestrator.metrics")
+
+MIN_INTERVAL_S = 1.0
+
+
+class Textfile:
+    def __init__(self, path: Path, text: Callable[[], bytes]) -> None:
+        self.path = path
+        self.text = text
+        self.problem: str | None = None
+        self._written: bytes | None = None
+        self._last = float("-inf")  # loop time of the last write
+        self._timer: asyncio.TimerHandle | None = None
+
+    def changed(self) -> None:
+        """Something the metrics show changed: write within ``MIN_INTERVAL_S`` (once for a burst)."""
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(max(loop.time(), self._last + MIN_INTERVAL_S), self.write)
+
+    def write(self) -> None:
+        self._timer = None
+        self._last = asyncio.get_running_loop().time()
+        text = self.text()
+        if text == self._written:
+            return
+        try:
+            _replace(self.path, text)
+        except OSError as error:
+            if self.problem is None:
+                log.error("metrics: cannot write %s: %s", self.path, error)
+            self.problem = f"cannot write {self.path}: {error.strerror}"
+            return
+        self._written, self.problem = text, None
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _replace(path: Path, text: bytes) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(text)
+            os.fchmod(out.fileno(), 0o644)  # node_exporter runs as another user
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise

@@ -1,0 +1,146 @@
+"""The metrics of a daemon that watched real DHCP moves: scraped over HTTP from inside the node's
+namespace and read back from the textfile, both parsed by prometheus-client's own parser; a port in
+use is survived and retried."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from orchestrator_testkit.configs import write
+from orchestrator_testkit.netns import wait_for
+from orchestrator_testkit.orchestrator_processes import DaemonProcess
+from orchestrator_testkit.teredo_lab import TeredoLab, teredo_requirements_problem
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.netns
+
+PORT = 9477
+
+
+@dataclass
+class Node:
+    lab: TeredoLab
+    daemon: DaemonProcess
+    textfile: Path
+
+    def scrape(self, path: str = "/metrics") -> str:
+        """GET from inside the node's namespace (the listener is on its loopback)."""
+        code = (f"import urllib.request,sys; r=urllib.request.urlopen('http://127.0.0.1:{PORT}{path}', "
+                "timeout=5); sys.stdout.write(r.read().decode())")
+        return str(self.lab.node.run("python3", "-c", code).stdout)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def metrics_config(directory: Path, listen: str = f"127.0.0.1:{PORT}") -> tuple[Path, Path]:
+    textfile = directory / "textfile" / "orchestrator.prom"
+    textfile.parent.mkdir()
+    extra = f'\n[metrics]\nlisten = "{listen}"\ntextfile = "{textfile}"\n'
+    return write(directory, extra=extra), textfile
+
+
+@pytest.fixture
+def node() -> Iterator[Node]:
+    problem = teredo_requirements_problem()
+    if problem:
+        pytest.skip(problem)
+    with TeredoLab() as lab:
+        config, textfile = metrics_config(lab.tmp)
+        daemon = DaemonProcess(lab.node, config, config.parent / "control.sock")
+        yield Node(lab, daemon, textfile)
+        assert daemon.stop() == 0
+
+
+def ok_moves(node: Node) -> int:
+    return sum(move["outcome"] == "ok" for move in node.daemon.status()["moves"])
+
+
+def test_two_moves_are_counted_and_timed_in_both_expositions(node: Node) -> None:
+    torn: list[str] = []
+    reading = threading.Event()
+    reader = threading.Thread(target=read_while, args=(node.textfile, reading, torn))
+    reading.set()
+    reader.start()
+    try:
+        for target in ("nb", "na"):
+            node.lab.move_to(target)
+        wait_for(lambda: ok_moves(node) == 2, 15, "two moves ok")
+        wait_for(lambda: samples(node.textfile.read_text()).get(OK_MOVES) == 2, 5, "the textfile: both")
+    finally:
+        reading.clear()
+        reader.join()
+    assert torn == [], "the textfile was seen half-written"
+    scraped = samples(node.scrape())
+    assert scraped[OK_MOVES] == 2
+    assert scraped[("orchestrator_move_phase_seconds_count", (("phase", "detected"),))] == 2
+    assert scraped[("orchestrator_move_phase_seconds_count", (("phase", "finished"),))] == 2
+    active = (("address", node.lab.dhcp.address()), ("interface", "eth0"), ("role", "active"))
+    assert scraped[("orchestrator_uplink_info", active)] == 1
+    assert scraped[("orchestrator_netlink_events_total", ())] > 0
+    assert node.textfile.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in node.textfile.parent.iterdir()] == ["orchestrator.prom"], "no temporary left"
+
+
+OK_MOVES = ("orchestrator_moves_total", (("outcome", "ok"),))
+
+
+def read_while(path: Path, reading: threading.Event, torn: list[str]) -> None:
+    """Parse the textfile over and over while ``reading`` is set; keep any text that does not parse
+    or lacks the last family the daemon writes (a half-written file)."""
+    while reading.is_set():
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            continue
+        try:
+            names = [family.name for family in text_string_to_metric_families(text)]
+        except ValueError:
+            torn.append(text)
+            continue
+        if "orchestrator_tunnel_up" not in names:
+            torn.append(text)
+
+
+def test_other_paths_and_methods_get_no_metrics(node: Node) -> None:
+    code = (f"import urllib.request,urllib.error\nfor path in ('/', '/metricsx'):\n"
+            f"    try: urllib.request.urlopen('http://127.0.0.1:{PORT}'+path, timeout=5)\n"
+            "    except urllib.error.HTTPError as e: print(e.code)")
+    assert node.lab.node.run("python3", "-c", code).stdout.split() == ["404", "404"]
+
+
+def test_a_port_in_use_is_said_retried_and_costs_no_move(tmp_path: Path) -> None:
+    problem = teredo_requirements_problem()
+    if problem:
+        pytest.skip(problem)
+    with TeredoLab() as lab:
+        config, _textfile = metrics_config(lab.tmp)
+        holder = lab.node.spawn(["python3", "-c", HOLD_PORT], log=lab.tmp / "holder.log")
+        wait_for(lambda: f":{PORT}" in lab.node.run("ss", "-H", "-tln").stdout, 10, "the port taken")
+        daemon = DaemonProcess(lab.node, config, config.parent / "control.sock")
+        problem_text = daemon.status()["metrics"]["listen_problem"]
+        assert problem_text is not None and "Address already in use" in problem_text
+        lab.move_to("nb")
+        wait_for(lambda: sum(m["outcome"] == "ok" for m in daemon.status()["moves"]) == 1, 15, "the move ok")
+        lab.stop_process(holder)
+        wait_for(lambda: daemon.status()["metrics"]["listen_problem"] is None, 30, "the listener to bind")
+        assert samples(Node(lab, daemon, _textfile).scrape())[OK_MOVES] == 1
+        assert daemon.stop() == 0
+
+
+HOLD_PORT = f"""
+import socket, time
+s = socket.socket()
+s.bind(("127.0.0.1", {PORT}))
+s.listen()
+time.sleep(3600)
+"""
