@@ -76,13 +76,16 @@ class _StateCollector(Collector):
             own = (NOT_IN_A_NAME.sub("_", name), f"{name}, as orchestrator status counts it")
             metric, text = RENAMED.get(name, own)
             yield CounterMetricFamily(f"orchestrator_{metric}", text, value=value)
+        uplinks = list(now.uplinks)
         info = GaugeMetricFamily(
             "orchestrator_uplink_info", "1 per complete uplink: active, or standby with several",
             labels=["interface", "address", "role"],
         )
-        for role, uplink in now.uplinks:
+        for role, uplink in uplinks:
             info.add_metric([uplink.interface, uplink.address, role], 1)
         yield info
+        active = any(role == "active" for role, _ in uplinks)
+        yield GaugeMetricFamily("orchestrator_uplink_up", "1 while an uplink is active, else 0", value=active)
         tunnel = GaugeMetricFamily(
             "orchestrator_tunnel_up", "1 when the tunnel holds a usable global address", labels=["interface"]
         )

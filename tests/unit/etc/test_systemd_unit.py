@@ -27,6 +27,7 @@ from orchestrator.config import DAEMON, DEFAULT_PATH
 UNIT = REPO / "etc" / "systemd" / "orchestrator.service"
 STANDBY_TEMPLATE = REPO / "etc" / "systemd" / "miredo-standby@.service"
 STANDBY_DIRECTORY = "/etc/miredo/standby"
+TEXTFILE_DIRECTORY = "/var/lib/prometheus/node-exporter"
 INSTALLED_COMMAND = "/opt/orchestrator/bin/orchestrator"
 VENDOR_UNIT_DIRS = ("/usr/lib/systemd/system", "/lib/systemd/system")
 # `systemd-analyze security` exposure, x10 (2.8 when written): loosening the sandbox fails here.
@@ -145,9 +146,10 @@ def test_the_sandbox_is_there(unit):
     assert unit["Service"].get("ProcSubset", ["all"]) == ["all"]
 
 
-def test_the_standby_configurations_are_the_only_files_it_may_write(unit):
-    """The template keeps its configurations in the one directory the daemon may write."""
-    assert unit["Service"]["ReadWritePaths"] == [f"-{STANDBY_DIRECTORY}"]
+def test_the_standby_configurations_and_the_textfile_are_the_only_files_it_may_write(unit):
+    """The template keeps its configurations in a directory the daemon may write; the other is
+    Debian's node exporter's textfile directory."""
+    assert words(unit["Service"]["ReadWritePaths"]) == {f"-{STANDBY_DIRECTORY}", f"-{TEXTFILE_DIRECTORY}"}
     template = parse(STANDBY_TEMPLATE.read_text())
     assert one(template, "Service", "ExecStart") == (
         f"/usr/sbin/miredo -f -c {STANDBY_DIRECTORY}/%i.conf -p /run/miredo-%i.pid"
