@@ -4,6 +4,8 @@ use is survived and retried."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -144,3 +146,43 @@ s.bind(("127.0.0.1", {PORT}))
 s.listen()
 time.sleep(3600)
 """
+
+
+PROMETHEUS_CONFIG = f"""
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: orchestrator
+    static_configs:
+      - targets: ["127.0.0.1:{PORT}"]
+"""
+
+
+def test_a_real_prometheus_scraping_the_node_sees_both_moves(node: Node) -> None:
+    """Debian's prometheus, private to the node's namespace (its own config, storage and port on
+    the namespace's loopback), scrapes every second; its HTTP API answers the queries."""
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.fail("prometheus not found: scripts/install-deps installs it (Debian package prometheus)")
+    config = node.lab.tmp / "prometheus.yml"
+    config.write_text(PROMETHEUS_CONFIG)
+    storage = node.lab.tmp / "tsdb"
+    node.lab.node.spawn([prometheus, f"--config.file={config}", f"--storage.tsdb.path={storage}",
+                         "--web.listen-address=127.0.0.1:9090"], log=node.lab.tmp / "prometheus.log")
+    for target in ("nb", "na"):
+        node.lab.move_to(target)
+    wait_for(lambda: ok_moves(node) == 2, 15, "two moves ok")
+    wait_for(lambda: query(node, 'orchestrator_moves_total{outcome="ok"}') == 2, 30, "prometheus: 2 moves ok")
+    assert query(node, 'orchestrator_move_phase_seconds_count{phase="finished"}') == 2
+    assert query(node, "orchestrator_uplink_up") == 1
+
+
+def query(node: Node, expression: str) -> float | None:
+    """One instant query of the node's Prometheus; None while it has no sample (or is starting)."""
+    code = ("import json,sys,urllib.parse,urllib.request\n"
+            "url='http://127.0.0.1:9090/api/v1/query?query='+urllib.parse.quote(sys.argv[1])\n"
+            "try: print(json.dumps(json.load(urllib.request.urlopen(url, timeout=5))))\n"
+            "except OSError: print('null')")
+    answer = json.loads(node.lab.node.run("python3", "-c", code, expression).stdout)
+    result = answer["data"]["result"] if answer else []
+    return float(result[0]["value"][1]) if result else None
