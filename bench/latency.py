@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import main_in_namespace, start_daemon, summary, table
@@ -102,35 +103,63 @@ def wait_hook(fifo_fd: int, index: int) -> None:
     raise RuntimeError("the hook never ran")
 
 
-def inside(directory: Path) -> None:
-    from orchestrator_testkit.configs import write
-    from orchestrator_testkit.plugin_site import distribution, environment
+@dataclass
+class HookRig:
+    """A ``tunnel`` interface to change, the FIFO the hooks write to, the hook plugin's site."""
+
+    index: int
+    fifo: Path
+    fifo_fd: int
+    keep_open: int  # a writer of our own, never used: a FIFO whose last writer closed reads as EOF
+    site: Path
+
+    def close(self) -> None:
+        os.close(self.keep_open)
+        os.close(self.fifo_fd)
+
+
+def hook_rig(directory: Path) -> HookRig:
+    from orchestrator_testkit.plugin_site import distribution
 
     for command in (["link", "add", "teredo", "type", "veth", "peer", "name", "tpeer"],
                     ["link", "set", "teredo", "up"], ["link", "set", "tpeer", "up"]):
         subprocess.run(["ip", *command], check=True)
-    index = socket.if_nametoindex("teredo")
     fifo = directory / "hook.fifo"
     os.mkfifo(fifo)
     fifo_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    # A writer of our own, never used: without one, a FIFO whose last writer closed reads as EOF
-    # and select() would report it readable at once.
     keep_open = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
     site = directory / "site"
     site.mkdir()
     distribution(site, "bench-hook", {"benchhook": "bench_hook"})
     (site / "bench_hook.py").write_text(PLUGIN)
-    config = write(directory, enable=["benchhook"])
-    env = environment(site, BENCH_FIFO=str(fifo))
+    return HookRig(socket.if_nametoindex("teredo"), fifo, fifo_fd, keep_open, site)
 
-    daemon = start_daemon(config, env)
+
+def daemon_latency(
+    rig: HookRig, directory: Path, extra: str = "", name: str = "orchestrator.toml"
+) -> tuple[dict[str, float], dict[str, float], subprocess.Popen[bytes]]:
+    """The daemon's change -> hook figures (to the hook's byte, to its first line), with ``extra``
+    in its configuration; returns the daemon still running (the caller stops it)."""
+    from orchestrator_testkit.configs import write
+    from orchestrator_testkit.plugin_site import environment
+
+    config = write(directory, enable=["benchhook"], extra=extra, name=name)
+    daemon = start_daemon(config, environment(rig.site, BENCH_FIFO=str(rig.fifo)))
     try:
-        wait_hook(fifo_fd, index)
-        arrived, entered = drive(fifo_fd, index)
-        ours, ours_entry = summary(arrived), summary(entered)
-    finally:
+        wait_hook(rig.fifo_fd, rig.index)
+        arrived, entered = drive(rig.fifo_fd, rig.index)
+    except BaseException:
         daemon.terminate()
-        daemon.wait(30)
+        raise
+    return summary(arrived), summary(entered), daemon
+
+
+def inside(directory: Path) -> None:
+    rig = hook_rig(directory)
+    ours, ours_entry, daemon = daemon_latency(rig, directory)
+    daemon.terminate()
+    daemon.wait(30)
+    fifo, fifo_fd, index = rig.fifo, rig.fifo_fd, rig.index
 
     hook = directory / "hook.sh"
     hook.write_text(f"printf x > {fifo}\n")
@@ -142,7 +171,7 @@ def inside(directory: Path) -> None:
     finally:
         os.killpg(baseline_proc.pid, 15)
         baseline_proc.wait(30)
-        os.close(keep_open)
+        rig.close()
 
     rows = [("figure", "daemon (async hook)", "ip -o monitor | fork /bin/sh hook")]
     for key in ("p50", "p95", "p99", "mean"):

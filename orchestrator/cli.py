@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__, control
 from .commands import Command
 from .config import DAEMON, DEFAULT_PATH, RESTART_ONLY_KEYS, ConfigError, read_toml
-from .events import AddressEvent, AnyEvent, LinkEvent, Uplink, UplinkChanged, event_to_json
+from .events import AddressEvent, AnyEvent, LinkEvent, UplinkChanged, event_to_json
 
 if TYPE_CHECKING:
     from .plugins import PluginInfo
@@ -58,6 +58,14 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
 
 def _json_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="the answer as JSON")
+
+
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    _json_argument(parser)
+    parser.add_argument(
+        "--watch", nargs="?", type=float, const=1.0, metavar="SECONDS",
+        help="redraw the answer every SECONDS (default 1) until Ctrl-C",
+    )
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -276,7 +284,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             ready = {"time": round(time.time(), 6), "event": "ready", "uplink": uplink and uplink.to_json()}
             print(json.dumps(ready), flush=True)
         else:
-            print(f"{time.strftime('%H:%M:%S')} ready: uplink {uplink or 'none'}", flush=True)
+            described = uplink.describe() if uplink else "none"
+            print(f"{time.strftime('%H:%M:%S')} ready: uplink {described}", flush=True)
         try:
             await asyncio.Event().wait()
         finally:
@@ -305,12 +314,26 @@ def ask_daemon(config: Path, command: str) -> dict[str, Any] | None:
     return answer
 
 
+CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home, erase the screen (ECMA-48)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    answer = ask_daemon(args.config, "status")
-    if answer is None:
-        return EXIT_FAILURE
-    print(json.dumps(answer, indent=2) if args.json else human_status(answer))
-    return EXIT_OK
+    from .status_text import human_status
+
+    while True:
+        answer = ask_daemon(args.config, "status")
+        if answer is None:
+            return EXIT_FAILURE
+        text = json.dumps(answer, indent=2) if args.json else human_status(answer)
+        if args.watch is None:
+            print(text)
+            return EXIT_OK
+        heading = time.strftime("%H:%M:%S ") + f"every {args.watch:g} s, Ctrl-C ends\n"
+        print(CLEAR_SCREEN + heading + text, flush=True)
+        try:
+            time.sleep(args.watch)
+        except KeyboardInterrupt:
+            return EXIT_OK
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
@@ -324,40 +347,6 @@ def cmd_reload(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print("reloaded: " + ("; ".join(answer.get("changes", [])) or "nothing changed"))
     return EXIT_OK
-
-
-def uplink_text(uplink: dict[str, Any] | None) -> str:
-    """An uplink of the status answer, as the daemon's log shows it (without the gateway's MAC)."""
-    if uplink is None:
-        return "none"
-    return Uplink(uplink["interface"], uplink["address"], uplink["gateway"]).describe()
-
-
-def human_status(status: dict[str, Any]) -> str:
-    lines = ["uplink:  " + uplink_text(status["uplink"])]
-    lines += [f"standby: {uplink_text(u)}" for u in status.get("uplinks", []) if u["role"] == "standby"]
-    for name, address in status["tunnels"].items():
-        lines.append(f"tunnel:  {name} {address or '(no address)'}")
-    if status.get("reload_problem"):
-        lines.append(f"config:  {status['reload_problem']} (the running policy stays)")
-    watchdog = status.get("watchdog")
-    if watchdog:
-        state = f"withheld: {watchdog['withheld']}" if watchdog["withheld"] else "pinging"
-        lines.append(f"watchdog: every {watchdog['interval_s']:g} s, {state}")
-    counters = status["counters"]
-    lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
-    for plugin in status["plugins"]:
-        error = f" ({plugin['error']})" if plugin["error"] else ""
-        stuck = plugin.get("stuck_threads")
-        held = f", holds {stuck} threads that never returned" if stuck else ""
-        lines.append(f"plugin:  {plugin['name']} [{plugin['state']}{held}] from {plugin['source']}{error}")
-        shown = {key: value for key, value in plugin.get("status", {}).items() if value not in ("", None)}
-        if shown:
-            lines.append("         " + ", ".join(f"{key}={value}" for key, value in shown.items()))
-    for move in status["moves"][-5:]:
-        phases = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in move["phases"].items())
-        lines.append(f"move {move['id']}: {move['outcome'] or 'in progress'} ({phases})")
-    return "\n".join(lines)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -427,9 +416,10 @@ CORE_COMMANDS = (
         "status",
         "ask the running daemon for its state",
         "Ask the running daemon over its control socket (daemon.control_socket) for the uplink, tunnels, "
-        "recent moves with their phases, counters and plugins.",
+        "recent moves with their phases (as a timeline: each phase's segment as wide as the time it "
+        "took, times in ms since the move began), counters, metrics and plugins.",
         cmd_status,
-        _json_argument,
+        _status_arguments,
     ),
     Command("reload", "make the running daemon re-read its configuration", RELOAD_DESCRIPTION, cmd_reload),
     Command(
