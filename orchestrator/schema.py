@@ -128,15 +128,20 @@ def _literal_problem(kind: str, value: Any) -> str | None:
     try:
         parser(value)
     except ValueError:
-        return f"expected {_KIND_NAMES[kind]}, got {value!r}"
+        return f"expected {_KIND_NAMES[kind]}, got {_describe(value)}"
     return None
 
 
 def _describe(value: Any) -> str:
+    """A value as the file spells it (``true``, ``"2s"``), or what it is for a table or a list."""
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(value)
 
 
@@ -148,12 +153,12 @@ def check_key(key: Key, value: Any) -> str | None:
     if problem:
         return problem
     if key.choices is not None and value not in key.choices:
-        return f"expected one of {', '.join(key.choices)}, got {value!r}"
+        return f"expected one of {', '.join(key.choices)}, got {_describe(value)}"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if key.minimum is not None and value < key.minimum:
-            return f"expected a value >= {key.minimum:g}, got {value!r}"
+            return f"expected a value >= {key.minimum:g}, got {_describe(value)}"
         if key.maximum is not None and value > key.maximum:
-            return f"expected a value <= {key.maximum:g}, got {value!r}"
+            return f"expected a value <= {key.maximum:g}, got {_describe(value)}"
     return key.check(value) if key.check else None
 
 

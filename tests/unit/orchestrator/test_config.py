@@ -28,12 +28,13 @@ def test_valid_test_configuration(tmp_path: Path) -> None:
     ("extra", "expected"),
     [
         ("[daemon]\nplugin_timeout = 3\n", "daemon.plugin_timeout: unknown key"),
-        ('[uplinks]\ncarrier_grace_ms = "2s"\n', "uplinks.carrier_grace_ms: expected an integer, got '2s'"),
+        ('[uplinks]\ncarrier_grace_ms = "2s"\n', "uplinks.carrier_grace_ms: expected an integer, got \"2s\""),
         ("[daemon]\nmove_timeout_s = -1\n", "daemon.move_timeout_s: expected a value >= 0.1, got -1"),
+        ("[uplinks]\nsettle_ms = true\n", "uplinks.settle_ms: expected an integer, got true"),
         ('[plugins]\nenable = ["routing", "nosuch"]\n', "plugins.enable[1]: unknown plugin 'nosuch'"),
         (
             '[[interfaces]]\nmatch = "wlan0"\nrole = "wan"\n',
-            "interfaces[0].role: expected one of uplink, tunnel, lan, got 'wan'",
+            "interfaces[0].role: expected one of uplink, tunnel, lan, got \"wan\"",
         ),
         ('[[interfaces]]\nrole = "uplink"\n', "interfaces[0].match: missing"),
         ('[uplinks]\nreference = "example.org"\n', "uplinks.reference: expected an IPv4 address literal"),

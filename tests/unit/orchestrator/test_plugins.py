@@ -179,7 +179,7 @@ def test_declared_interfaces_come_after_the_files_and_are_validated_like_them(
     with pytest.raises(ConfigError) as refused:
         plugins.validate(path, infos)
     assert refused.value.problems == [
-        "plugin 'declares' interfaces[0].role: expected one of uplink, tunnel, lan, got 'bridge'",
+        "plugin 'declares' interfaces[0].role: expected one of uplink, tunnel, lan, got \"bridge\"",
         "plugin 'declares' interfaces[1].ipv6_tunnel: only an interface with role 'uplink' has one",
     ]
 
