@@ -22,7 +22,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
+from orchestrator_testkit import timeline_svg
 from orchestrator_testkit.configs import write_teredo
 from orchestrator_testkit.orchestrator_processes import DaemonProcess, client_hook
 from orchestrator_testkit.teredo_lab import (
@@ -38,6 +40,7 @@ ROUTE = ("nb", "na", "nb")            # from na: na -> nb -> na -> nb
 CUTOFF_S = 25.0                       # how long a move waits for miredo alone
 PACE_S = 1.5                          # between two moves with the daemon
 PHASES_S = (22.0, 12.0, 3.0)          # miredo alone: each move this long after its last qualification
+SVG_NAME = "demo-timeline.svg"        # written where make runs (the repository), beside nothing else
 
 
 def say(text: str = "") -> None:
@@ -62,6 +65,12 @@ def move(lab: TeredoLab, watch: TeredoWatch, number: int, target: str) -> MoveTi
     say(f"   move {number}: {origin} -> {target}, lease {address} via {NATS[target].gateway}: "
         f"{shown(timing)}, {routed}")
     return timing
+
+
+def bars(timings: list[MoveTiming]) -> list[tuple[str, float | None]]:
+    """The picture's bars of one set-up: one per move, None when cut off."""
+    moves = enumerate(zip(ROUTE, timings, strict=True), 1)
+    return [(f"move {number} to {target}", timing.seconds) for number, (target, timing) in moves]
 
 
 def main() -> int:
@@ -115,6 +124,12 @@ def main() -> int:
             else:
                 ratio = f"{theirs.seconds / ours.seconds:.0f}x"
             say(f"   {f'{number} (to {target})':<12}{shown(ours):>14}{shown(theirs):>22}{ratio:>10}")
+        picture = timeline_svg.write(
+            Path.cwd() / SVG_NAME,
+            "New default route -> routed Teredo address (log scale)",
+            {"with daemon": bars(with_daemon), "miredo alone": bars(alone)},
+        )
+        say(f"   the same as a picture: {picture}")
         say("\nWith the daemon the node has a routed Teredo address a fraction of a second after its new\n"
             "default route: miredo is told to re-qualify the moment the move is complete.  Alone, miredo\n"
             "keeps its dead address until its next 30 s refresh, and Mobile IPv6 keeps sending from it.")
