@@ -48,7 +48,7 @@ demo: deps venv
 demo-failover: deps venv
 	@$(BIN)/python bench/failover.py --events 3 --idle-s 0
 
-BENCHES := bench/latency.py bench/ingest.py bench/idle.py bench/hook.py bench/teredo_move.py bench/handover.py bench/exec.py bench/dependencies.py bench/restart.py bench/failover.py
+BENCHES := bench/latency.py bench/ingest.py bench/idle.py bench/hook.py bench/teredo_move.py bench/handover.py bench/exec.py bench/dependencies.py bench/restart.py bench/failover.py bench/metrics.py
 
 bench: deps venv
 	@for b in $(BENCHES); do $(BIN)/python $$b || exit 1; done
