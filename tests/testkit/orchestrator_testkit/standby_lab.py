@@ -60,7 +60,7 @@ API
     TrackedProcess | None``
     ``.launch_standby_miredo(hook, timeout=10) -> TrackedProcess``  returns once miredo runs (not
         qualified: ``wait_teredo_address(iface=STANDBY_TUNNEL_IF)``)
-    ``.stop_standby_miredo()``
+    ``.stop_standby_miredo()``; ``.miredos()`` includes the standby's
     ``.miredo_client(iface)`` knows ``teredo2``, so ``teredo_addresses``, ``wait_teredo_address``,
     ``wait_teredo_routed``, ``delete_teredo_address`` work with ``iface=STANDBY_TUNNEL_IF``
 
@@ -211,6 +211,11 @@ class StandbyLab(MipLab):
         if self.standby_miredo is not None:
             self.stop_process(self.standby_miredo)
             self.standby_miredo = None
+
+    def miredos(self) -> list[TrackedProcess]:
+        """The node's two miredos and the relay's."""
+        standby = [self.standby_miredo] if self.standby_miredo is not None else []
+        return [*super().miredos(), *standby]
 
     def miredo_client(self, iface: str = TEREDO_IF) -> tuple[TrackedProcess | None, Path]:
         """The standby's miredo for ``teredo2``, else :meth:`TeredoLab.miredo_client`."""
