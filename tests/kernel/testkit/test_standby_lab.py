@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from orchestrator_testkit.mip6_lab import HOME_ADDRESS, HOME_AGENT, mip6_requirements_problem
 from orchestrator_testkit.standby_lab import (
+    BOTH_TUNNELS,
     STANDBY_METRIC,
     STANDBY_NAT,
     STANDBY_TUNNEL_IF,
@@ -42,7 +43,6 @@ RULE_PRIORITY = "1000"
 # The stock hook adds every tunnel's default route with metric 1029: the second one fails ("File
 # exists"), so this test gives teredo2 its own, as a routing profile per tunnel does.
 TEREDO2_METRIC = "1030"
-BOTH_TUNNELS = ("eth0:1", f"{TEREDO_IF}:3:tunnel", f"{STANDBY_TUNNEL_IF}:4:tunnel")
 
 
 @pytest.fixture
