@@ -38,25 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import duration_text, ratio_text, rss_mib, series_rows, summary, switches, table
-from orchestrator_testkit.configs import (
-    STANDBY_INTERFACES,
-    STANDBY_PROFILE,
-    standby_entry,
-    write_teredo,
-)
 from orchestrator_testkit.ip_monitor import Monitor
-from orchestrator_testkit.mip6_lab import HOME_ADDRESS, HOME_AGENT, mip6_requirements_problem
+from orchestrator_testkit.mip6_lab import mip6_requirements_problem
 from orchestrator_testkit.mip6_standins import HomeAgentStandIn, MobileNodeStandIn
 from orchestrator_testkit.netns import wait_for
 from orchestrator_testkit.orchestrator_processes import DaemonProcess, client_hook
-from orchestrator_testkit.standby_lab import STANDBY_NAT, STANDBY_TUNNEL_IF, StandbyLab
-from orchestrator_testkit.teredo_lab import (
-    NATS,
-    SERVER_ADDRESS,
-    TEREDO_IF,
-    miredo_client_config,
-    teredo_client_ipv4,
-)
+from orchestrator_testkit.standby_lab import STANDBY_NAT, StandbyLab
+from orchestrator_testkit.standby_rig import bind_through_teredo, standby_config
+from orchestrator_testkit.teredo_lab import NATS, teredo_client_ipv4
 
 EVENTS = 10
 DWELL_S = 0.5     # on the standby before the carrier comes back
@@ -66,9 +55,7 @@ IDLE_S = 30.0
 CUTOFF_S = 15.0
 GOAL_MEDIAN_MS = 20.0  # carrier lost -> BU from the standby care-of address at the home agent
 HOT, TWO, ONE = "hot standby", "two uplinks, one tunnel", "one uplink"
-MOBILE_NODE = ("eth0:1", f"{TEREDO_IF}:3:tunnel", f"{STANDBY_TUNNEL_IF}:4:tunnel")
 ETH0_LINK = re.compile(r"\d+: eth0[@:]")  # "2: eth0@if7: <NO-CARRIER,..." as ip monitor prints a veth
-UNBOUND = STANDBY_INTERFACES.replace('uplink = "eth0"\n', "")
 
 
 @dataclass
@@ -153,14 +140,6 @@ def series(node: Node, what: str, events: int, away_nat: str, outage_s: float = 
     return figures
 
 
-def standby_config(lab: StandbyLab, standby: bool) -> Path:
-    mipv6 = f'[mipv6]\nhome_agent = "{HOME_AGENT}"\nhome_address = "{HOME_ADDRESS}"\n'
-    entry = standby_entry(STANDBY_TUNNEL_IF, lab.standby_pidfile, lab.standby_conf) if standby else ""
-    return write_teredo(lab.tmp, lab.miredo_pidfile, SERVER_ADDRESS, enable=("routing", "teredo", "mipv6"),
-                        extra=STANDBY_PROFILE + mipv6 + entry,
-                        interfaces=STANDBY_INTERFACES if standby else UNBOUND)
-
-
 @contextmanager
 def running(lab: StandbyLab, config: Path) -> Iterator[DaemonProcess]:
     daemon = DaemonProcess(lab.node, config, config.parent / "control.sock")
@@ -179,15 +158,9 @@ def idle_cost(daemon: DaemonProcess, seconds: float) -> tuple[float, float]:
 
 
 def set_up(lab: StandbyLab, hook: Path) -> Node:
-    """Both miredo clients (after the daemon: the standby reads the BindAddress it wrote), both
-    tunnels routed, the stand-ins bound through teredo."""
-    lab.start_miredo(hook)
-    lab.launch_standby_miredo(hook)
-    lab.wait_teredo_routed()
-    lab.wait_teredo_routed(iface=STANDBY_TUNNEL_IF)
-    ha = lab.start_home_agent(status=0)
-    mn = lab.start_mobile_node(MOBILE_NODE, lifetime=60)
-    mn.wait_event("ba-received", 15, status=0)
+    """The stand-ins bound through teredo (:func:`bind_through_teredo`, after the daemon), then
+    eth0's carrier watched from there on."""
+    ha, mn = bind_through_teredo(lab, hook)
     return Node(lab, lab.monitor(objects=("link",)), ha, mn)
 
 
@@ -207,7 +180,6 @@ def main() -> int:
     results: dict[str, Figures] = {}
     idle: dict[str, tuple[float, float]] = {}
     with StandbyLab() as lab:
-        lab.standby_conf.write_text(miredo_client_config(f"InterfaceName {STANDBY_TUNNEL_IF}"))
         config = standby_config(lab, standby=True)
         hook = client_hook(lab.tmp, config)
         with running(lab, config) as daemon:

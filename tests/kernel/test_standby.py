@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orchestrator_testkit.configs import STANDBY_INTERFACES, STANDBY_PROFILE, standby_entry, write_teredo
-from orchestrator_testkit.mip6_lab import HOME_ADDRESS, HOME_AGENT, mip6_requirements_problem
+from orchestrator_testkit.mip6_lab import mip6_requirements_problem
 from orchestrator_testkit.mip6_standins import HomeAgentStandIn, MobileNodeStandIn
 from orchestrator_testkit.netns import wait_for
 from orchestrator_testkit.orchestrator_processes import DaemonProcess, client_hook
@@ -28,20 +27,14 @@ from orchestrator_testkit.standby_lab import (
     STANDBY_UPLINK_IF,
     StandbyLab,
 )
-from orchestrator_testkit.teredo_lab import (
-    NATS,
-    SERVER_ADDRESS,
-    TEREDO_IF,
-    miredo_client_config,
-    teredo_client_ipv4,
-)
+from orchestrator_testkit.standby_rig import bind_through_teredo, standby_config
+from orchestrator_testkit.teredo_lab import NATS, teredo_client_ipv4
 from orchestrator_testkit.teredo_rig import miredo_reloads
 
 pytestmark = pytest.mark.netns
 
 GRACE_MS = 1000
 TABLE = PRIORITY = 1000  # the first standby's documented defaults
-MOBILE_NODE = ("eth0:1", f"{TEREDO_IF}:3:tunnel", f"{STANDBY_TUNNEL_IF}:4:tunnel")
 
 
 @dataclass
@@ -83,13 +76,6 @@ class Rig:
         return [line for line in lines if line.startswith("BindAddress")]
 
 
-def standby_config(lab: StandbyLab) -> Path:
-    mipv6 = f'[mipv6]\nhome_agent = "{HOME_AGENT}"\nhome_address = "{HOME_ADDRESS}"\nhandover_timeout_s = 5\n'
-    extra = STANDBY_PROFILE + mipv6 + standby_entry(STANDBY_TUNNEL_IF, lab.standby_pidfile, lab.standby_conf)
-    return write_teredo(lab.tmp, lab.miredo_pidfile, SERVER_ADDRESS, grace=GRACE_MS,
-                        enable=("routing", "teredo", "mipv6"), extra=extra, interfaces=STANDBY_INTERFACES)
-
-
 @pytest.fixture
 def rig() -> Iterator[Rig]:
     """The daemon starts first (the standby's miredo has no pid file yet and reads the file the
@@ -99,20 +85,13 @@ def rig() -> Iterator[Rig]:
     if problem:
         pytest.skip(problem)
     with StandbyLab() as lab:
-        lab.standby_conf.write_text(miredo_client_config(f"InterfaceName {STANDBY_TUNNEL_IF}"))
-        config = standby_config(lab)
+        config = standby_config(lab, grace=GRACE_MS, handover_timeout_s=5)
         daemon = DaemonProcess(lab.node, config, config.parent / "control.sock")
         wlan = str(lab.standby_address()).split("/")[0]
         written = f"BindAddress {wlan}"
         wait_for(lambda: written in lab.standby_conf.read_text(), 5, "the daemon to write BindAddress")
         hook = client_hook(lab.tmp, config)
-        lab.start_miredo(hook)
-        lab.launch_standby_miredo(hook)
-        lab.wait_teredo_routed()
-        lab.wait_teredo_routed(iface=STANDBY_TUNNEL_IF)
-        ha = lab.start_home_agent(status=0)
-        mn = lab.start_mobile_node(MOBILE_NODE, lifetime=60)
-        mn.wait_event("ba-received", 15, status=0)
+        ha, mn = bind_through_teredo(lab, hook)
         yield Rig(lab, daemon, hook, ha, mn)
         assert daemon.stop() == 0
 

@@ -24,7 +24,6 @@ Assertions are on event order and content, never on elapsed time; the timings ar
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,15 +45,16 @@ from orchestrator_testkit.mip6_nodes import (
     MAX_BINDACK_TIMEOUT,
 )
 from orchestrator_testkit.mip6_standins import DEFAULT_LIFETIME, MobileNodeStandIn
-from orchestrator_testkit.netns import alive, descendants
+from orchestrator_testkit.netns import descendants
 from orchestrator_testkit.teredo_lab import (
     NATS,
     TEREDO_IF,
-    host_hook_fingerprint,
     is_teredo,
+    leaving_nothing_behind,
     stock_hook_path,
     teredo_client_ipv4,
 )
+from orchestrator_testkit.timings import report
 
 
 # --------------------------------------------------------------------------------------------------
@@ -67,19 +67,8 @@ def mip_lab() -> Iterator[MipLab]:
     reason = mip6_requirements_problem()
     if reason:
         pytest.skip(reason)
-    before = host_hook_fingerprint()
-    pids: list[int] = []
-    with MipLab() as lab:
+    with leaving_nothing_behind(MipLab()) as lab:
         yield lab
-        pids += [p.pid for p in lab.processes]
-        for miredo in (lab.miredo, lab.relay):
-            if miredo is not None:
-                pids += descendants(miredo.pid)
-        names = [ns.name for ns in lab.namespaces]
-    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
-    assert not set(names) & set(left), f"namespaces left behind: {set(names) & set(left)}"
-    assert not [p for p in pids if alive(p)], "processes left behind"
-    assert host_hook_fingerprint() == before, "the host's /etc/miredo/client-hook changed or got a mount"
 
 
 def qualify(lab: MipLab) -> str:
@@ -92,11 +81,6 @@ def kinds(events: list[dict[str, Any]]) -> list[str]:
     """The events' kinds in order, without ``ignored`` (verdicts that changed nothing: how many
     there are depends on how many messages the kernel sent, e.g. an address re-announced)."""
     return [e["event"] for e in events if e["event"] != "ignored"]
-
-
-def report(record_property: Callable[[str, Any], None], name: str, seconds: float) -> None:
-    record_property(name, f"{seconds:.6f}")
-    print(f"\n{name}: {seconds * 1000:.2f} ms")
 
 
 def registered(mn: MobileNodeStandIn, coa: str, since: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -14,15 +14,14 @@ teredo's CoA (from before the ``ip`` command): the mobile node selects teredo2's
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from orchestrator_testkit.mip6_lab import HOME_ADDRESS, HOME_AGENT, mip6_requirements_problem
-from orchestrator_testkit.netns import alive, descendants
 from orchestrator_testkit.standby_lab import (
+    BOTH_TUNNELS,
     STANDBY_METRIC,
     STANDBY_NAT,
     STANDBY_TUNNEL_IF,
@@ -32,18 +31,18 @@ from orchestrator_testkit.standby_lab import (
 from orchestrator_testkit.teredo_lab import (
     NATS,
     TEREDO_IF,
-    host_hook_fingerprint,
+    leaving_nothing_behind,
     miredo_client_config,
     stock_hook_path,
     teredo_client_ipv4,
 )
+from orchestrator_testkit.timings import report
 
 TABLE = "200"      # the standby's table and rule, as the daemon would own them
 RULE_PRIORITY = "1000"
 # The stock hook adds every tunnel's default route with metric 1029: the second one fails ("File
 # exists"), so this test gives teredo2 its own, as a routing profile per tunnel does.
 TEREDO2_METRIC = "1030"
-BOTH_TUNNELS = ("eth0:1", f"{TEREDO_IF}:3:tunnel", f"{STANDBY_TUNNEL_IF}:4:tunnel")
 
 
 @pytest.fixture
@@ -53,24 +52,8 @@ def standby_lab() -> Iterator[StandbyLab]:
     reason = mip6_requirements_problem()
     if reason:
         pytest.skip(reason)
-    before = host_hook_fingerprint()
-    pids: list[int] = []
-    with StandbyLab() as lab:
+    with leaving_nothing_behind(StandbyLab()) as lab:
         yield lab
-        pids += [p.pid for p in lab.processes]
-        for miredo in (lab.miredo, lab.standby_miredo, lab.relay):
-            if miredo is not None:
-                pids += descendants(miredo.pid)
-        names = [ns.name for ns in lab.namespaces]
-    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
-    assert not set(names) & set(left), f"namespaces left behind: {set(names) & set(left)}"
-    assert not [p for p in pids if alive(p)], "processes left behind"
-    assert host_hook_fingerprint() == before, "the host's /etc/miredo/client-hook changed or got a mount"
-
-
-def report(record_property: Callable[[str, Any], None], name: str, seconds: float) -> None:
-    record_property(name, f"{seconds:.6f}")
-    print(f"\n{name}: {seconds * 1000:.2f} ms")
 
 
 def defaults(lab: StandbyLab) -> list[tuple[str, str, int]]:

@@ -7,19 +7,18 @@ bounds are deliberately loose (a loaded CI box), the measured values are in the 
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from orchestrator_testkit.netns import alive, descendants, wait_for
+from orchestrator_testkit.netns import wait_for
 from orchestrator_testkit.teredo_lab import (
     NATS,
     SERVER_ADDRESS,
     TeredoLab,
-    host_hook_fingerprint,
     is_teredo,
+    leaving_nothing_behind,
     read_hook_calls,
     stock_hook_path,
     teredo_client_ipv4,
@@ -50,18 +49,8 @@ def teredo_lab() -> Iterator[TeredoLab]:
     """A TeredoLab; after it closes, none of its namespaces or processes (miredo's worker and
     privproc included) may remain, and the host's hook must be untouched."""
     need_lab()
-    before = host_hook_fingerprint()
-    pids: list[int] = []
-    with TeredoLab() as lab:
+    with leaving_nothing_behind(TeredoLab()) as lab:
         yield lab
-        pids += [p.pid for p in lab.processes]
-        if lab.miredo is not None:  # miredo's worker and privproc, not tracked by the lab
-            pids += descendants(lab.miredo.pid)
-        names = [ns.name for ns in lab.namespaces]
-    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
-    assert not set(names) & set(left), f"namespaces left behind: {set(names) & set(left)}"
-    assert not [p for p in pids if alive(p)], "processes left behind"
-    assert host_hook_fingerprint() == before, "the host's /etc/miredo/client-hook changed or got a mount"
 
 
 def report(record_property: Callable[[str, Any], None], name: str, seconds: float) -> None:

@@ -8,7 +8,9 @@ site behind it), ``standby_lab.StandbyLab`` (a second uplink, wlan0, with its ow
 miredo).  Around them: ``netns`` (namespaces, tracked processes, ``wait_for``), ``dhcp_clients``,
 ``ip_monitor`` (the kernel's own account with ``ip -ts monitor``),
 ``teredo_watch`` (a Teredo move's timeline), ``teredo_rig`` (the daemon in a Teredo lab and what to
-ask of it), ``baseline_hooks`` (miredo client hooks the benches compare the project's with),
+ask of it), ``standby_rig`` (the daemon's hot standby in a two-uplink lab), ``timings`` (a test's
+measured figures, reported), ``baseline_hooks`` (miredo client hooks the benches compare the
+project's with),
 ``xfrm_messages`` (XFRM netlink messages built field by field), ``mip6_nodes`` (the home-agent and
 mobile-node programs standing in for UMIP) and ``mip6_standins`` (their handles),
 ``ppp_standin``, ``orchestrator_processes`` (the daemon and its commands as processes), ``configs``,

@@ -56,7 +56,8 @@ API
 
 ``MipLab(lease="2m", renew_after=None, attached="na")`` (a ``TeredoLab``)
     ``.ha``, ``.rly``, ``.r6`` (namespaces); ``.relay: TrackedProcess`` (running when
-    ``__enter__`` returns); ``.relay_conf``, ``.relay_pidfile``, ``.relay_log: Path``
+    ``__enter__`` returns); ``.relay_conf``, ``.relay_pidfile``, ``.relay_log: Path``; ``.miredos()``
+    includes the relay
     everything of ``TeredoLab`` (``.start_miredo``, ``.move_to``, ``.sighup_miredo``, ...)
     ``.add_native(address=NATIVE_ADDRESS, router=NATIVE_ROUTER, metric=1024) -> None``
     ``.ping6(dst=HOME_AGENT, iface="teredo", ns=None, timeout=3) -> bool`` one echo, bound to ``iface``
@@ -232,6 +233,11 @@ class MipLab(TeredoLab):
         except AssertionError as e:
             raise AssertionError(f"{e}\nrelay log {self.relay_log}:\n{tail(self.relay_log)}") from None
         return proc
+
+    def miredos(self) -> list[TrackedProcess]:
+        """The node's miredo and the relay's."""
+        relay = [self.relay] if self.relay is not None else []
+        return [*super().miredos(), *relay]
 
     # -- the node's native IPv6 -------------------------------------------------------------------
     def add_native(self, address: str = NATIVE_ADDRESS, router: str = NATIVE_ROUTER,

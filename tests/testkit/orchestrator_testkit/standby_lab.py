@@ -45,7 +45,8 @@ API
 ---
 ``STANDBY_UPLINK_IF`` ("wlan0"), ``STANDBY_TUNNEL_IF`` ("teredo2"), ``STANDBY_ROUTER`` ("nw"),
 ``STANDBY_NAT: NatSpec`` (WAN 198.51.100.14, LAN 10.3.0.1/24), ``STANDBY_METRIC`` (200),
-``STANDBY_MAC`` (the node's wlan0)
+``STANDBY_MAC`` (the node's wlan0), ``BOTH_TUNNELS`` (``start_mobile_node``'s interfaces: eth0,
+teredo, then teredo2)
 
 ``StandbyLab(lease="2m", renew_after=None, attached="na")`` (a ``MipLab``)
     ``.nw`` (namespace); ``.standby_dhcp: Dhclient`` (wlan0's, bound); everything of ``MipLab``
@@ -60,7 +61,7 @@ API
     TrackedProcess | None``
     ``.launch_standby_miredo(hook, timeout=10) -> TrackedProcess``  returns once miredo runs (not
         qualified: ``wait_teredo_address(iface=STANDBY_TUNNEL_IF)``)
-    ``.stop_standby_miredo()``
+    ``.stop_standby_miredo()``; ``.miredos()`` includes the standby's
     ``.miredo_client(iface)`` knows ``teredo2``, so ``teredo_addresses``, ``wait_teredo_address``,
     ``wait_teredo_routed``, ``delete_teredo_address`` work with ``iface=STANDBY_TUNNEL_IF``
 
@@ -102,7 +103,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .dhcp_clients import Dhclient
-from .mip6_lab import MipLab
+from .mip6_lab import TEREDO_ONLY, MipLab
 from .netns import TrackedProcess, wait_for
 from .teredo_lab import TEREDO_IF, NatSpec, miredo_client_config
 
@@ -114,6 +115,9 @@ STANDBY_MAC = "02:00:00:00:00:20"
 # The standby's default route in the main table: above eth0's (dhclient's default, metric 0), so the
 # kernel keeps choosing eth0 while both are up.
 STANDBY_METRIC = 200
+# The mobile node stand-in's interfaces over both tunnels: teredo2 after teredo, as the daemon's
+# hot-standby policy ranks them (mip6_preference 3 and 4).
+BOTH_TUNNELS = (*TEREDO_ONLY, f"{STANDBY_TUNNEL_IF}:4:tunnel")
 
 
 class StandbyLab(MipLab):
@@ -212,6 +216,11 @@ class StandbyLab(MipLab):
             self.stop_process(self.standby_miredo)
             self.standby_miredo = None
 
+    def miredos(self) -> list[TrackedProcess]:
+        """The node's two miredos and the relay's."""
+        standby = [self.standby_miredo] if self.standby_miredo is not None else []
+        return [*super().miredos(), *standby]
+
     def miredo_client(self, iface: str = TEREDO_IF) -> tuple[TrackedProcess | None, Path]:
         """The standby's miredo for ``teredo2``, else :meth:`TeredoLab.miredo_client`."""
         if iface == STANDBY_TUNNEL_IF:
@@ -220,6 +229,7 @@ class StandbyLab(MipLab):
 
 
 __all__ = [
+    "BOTH_TUNNELS",
     "STANDBY_MAC",
     "STANDBY_METRIC",
     "STANDBY_NAT",

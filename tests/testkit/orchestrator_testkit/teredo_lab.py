@@ -53,6 +53,8 @@ API
 ``miredo_client_config(extra="") -> str`` (a directive in ``extra`` replaces the default)
 ``write_env_dump_hook(path, dump, target) -> Path``; ``read_hook_calls(dump) -> list[dict[str, str]]``
     a wrapper hook recording the exact environment miredo gives the hook, then exec'ing ``target``
+``host_hook_fingerprint() -> (sha256, mounted)``; ``with leaving_nothing_behind(lab) as lab:`` enters
+    any ``TeredoLab`` and, once it closed, asserts no namespace, process or host hook change remains
 
 ``TeredoLab(lease="2m", renew_after=None, attached="na")`` (an ``AccessLab``)
     ``.srv``, ``.wan``, ``.sw``, ``.node``, ``.routers: {"na", "nb", "nc"}``, ``.node_if == "eth0"``
@@ -71,7 +73,8 @@ API
     ``.miredo_conf``, ``.miredo_pidfile``, ``.miredo_log: Path`` (one log, appended across
     restarts); ``.miredo: TrackedProcess | None``; ``.server_log: Path`` (miredo-server's)
     ``.miredo_pid() -> int`` (from the pid file); ``.sighup_miredo() -> float`` (monotonic time sent)
-    ``.stop_miredo()``
+    ``.stop_miredo()``; ``.miredos() -> list[TrackedProcess]`` every miredo the lab holds (its
+        subclasses add theirs)
     ``.teredo_addresses(iface="teredo") -> list[str]`` (global 2001:0::/32 on ``iface``, no prefix);
     ``.teredo_ifindex(iface="teredo") -> int | None``
     ``.wait_teredo_address(timeout=10, exclude=(), iface="teredo") -> str``
@@ -126,13 +129,23 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .access_lab import ACCESS_LAB_BINARIES, NODE_MAC, AccessLab
-from .netns import Namespace, TrackedProcess, children, requirements_problem, tail, wait_for
+from .netns import (
+    Namespace,
+    TrackedProcess,
+    alive,
+    children,
+    descendants,
+    requirements_problem,
+    tail,
+    wait_for,
+)
 
 # --------------------------------------------------------------------------------------------------
 # constants
@@ -580,6 +593,12 @@ class TeredoLab(AccessLab):
             self.stop_process(self.miredo)
             self.miredo = None
 
+    def miredos(self) -> list[TrackedProcess]:
+        """Every miredo this lab started and still holds.  Why: their workers and privprocs are not
+        tracked by the lab, so whoever checks that nothing is left behind must look below these.  A
+        lab running more miredos (a relay, a second client) adds them."""
+        return [self.miredo] if self.miredo is not None else []
+
     # -- kernel state of the tunnel -----------------------------------------------------------------
     def miredo_client(self, iface: str = TEREDO_IF) -> tuple[TrackedProcess | None, Path]:
         """The node's miredo that owns tunnel ``iface`` and its log (the process None while not
@@ -637,6 +656,7 @@ __all__ = [
     "TeredoLab",
     "host_hook_fingerprint",
     "is_teredo",
+    "leaving_nothing_behind",
     "miredo_client_config",
     "read_hook_calls",
     "stock_hook_path",
@@ -653,3 +673,27 @@ def host_hook_fingerprint() -> tuple[str, bool]:
     digest = hashlib.sha256(STOCK_HOOK.read_bytes()).hexdigest() if STOCK_HOOK.exists() else ""
     mounted = subprocess.run(["findmnt", "-n", str(STOCK_HOOK)], capture_output=True).returncode == 0
     return digest, mounted
+
+
+LabT = TypeVar("LabT", bound=TeredoLab)
+
+
+@contextmanager
+def leaving_nothing_behind(lab: LabT) -> Iterator[LabT]:
+    """Enter ``lab`` and yield it; once it has closed, none of its namespaces or processes (its
+    miredos' workers and privprocs included, see :meth:`TeredoLab.miredos`) may remain, and the
+    host's hook must be untouched (:func:`host_hook_fingerprint`).  Why: every lab built on this one
+    runs root processes and bind mounts next to the host's own miredo, so the tests of each lab
+    check its teardown the same way."""
+    before = host_hook_fingerprint()
+    pids: list[int] = []
+    with lab:
+        yield lab
+        pids += [p.pid for p in lab.processes]
+        for miredo in lab.miredos():
+            pids += descendants(miredo.pid)
+        names = [ns.name for ns in lab.namespaces]
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
+    assert not set(names) & set(left), f"namespaces left behind: {set(names) & set(left)}"
+    assert not [p for p in pids if alive(p)], "processes left behind"
+    assert host_hook_fingerprint() == before, "the host's /etc/miredo/client-hook changed or got a mount"

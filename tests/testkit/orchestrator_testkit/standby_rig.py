@@ -1,0 +1,58 @@
+"""The daemon's hot standby in a ``StandbyLab``: its configuration, and the mobile node bound through
+the preferred of two qualified tunnels.
+
+Why a module: the hot-standby tests (tests/kernel/test_standby.py) and the failover bench
+(bench/failover.py) bring the same lab to the same starting point; each keeps only what it does
+differently (the tests wait for the daemon's BindAddress and check that it stops cleanly, the bench
+rewrites the configuration between its set-ups).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .configs import STANDBY_INTERFACES, STANDBY_PROFILE, standby_entry, write_teredo
+from .mip6_lab import HOME_ADDRESS, HOME_AGENT
+from .mip6_standins import HomeAgentStandIn, MobileNodeStandIn
+from .standby_lab import BOTH_TUNNELS, STANDBY_TUNNEL_IF, StandbyLab
+from .teredo_lab import SERVER_ADDRESS, miredo_client_config
+
+# The same uplinks and tunnels with teredo bound to no uplink: one tunnel that follows whichever uplink
+# is active, what a node without the hot standby does.
+UNBOUND_INTERFACES = STANDBY_INTERFACES.replace('uplink = "eth0"\n', "")
+
+
+def standby_config(lab: StandbyLab, *, standby: bool = True, grace: int = 2000,
+                   handover_timeout_s: int | None = None) -> Path:
+    """The daemon's configuration (plugins routing, teredo and mipv6) for ``lab``'s node, in the one
+    file the client hook reads too; rewriting it keeps its path.
+
+    With ``standby``: teredo bound to eth0, teredo2 a ``[[teredo.standby]]`` instance bound to wlan0,
+    and the standby miredo's own file written afresh (``InterfaceName teredo2``, the lab's server):
+    the daemon writes the BindAddress into that file, so it must exist before the daemon starts.
+    Without: no standby instance and teredo bound to no uplink; the standby miredo's file is left
+    alone.  ``handover_timeout_s``: mipv6's, left to its default unless given."""
+    if standby:
+        lab.standby_conf.write_text(miredo_client_config(f"InterfaceName {STANDBY_TUNNEL_IF}"))
+    mipv6 = f'[mipv6]\nhome_agent = "{HOME_AGENT}"\nhome_address = "{HOME_ADDRESS}"\n'
+    if handover_timeout_s is not None:
+        mipv6 += f"handover_timeout_s = {handover_timeout_s}\n"
+    entry = standby_entry(STANDBY_TUNNEL_IF, lab.standby_pidfile, lab.standby_conf) if standby else ""
+    return write_teredo(lab.tmp, lab.miredo_pidfile, SERVER_ADDRESS, grace=grace,
+                        enable=("routing", "teredo", "mipv6"), extra=STANDBY_PROFILE + mipv6 + entry,
+                        interfaces=STANDBY_INTERFACES if standby else UNBOUND_INTERFACES)
+
+
+def bind_through_teredo(lab: StandbyLab, hook: Path) -> tuple[HomeAgentStandIn, MobileNodeStandIn]:
+    """Both miredo clients started with ``hook`` and both tunnels routed, then the home agent
+    (accepting every Binding Update) and the mobile node over both tunnels; returns the two once the
+    first BA is back, the binding through teredo (the preferred tunnel).  Start the daemon first:
+    the standby's miredo reads the BindAddress the daemon writes."""
+    lab.start_miredo(hook)
+    lab.launch_standby_miredo(hook)
+    lab.wait_teredo_routed()
+    lab.wait_teredo_routed(iface=STANDBY_TUNNEL_IF)
+    ha = lab.start_home_agent(status=0)
+    mn = lab.start_mobile_node(BOTH_TUNNELS, lifetime=60)
+    mn.wait_event("ba-received", 15, status=0)
+    return ha, mn
