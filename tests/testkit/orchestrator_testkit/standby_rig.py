@@ -3,8 +3,8 @@ the preferred of two qualified tunnels.
 
 Why a module: the hot-standby tests (tests/kernel/test_standby.py) and the failover bench
 (bench/failover.py) bring the same lab to the same starting point; each keeps only what it does
-differently (the tests wait for the daemon's BindAddress and check that it stops cleanly, the bench
-rewrites the configuration between its set-ups).
+differently (the tests check that the daemon stops cleanly, the bench rewrites the configuration
+between its set-ups).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from .configs import STANDBY_INTERFACES, STANDBY_PROFILE, standby_entry, write_teredo
 from .mip6_lab import HOME_ADDRESS, HOME_AGENT
 from .mip6_standins import HomeAgentStandIn, MobileNodeStandIn
+from .netns import wait_for
 from .standby_lab import BOTH_TUNNELS, STANDBY_TUNNEL_IF, StandbyLab
 from .teredo_lab import SERVER_ADDRESS, miredo_client_config
 
@@ -47,7 +48,9 @@ def bind_through_teredo(lab: StandbyLab, hook: Path) -> tuple[HomeAgentStandIn, 
     """Both miredo clients started with ``hook`` and both tunnels routed, then the home agent
     (accepting every Binding Update) and the mobile node over both tunnels; returns the two once the
     first BA is back, the binding through teredo (the preferred tunnel).  Start the daemon first:
-    the standby's miredo reads the BindAddress the daemon writes."""
+    the standby's miredo starts once the daemon has written wlan0's address into its file."""
+    written = f"BindAddress {str(lab.standby_address()).split('/')[0]}"
+    wait_for(lambda: written in lab.standby_conf.read_text(), 5, "the daemon to write BindAddress")
     lab.start_miredo(hook)
     lab.launch_standby_miredo(hook)
     lab.wait_teredo_routed()
