@@ -121,13 +121,12 @@ class TeredoPlugin:
     async def orchestrator_startup(self, context: PluginContext) -> None:
         section = context.section
         self._add(context, section["interface"], Path(section["pidfile"]), context.status, None)
-        standby_status: dict[str, Any] = context.status.setdefault("standby", {})
-        for position, entry in enumerate(section.get("standby", [])):
+        for position, entry in enumerate(section.get("standby", [])):  # shown under "standby" in status
             route = SourceRoute(
                 checks.standby_table(position, entry), checks.standby_priority(position, entry)
             )
             standby = Standby(Path(entry["config"]), route)
-            status = standby_status.setdefault(entry["interface"], {})
+            status = context.status.setdefault("standby", {}).setdefault(entry["interface"], {})
             self._add(context, entry["interface"], Path(entry["pidfile"]), status, standby)
         for instance in self.instances.values():
             instance.start()

@@ -119,7 +119,7 @@ def test_a_plugin_whose_threads_never_return_gets_no_more_of_them(lab: Lab) -> N
     counters = status["counters"]
     assert counters["plugin_calls_refused"] == 1 and counters["plugin_errors"] == bound + 1
     shown = node.run(*ORCHESTRATOR, "status", "--config", str(config)).stdout
-    assert f"plugin:  blocks [enabled, holds {bound} threads that never returned] from " in shown
+    assert f"plugin:   blocks [enabled, holds {bound} threads that never returned] from " in shown
     assert daemon.stop() == 0
 
 

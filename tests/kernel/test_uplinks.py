@@ -49,7 +49,7 @@ def test_the_standby_uplink_is_shown_and_follows_its_carrier_at_once(lab: Lab) -
 
     assert uplinks(daemon) == [ACTIVE, STANDBY]
     shown = node.run(*ORCHESTRATOR, "status", "--config", str(config)).stdout
-    assert "uplink:  eth0 10.1.0.100/24 via 10.1.0.1\nstandby: eth1 10.3.0.100/24 via 10.3.0.1\n" in shown
+    assert "uplink:   eth0 10.1.0.100/24 via 10.1.0.1\nstandby:  eth1 10.3.0.100/24 via 10.3.0.1\n" in shown
     mark = monitor.mark()
     second.ip("link", "set", "lan", "down")  # eth1 loses carrier: no grace for a standby
     standby_is([], mark, "the monitor's event: no standby")
