@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__, control
 from .commands import Command
 from .config import DAEMON, DEFAULT_PATH, RESTART_ONLY_KEYS, ConfigError, read_toml
-from .events import AddressEvent, AnyEvent, LinkEvent, UplinkChanged, event_to_json
+from .events import AddressEvent, AnyEvent, LinkEvent, StandbyUplinksChanged, UplinkChanged, event_to_json
 
 if TYPE_CHECKING:
     from .plugins import PluginInfo
@@ -247,13 +247,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def format_event(event: AnyEvent, ifname: str | None) -> str:
-    if isinstance(event, UplinkChanged):
-        from .daemon import describe_uplink
+    """One line of ``orchestrator monitor``: uplinks as the log names them, values as the TOML
+    spells them (``true``), never a Python repr."""
+    from .daemon import describe_one, describe_uplink
+    from .status_text import value_text
 
+    if isinstance(event, UplinkChanged):
         return f"uplink-changed move {event.move}: {describe_uplink(event)}"
+    if isinstance(event, StandbyUplinksChanged):
+        return f"{event.kind}: {', '.join(map(describe_one, event.standby)) or 'none'}"
     fields = event_to_json(event, ifname)
     kind = fields.pop("event")
-    return f"{kind} " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+    return f"{kind} " + " ".join(f"{k}={value_text(v)}" for k, v in fields.items() if v is not None)
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
-"""``orchestrator status`` as a person reads it: golden texts for a node without an uplink, a healthy
-node, and one whose handover failed."""
+"""``orchestrator status`` and ``monitor`` as a person reads them: golden texts for a node without an
+uplink, a healthy node, and one whose handover failed."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator.cli import format_event
+from orchestrator.events import LinkChanged, StandbyUplinksChanged, Uplink
 from orchestrator.status_text import human_status, nested_lines, timeline
 
 UPLINK = {"interface": "eth0", "address": "10.1.0.100/24", "gateway": "10.1.0.1", "gateway_lladdr": None}
@@ -104,3 +106,11 @@ def test_nested_status_of_every_shape() -> None:
     value = {"standby": {"teredo2": {"state": "up"}}, "empty": [], "list": [{"a": 1}, 2.5]}
     assert nested_lines(value, "") == ["standby:", "  teredo2:", "    state: up", "empty: (none)", "list:",
                                       "  - a: 1", "  - 2.5"]
+
+
+def test_monitor_lines_name_uplinks_as_the_log_does_and_spell_values_as_the_toml() -> None:
+    standby = StandbyUplinksChanged((Uplink("eth1", "10.3.0.100/24", "10.3.0.1"),))
+    assert format_event(standby, None) == "standby-uplinks-changed: eth1 10.3.0.100/24 via 10.3.0.1"
+    assert format_event(StandbyUplinksChanged(()), None) == "standby-uplinks-changed: none"
+    link = format_event(LinkChanged("eth0", up=True, carrier=False, present=True), None)
+    assert link == "link-changed interface=eth0 up=true carrier=false present=true"
