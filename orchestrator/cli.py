@@ -325,20 +325,20 @@ CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home, erase the screen (ECMA-48)
 def cmd_status(args: argparse.Namespace) -> int:
     from .status_text import human_status
 
-    while True:
-        answer = ask_daemon(args.config, "status")
-        if answer is None:
-            return EXIT_FAILURE
-        text = json.dumps(answer, indent=2) if args.json else human_status(answer)
-        if args.watch is None:
-            print(text)
-            return EXIT_OK
-        heading = time.strftime("%H:%M:%S ") + f"every {args.watch:g} s, Ctrl-C ends\n"
-        print(CLEAR_SCREEN + heading + text, flush=True)
-        try:
+    try:
+        while True:
+            answer = ask_daemon(args.config, "status")
+            if answer is None:
+                return EXIT_FAILURE
+            text = json.dumps(answer, indent=2) if args.json else human_status(answer)
+            if args.watch is None:
+                print(text)
+                return EXIT_OK
+            heading = time.strftime("%H:%M:%S ") + f"every {args.watch:g} s, Ctrl-C ends\n"
+            print(CLEAR_SCREEN + heading + text, flush=True)
             time.sleep(args.watch)
-        except KeyboardInterrupt:
-            return EXIT_OK
+    except KeyboardInterrupt:  # how --watch ends
+        return EXIT_OK
 
 
 def cmd_reload(args: argparse.Namespace) -> int:

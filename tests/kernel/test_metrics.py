@@ -1,6 +1,6 @@
 """The metrics of a daemon that watched real DHCP moves: scraped over HTTP from inside the node's
 namespace and read back from the textfile, both parsed by prometheus-client's own parser; a port in
-use is survived and retried."""
+use is survived and retried; a real Prometheus scrapes it; ``status --watch`` redraws."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from orchestrator_testkit.configs import write
 from orchestrator_testkit.netns import wait_for
-from orchestrator_testkit.orchestrator_processes import DaemonProcess
+from orchestrator_testkit.orchestrator_processes import ORCHESTRATOR, DaemonProcess
 from orchestrator_testkit.teredo_lab import TeredoLab, teredo_requirements_problem
 from prometheus_client.parser import text_string_to_metric_families
+
+from orchestrator.cli import CLEAR_SCREEN
 
 pytestmark = pytest.mark.netns
 
@@ -186,3 +188,12 @@ def query(node: Node, expression: str) -> float | None:
     answer = json.loads(node.lab.node.run("python3", "-c", code, expression).stdout)
     result = answer["data"]["result"] if answer else []
     return float(result[0]["value"][1]) if result else None
+
+
+def test_status_watch_redraws_until_interrupted(node: Node) -> None:
+    config = node.lab.tmp / "orchestrator.toml"
+    watch = [*ORCHESTRATOR, "status", "--watch", "0.2", "--config", str(config)]
+    command = ["timeout", "--preserve-status", "-s", "INT", "1.5", *watch]  # Ctrl-C after 1.5 s
+    result = node.lab.node.run(*command, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(CLEAR_SCREEN) >= 3 and result.stdout.count("uplink:   eth0") >= 3
