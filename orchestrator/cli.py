@@ -63,9 +63,20 @@ def _json_argument(parser: argparse.ArgumentParser) -> None:
 def _status_arguments(parser: argparse.ArgumentParser) -> None:
     _json_argument(parser)
     parser.add_argument(
-        "--watch", nargs="?", type=float, const=1.0, metavar="SECONDS",
+        "--watch", nargs="?", type=positive_seconds, const=1.0, metavar="SECONDS",
         help="redraw the answer every SECONDS (default 1) until Ctrl-C",
     )
+
+
+def positive_seconds(text: str) -> float:
+    """``--watch``'s interval: a number above zero (0 would ask the daemon without pause)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0.05 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"expected 0.05 to 3600 seconds, got {text}")
+    return seconds
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .schema import REQUIRED, Key, Section, validate, validate_section
+from .schema import REQUIRED, Key, Section, describe_value, validate, validate_section
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -95,7 +95,8 @@ def listen_address(value: str) -> tuple[str, int]:
     except ValueError:
         version = None
     if version is None or (version == 6) != bracketed:
-        raise ValueError(f"{host!r} is not an IP address literal (IPv6 in brackets: [::1]:9477)")
+        example = "IPv6 in brackets: [::1]:9477"
+        raise ValueError(f"{describe_value(host)} is not an IP address literal ({example})")
     return address, int(port)
 
 
@@ -110,7 +111,8 @@ def _listen_problem(value: str) -> str | None:
 def _textfile_problem(value: str) -> str | None:
     path = Path(value)
     if not path.is_absolute() or not path.name.endswith(".prom"):
-        return f"expected an absolute path ending in .prom (node_exporter reads only those), got {value!r}"
+        wanted = "an absolute path ending in .prom (node_exporter reads only those)"
+        return f"expected {wanted}, got {describe_value(value)}"
     if not path.parent.is_dir():
         return f"no directory {path.parent}"
     return None

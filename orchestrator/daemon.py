@@ -323,7 +323,10 @@ class Daemon:
         self._status_changed()
 
     def _status_changed(self, _reason: str | None = None) -> None:
-        """Send STATUS= again; on the event path, so its line is built only when someone listens."""
+        """Send STATUS= again; on the event path, so its line is built only when someone listens.
+        The metrics' textfile follows (the watchdog withholding its ping is one such change)."""
+        if self.metrics is not None:
+            self.metrics.changed()
         if self.notifier.active:
             self._notify(self.notifier.status, self.summary())
 

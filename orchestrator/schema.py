@@ -128,11 +128,11 @@ def _literal_problem(kind: str, value: Any) -> str | None:
     try:
         parser(value)
     except ValueError:
-        return f"expected {_KIND_NAMES[kind]}, got {_describe(value)}"
+        return f"expected {_KIND_NAMES[kind]}, got {describe_value(value)}"
     return None
 
 
-def _describe(value: Any) -> str:
+def describe_value(value: Any) -> str:
     """A value as the file spells it (``true``, ``"2s"``), or what it is for a table or a list."""
     if isinstance(value, dict):
         return "a table"
@@ -148,24 +148,24 @@ def _describe(value: Any) -> str:
 def check_key(key: Key, value: Any) -> str | None:
     """The problem with one value, or None when it is acceptable."""
     if not _type_ok(key.kind, value):
-        return f"expected {_KIND_NAMES[key.kind]}, got {_describe(value)}"
+        return f"expected {_KIND_NAMES[key.kind]}, got {describe_value(value)}"
     problem = _literal_problem(key.kind, value)
     if problem:
         return problem
     if key.choices is not None and value not in key.choices:
-        return f"expected one of {', '.join(key.choices)}, got {_describe(value)}"
+        return f"expected one of {', '.join(key.choices)}, got {describe_value(value)}"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if key.minimum is not None and value < key.minimum:
-            return f"expected a value >= {key.minimum:g}, got {_describe(value)}"
+            return f"expected a value >= {key.minimum:g}, got {describe_value(value)}"
         if key.maximum is not None and value > key.maximum:
-            return f"expected a value <= {key.maximum:g}, got {_describe(value)}"
+            return f"expected a value <= {key.maximum:g}, got {describe_value(value)}"
     return key.check(value) if key.check else None
 
 
 def validate(section: Section, table: Any, path: str, problems: list[str]) -> dict[str, Any]:
     """Validate ``table`` against ``section``; fill defaults; append problems as "path: text"."""
     if not isinstance(table, dict):
-        problems.append(f"{path}: expected a table, got {_describe(table)}")
+        problems.append(f"{path}: expected a table, got {describe_value(table)}")
         return {}
     result: dict[str, Any] = {}
     for name, value in table.items():
@@ -201,7 +201,7 @@ def validate_section(section: Section, value: Any, path: str, problems: list[str
 
 def _validate_array(section: Section, value: Any, path: str, problems: list[str]) -> list[dict[str, Any]]:
     if not isinstance(value, list):
-        problems.append(f"{path}: expected an array of tables ([[{path}]]), got {_describe(value)}")
+        problems.append(f"{path}: expected an array of tables ([[{path}]]), got {describe_value(value)}")
         return []
     return [validate(section, entry, f"{path}[{i}]", problems) for i, entry in enumerate(value)]
 
@@ -210,7 +210,7 @@ def _validate_named_tables(
     section: Section, value: Any, path: str, problems: list[str]
 ) -> dict[str, dict[str, Any]]:
     if not isinstance(value, dict):
-        problems.append(f"{path}: expected a table of named tables, got {_describe(value)}")
+        problems.append(f"{path}: expected a table of named tables, got {describe_value(value)}")
         return {}
     return {name: validate(section, sub, f"{path}.{name}", problems) for name, sub in value.items()}
 

@@ -28,8 +28,8 @@ def value_text(value: Any) -> str:
         return "(unset)"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
+    if value == "":
+        return '""'
     return str(value)
 
 
@@ -65,7 +65,7 @@ def uplink_text(uplink: dict[str, Any] | None) -> str:
 def timeline(move: dict[str, Any]) -> str:
     """``12:03:41 eth0 → wlan0 ok 88 ms |detected 0.2|requalify 0.9|tunnel-up 77······|...|``: each
     phase's segment as wide as the time it took after the previous one (its label and time since the
-    move began, in ms)."""
+    move began, in ms); ``end`` when the move ended well after its last phase."""
     old, new = move["old"], move["new"]
     route = f"{old['interface'] if old else 'none'} → {new['interface'] if new else 'none'}"
     phases = {name: seconds for name, seconds in move["phases"].items() if name != "finished"}
@@ -75,6 +75,8 @@ def timeline(move: dict[str, Any]) -> str:
     if total is not None:
         head += f" {_ms(total)} ms"
     span = max([total or 0.0, *phases.values()]) or 1.0
+    if total is not None and total - max(phases.values(), default=0.0) >= 0.001:
+        phases["end"] = total  # the time after the last phase, until the move ended (a timeout's wait)
     segments, before = [], 0.0
     for name, seconds in phases.items():
         label = f"{SHORT.get(name, name)} {_ms(seconds)}"

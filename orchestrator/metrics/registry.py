@@ -7,18 +7,23 @@ Names follow Prometheus conventions, prefixed ``orchestrator_``.  Every counter 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .snapshot import Snapshot
 
+log = logging.getLogger("orchestrator.metrics")
+
 #: Phase timings resolve milliseconds: a handover is tens of them, a re-qualification's timeout 8 s.
 PHASE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 MOVE_OUTCOMES = ("ok", "failed", "timeout", "superseded")
+OUTCOME_COUNTERS = frozenset(f"moves_{outcome}" for outcome in MOVE_OUTCOMES)
+PHASES = "orchestrator_move_phase_seconds"
 NOT_IN_A_NAME = re.compile(r"[^a-zA-Z0-9_]")  # a plugin's counter may be named anything
 #: Counters with a name of their own (the rest become ``orchestrator_<name>_total``).
 RENAMED = {
@@ -35,8 +40,9 @@ class Metrics:
 
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created series: what dashboards use
         self.phases = Histogram(
-            "orchestrator_move_phase_seconds",
+            PHASES,
             "time from a move's start to each phase it reached (detected, requalify-sent, tunnel-up, "
             "routes-applied, coa-purged, bu-sent, handover-confirmed, finished, ...)",
             ["phase"],
@@ -46,6 +52,7 @@ class Metrics:
         self.registry.register(_StateCollector(snapshot))
 
     def phase(self, name: str, seconds: float) -> None:
+        """A move reached phase ``name`` ``seconds`` after it began."""
         self.phases.labels(phase=name).observe(seconds)
 
     def text(self) -> bytes:
@@ -56,9 +63,28 @@ class Metrics:
 class _StateCollector(Collector):
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
         self.snapshot = snapshot
+        self.refused: set[str] = set()  # counters whose name a family of ours has: said once
 
     def collect(self) -> Iterator[Metric]:
         now = self.snapshot()
+        families = list(self._families(now))
+        taken = {family.name for family in families} | {PHASES}
+        yield from families
+        for name, value in sorted(now.counters.items()):
+            if name in OUTCOME_COUNTERS:
+                continue  # in orchestrator_moves_total
+            own = (NOT_IN_A_NAME.sub("_", name), f"{name}, as orchestrator status counts it")
+            metric, text = RENAMED.get(name, own)
+            family = f"orchestrator_{metric}"
+            if family in taken:
+                if name not in self.refused:
+                    self.refused.add(name)
+                    log.warning("metrics: counter %r is not exported: %s_total is taken", name, family)
+                continue
+            taken.add(family)
+            yield CounterMetricFamily(family, text, value=value)
+
+    def _families(self, now: Snapshot) -> Iterator[Metric]:
         moves = CounterMetricFamily("orchestrator_moves", "moves ended, by outcome", labels=["outcome"])
         for outcome in MOVE_OUTCOMES:
             moves.add_metric([outcome], now.counters.get(f"moves_{outcome}", 0))
@@ -70,12 +96,6 @@ class _StateCollector(Collector):
         for plugin, count in sorted(now.plugin_failures.items()):
             failures.add_metric([plugin], count)
         yield failures
-        for name, value in sorted(now.counters.items()):
-            if name.startswith("moves_"):
-                continue
-            own = (NOT_IN_A_NAME.sub("_", name), f"{name}, as orchestrator status counts it")
-            metric, text = RENAMED.get(name, own)
-            yield CounterMetricFamily(f"orchestrator_{metric}", text, value=value)
         uplinks = list(now.uplinks)
         info = GaugeMetricFamily(
             "orchestrator_uplink_info", "1 per complete uplink: active, or standby with several",

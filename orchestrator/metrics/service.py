@@ -13,6 +13,8 @@ from .textfile import Textfile
 
 
 class MetricsService:
+    """What the daemon calls: ``phase`` and ``changed`` on its event path, ``status`` for status."""
+
     def __init__(self, settings: MetricsSettings, snapshot: Callable[[], Snapshot]) -> None:
         self.metrics = Metrics(snapshot)
         self.listener = Listener(*settings.listen, self.metrics.text) if settings.listen else None
@@ -36,7 +38,7 @@ class MetricsService:
     def status(self) -> dict[str, Any]:
         listener, textfile = self.listener, self.textfile
         return {
-            "listen": f"{listener.host}:{listener.port}" if listener else None,
+            "listen": listener.address if listener else None,
             "listen_problem": listener.problem if listener else None,
             "textfile": str(textfile.path) if textfile else None,
             "textfile_problem": textfile.problem if textfile else None,

@@ -2,7 +2,8 @@
 
 Written atomically (a temporary file in the same directory, renamed over the file, mode 0644) so
 node_exporter never reads half of one; at most once a second, and only after something changed and
-the text differs: an idle daemon writes nothing and wakes up for nothing.
+the text differs: an idle daemon writes nothing and wakes up for nothing.  Removed when the daemon
+stops cleanly.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ MIN_INTERVAL_S = 1.0
 
 
 class Textfile:
+    """The metrics file at ``path``; ``problem`` says why it could not be written, if so."""
+
     def __init__(self, path: Path, text: Callable[[], bytes]) -> None:
         self.path = path
         self.text = text
@@ -50,8 +53,14 @@ class Textfile:
         self._written, self.problem = text, None
 
     def close(self) -> None:
+        """A clean stop removes the file: node_exporter would go on serving the last values of a
+        daemon that no longer runs (a crash leaves it; ``node_textfile_mtime_seconds`` shows its age)."""
         if self._timer is not None:
             self._timer.cancel()
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as error:
+            log.error("metrics: cannot remove %s: %s", self.path, error)
 
 
 def _replace(path: Path, text: bytes) -> None:

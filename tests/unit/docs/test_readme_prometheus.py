@@ -19,7 +19,9 @@ tests:
     input_series:
       - series: 'orchestrator_uplink_up{instance="n1"}'
         values: '1 0 0 0 0 0 0 0 0'
-      - series: 'orchestrator_mipv6_handovers_failed_total{instance="n1"}'
+      - series: 'orchestrator_moves_total{instance="n1", outcome="ok"}'
+        values: '0 1 2 3 4 5 6 7 8'
+      - series: 'orchestrator_moves_total{instance="n1", outcome="timeout"}'
         values: '0 0 0 1 1 1 1 1 1'
     alert_rule_test:
       - eval_time: 3m
@@ -37,7 +39,7 @@ tests:
         alertname: OrchestratorHandoverFailing
         exp_alerts:
           - exp_labels: {severity: warning, instance: n1}
-            exp_annotations: {summary: "n1: a Mobile IPv6 handover failed in the last 15 minutes"}
+            exp_annotations: {summary: "n1: a handover failed in the last 15 minutes"}
 """
 
 

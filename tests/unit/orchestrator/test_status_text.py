@@ -66,7 +66,7 @@ def test_a_healthy_node_with_a_standby_and_its_last_move() -> None:
         "counters: events=12, moves=1",
         "plugin:   teredo [enabled] from netlink-orchestrator",
         "          state: up",
-        "          reason: ",
+        '          reason: ""',
         "          address: 2001:0:c633:6401::1",
         "moves:",
         "  12:23:41 eth0 → wlan0 ok 88 ms |detected 0.2|requalify 0.9|tunnel-up 77"
@@ -92,7 +92,8 @@ def test_a_failed_handover_says_why_and_nested_status_reads_as_toml() -> None:
         "          expected_coa: (unset)",
         "          verbose: true",
         "moves:",
-        "  12:23:41 eth0 → wlan0 failed 5040 ms |detected 0.3|requalify 1.0|tunnel-up 40|",
+        "  12:23:41 eth0 → wlan0 failed 5040 ms |detected 0.3|requalify 1.0|tunnel-up 40|end 5040"
+        + "·" * 63 + "|",  # the wait until the timeout, nearly all of the 72 columns
         "    problem: mipv6: no Binding Acknowledgement for 2001:0:c633:6401::2 within 5 s",
     ]
 
