@@ -81,15 +81,18 @@ class Instance:
         which kicks it like any move: one SIGHUP either way."""
         state = self.context.state
         self.served = uplink = state.tunnel_uplink(self.interface)
-        stale = None
-        if uplink is None:
-            pass
-        elif self.standby is not None and self.standby.follow(uplink, self.context):
-            stale = f"start-up: its BindAddress or source route was not {uplink.describe()}'s"
-        elif not state.follows_active(self.interface) and self.interface in state.tunnels_older_than_uplink():
-            stale = f"start-up: its address predates {uplink.describe()}"
+        stale = None if uplink is None else self._stale_at_start(uplink)
         self.kicked_at_start = uplink if stale else None
         self.requalifier.start(state.tunnel_address(self.interface), stale)
+
+    def _stale_at_start(self, uplink: Uplink) -> str | None:
+        """Why the tunnel must be kicked at start-up, or None (see ``start``)."""
+        state = self.context.state
+        if self.standby is not None and self.standby.follow(uplink, self.context):
+            return f"start-up: its BindAddress or source route was not {uplink.describe()}'s"
+        if not state.follows_active(self.interface) and self.interface in state.tunnels_older_than_uplink():
+            return f"start-up: its address predates {uplink.describe()}"
+        return None
 
     def uplink_changed(self, event: UplinkChanged, move: Move) -> None:
         """The active uplink changed: a move for an unbound instance (as every move is).  A bound
