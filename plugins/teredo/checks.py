@@ -16,6 +16,7 @@ from orchestrator import Config
 
 from . import miredo_conf
 
+DAEMON_OWNER = (0, 0)  # root:root: the shipped unit runs the daemon as root
 STANDBY_DIRECTORY = Path("/etc/miredo/standby")  # ReadWritePaths= of etc/systemd/orchestrator.service
 FIRST_TABLE = FIRST_PRIORITY = 1000  # a standby's defaults: 1000 for the first entry, 1001 for the next...
 
@@ -81,9 +82,11 @@ def _tunnel_problems(config: Config, where: str, name: str, main: str) -> list[s
 
 
 def _file_problems(where: str, path: Path, interface: str) -> list[str]:
-    """The file must exist, name ``interface`` (miredo's InterfaceName) and be replaceable in place
-    by this user: writable, in a writable directory, and its own (keeping another owner on the
-    new file would need CAP_CHOWN, which the shipped unit withholds)."""
+    """The file must exist, name ``interface`` (miredo's InterfaceName) and be replaceable in place:
+    writable, in a writable directory, and root's, the daemon's identity (keeping another owner on
+    the new file would need CAP_CHOWN, which the shipped unit withholds).  Compared with root, not
+    with whoever checks: the full client hook validates this file too, as miredo's privileged
+    helper, whose group is not root's."""
     try:
         text = path.read_text(errors="replace")
         status = path.stat()
@@ -95,10 +98,10 @@ def _file_problems(where: str, path: Path, interface: str) -> list[str]:
         found.append(f"{where}: {path} sets InterfaceName {named}, not {interface}")
     if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):
         found.append(f"{where}: {path} cannot be rewritten here (the daemon keeps its BindAddress)")
-    elif (status.st_uid, status.st_gid) != (os.geteuid(), os.getegid()):
+    elif (status.st_uid, status.st_gid) != DAEMON_OWNER:
         found.append(
-            f"{where}: {path} belongs to {status.st_uid}:{status.st_gid}, not to {os.geteuid()}:"
-            f"{os.getegid()}: the daemon replaces the file and cannot keep another owner"
+            f"{where}: {path} belongs to {status.st_uid}:{status.st_gid}, not to root:root: the daemon "
+            "replaces the file and cannot keep another owner (no CAP_CHOWN under the shipped unit)"
         )
     return found
 
