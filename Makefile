@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-failover test unit deps venv lint bench clean
+.PHONY: demo demo-failover test unit deps venv lint bench soak clean
 
 deps:
 	@scripts/install-deps
@@ -47,6 +47,14 @@ demo: deps venv
 # tunnel over two uplinks, and with one uplink (about 40 s).
 demo-failover: deps venv
 	@$(BIN)/python bench/failover.py --events 3 --idle-s 0
+
+# The fault-injection soak of the hot standby: SEED (default: a random one, printed) and FAULTS
+# (default 200); a violation prints the `make soak SEED=... FAULTS=...` that replays it.
+SEED   ?=
+FAULTS ?= 200
+
+soak: deps venv
+	@$(BIN)/python scripts/soak.py --faults $(FAULTS) $(if $(SEED),--seed $(SEED))
 
 BENCHES := bench/latency.py bench/ingest.py bench/idle.py bench/hook.py bench/teredo_move.py bench/handover.py bench/exec.py bench/dependencies.py bench/restart.py bench/failover.py bench/metrics.py
 

@@ -20,14 +20,14 @@ import pytest
 from orchestrator_testkit.mip6_lab import mip6_requirements_problem
 from orchestrator_testkit.mip6_standins import HomeAgentStandIn, MobileNodeStandIn
 from orchestrator_testkit.netns import wait_for
-from orchestrator_testkit.orchestrator_processes import DaemonProcess, client_hook
+from orchestrator_testkit.orchestrator_processes import DaemonProcess
 from orchestrator_testkit.standby_lab import (
     STANDBY_NAT,
     STANDBY_TUNNEL_IF,
     STANDBY_UPLINK_IF,
     StandbyLab,
 )
-from orchestrator_testkit.standby_rig import bind_through_teredo, standby_config
+from orchestrator_testkit.standby_rig import hot_standby
 from orchestrator_testkit.teredo_lab import NATS, teredo_client_ipv4
 from orchestrator_testkit.teredo_rig import miredo_reloads
 
@@ -84,13 +84,8 @@ def rig() -> Iterator[Rig]:
     problem = mip6_requirements_problem()
     if problem:
         pytest.skip(problem)
-    with StandbyLab() as lab:
-        config = standby_config(lab, grace=GRACE_MS, handover_timeout_s=5)
-        daemon = DaemonProcess(lab.node, config, config.parent / "control.sock")
-        hook = client_hook(lab.tmp, config)
-        ha, mn = bind_through_teredo(lab, hook)
-        yield Rig(lab, daemon, hook, ha, mn)
-        assert daemon.stop() == 0
+    with hot_standby(grace=GRACE_MS, handover_timeout_s=5) as standby:
+        yield Rig(standby.lab, standby.daemon, standby.hook, standby.ha, standby.mn)
 
 
 def test_each_tunnel_qualifies_through_its_own_nat_and_the_node_binds_through_the_preferred(rig: Rig) -> None:

@@ -4,17 +4,22 @@ the preferred of two qualified tunnels.
 Why a module: the hot-standby tests (tests/kernel/test_standby.py) and the failover bench
 (bench/failover.py) bring the same lab to the same starting point; each keeps only what it does
 differently (the tests check that the daemon stops cleanly, the bench rewrites the configuration
-between its set-ups).
+between its set-ups).  :func:`hot_standby` is the whole set-up as one context manager, for users
+that keep it for a long time (the soak kills and restarts the daemon inside it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .configs import STANDBY_INTERFACES, STANDBY_PROFILE, standby_entry, write_teredo
 from .mip6_lab import HOME_ADDRESS, HOME_AGENT
 from .mip6_standins import HomeAgentStandIn, MobileNodeStandIn
 from .netns import wait_for
+from .orchestrator_processes import DaemonProcess, client_hook
 from .standby_lab import BOTH_TUNNELS, STANDBY_TUNNEL_IF, StandbyLab
 from .teredo_lab import SERVER_ADDRESS, miredo_client_config
 
@@ -24,7 +29,7 @@ UNBOUND_INTERFACES = STANDBY_INTERFACES.replace('uplink = "eth0"\n', "")
 
 
 def standby_config(lab: StandbyLab, *, standby: bool = True, grace: int = 2000,
-                   handover_timeout_s: int | None = None) -> Path:
+                   handover_timeout_s: int | None = None, keep_miredo_conf: bool = False) -> Path:
     """The daemon's configuration (plugins routing, teredo and mipv6) for ``lab``'s node, in the one
     file the client hook reads too; rewriting it keeps its path.
 
@@ -32,8 +37,10 @@ def standby_config(lab: StandbyLab, *, standby: bool = True, grace: int = 2000,
     and the standby miredo's own file written afresh (``InterfaceName teredo2``, the lab's server):
     the daemon writes the BindAddress into that file, so it must exist before the daemon starts.
     Without: no standby instance and teredo bound to no uplink; the standby miredo's file is left
-    alone.  ``handover_timeout_s``: mipv6's, left to its default unless given."""
-    if standby:
+    alone.  ``handover_timeout_s``: mipv6's, left to its default unless given.  ``keep_miredo_conf``:
+    leave the standby miredo's file as it is (a rewrite while the daemon runs: the file holds the
+    BindAddress the daemon wrote, and a fresh one would lose it)."""
+    if standby and not keep_miredo_conf:
         lab.standby_conf.write_text(miredo_client_config(f"InterfaceName {STANDBY_TUNNEL_IF}"))
     mipv6 = f'[mipv6]\nhome_agent = "{HOME_AGENT}"\nhome_address = "{HOME_ADDRESS}"\n'
     if handover_timeout_s is not None:
@@ -59,3 +66,40 @@ def bind_through_teredo(lab: StandbyLab, hook: Path) -> tuple[HomeAgentStandIn, 
     mn = lab.start_mobile_node(BOTH_TUNNELS, lifetime=60)
     mn.wait_event("ba-received", 15, status=0)
     return ha, mn
+
+
+@dataclass
+class StandbyRig:
+    """The daemon on the hot-standby configuration in a ``StandbyLab``, both miredo clients with
+    the project's client hook, and the stand-ins bound through teredo.  ``daemon`` changes when
+    :meth:`restart_daemon` replaces it."""
+
+    lab: StandbyLab
+    daemon: DaemonProcess
+    config: Path
+    hook: Path
+    ha: HomeAgentStandIn
+    mn: MobileNodeStandIn
+
+    def restart_daemon(self) -> DaemonProcess:
+        """A new daemon on the same configuration and control socket (the last one stopped or
+        killed first); returns once it answers."""
+        self.daemon = DaemonProcess(self.lab.node, self.config, self.daemon.socket)
+        return self.daemon
+
+
+@contextmanager
+def hot_standby(grace: int = 2000, handover_timeout_s: int | None = None,
+                renew_after: int | None = None) -> Iterator[StandbyRig]:
+    """A ``StandbyLab`` (``renew_after``: the DHCP servers' T1, for ``dhcp.renew()``), the daemon
+    started first (the standby's miredo reads the file the daemon wrote), then both miredo clients,
+    the home agent and the mobile node, bound through the preferred tunnel.  The daemon must stop
+    cleanly at the end."""
+    with StandbyLab(renew_after=renew_after) as lab:
+        config = standby_config(lab, grace=grace, handover_timeout_s=handover_timeout_s)
+        daemon = DaemonProcess(lab.node, config, config.parent / "control.sock")
+        hook = client_hook(lab.tmp, config)
+        ha, mn = bind_through_teredo(lab, hook)
+        rig = StandbyRig(lab, daemon, config, hook, ha, mn)
+        yield rig
+        assert rig.daemon.stop() == 0

@@ -1,0 +1,231 @@
+"""The soak's invariants: what must hold in the hot-standby lab once a fault has healed.
+
+Why separate small functions: a violation names the one invariant that failed, with details that
+say what the kernel, the daemon or the stand-ins showed, so a replayed step can be read without the
+rest of the run.  Each check takes the rig and the :class:`Baseline` taken just before the fault and
+returns None when it holds, else a one-line description of what is wrong.  The checks only read
+(the kernel through ``ip -j``, the daemon through ``status``, the stand-ins' logs, /proc); they are
+polled until they all hold or the fault's heal deadline passes (:mod:`soak`).
+
+API
+---
+``RSS_LIMIT_MIB`` (45); ``TUNNELS`` (each tunnel with its uplink and its profile's metric)
+``Baseline(reloads, quiet)``; ``baseline(rig, quiet) -> Baseline``; ``reloads(rig) -> dict[str, int]``
+``uplink_complete(lab, iface) -> bool``; ``daemon_rss_mib(rig) -> float``
+``CHECKS: dict[str, Check]`` (name -> function), ``failing(rig, base) -> dict[str, str]``
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .netns import alive, descendants
+from .standby_lab import STANDBY_NAT, STANDBY_TUNNEL_IF, STANDBY_UPLINK_IF, StandbyLab
+from .standby_rig import StandbyRig
+from .teredo_lab import NATS, TEREDO_IF, teredo_client_ipv4
+from .teredo_rig import miredo_reloads
+
+RSS_LIMIT_MIB = 45.0
+
+
+@dataclass(frozen=True)
+class TunnelSpec:
+    """A Teredo tunnel of the lab, the uplink it is bound to, and its routing profile's metric
+    (configs.STANDBY_INTERFACES / STANDBY_PROFILE: teredo's default profile 1029, teredo2's 1030)."""
+
+    name: str
+    uplink: str
+    metric: int
+
+
+TUNNELS = (TunnelSpec(TEREDO_IF, "eth0", 1029), TunnelSpec(STANDBY_TUNNEL_IF, STANDBY_UPLINK_IF, 1030))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Taken just before a fault: SIGHUPs each tunnel's miredo had got, and the tunnels whose
+    miredo must get none for this fault (renewals, the other uplink's blips, ...)."""
+
+    reloads: dict[str, int]
+    quiet: frozenset[str]
+
+
+def reloads(rig: StandbyRig) -> dict[str, int]:
+    """SIGHUPs so far per tunnel, counted in each miredo's log (appended across its restarts)."""
+    return {t.name: miredo_reloads(rig.lab, t.name) for t in TUNNELS}
+
+
+def baseline(rig: StandbyRig, quiet: frozenset[str]) -> Baseline:
+    return Baseline(reloads(rig), quiet)
+
+
+# -- what the kernel says ---------------------------------------------------------------------------
+def uplink_complete(lab: StandbyLab, iface: str) -> bool:
+    """Carrier, a global IPv4 address and an IPv4 default route through ``iface`` in the main table:
+    the daemon's own definition (DESIGN "Several uplinks": the kernel keeps routes through a link
+    without carrier, so the route alone says nothing)."""
+    if not lab.node.has_carrier(iface) or not lab.node.addresses(iface):
+        return False
+    return bool(lab.node.ip_json("-4", "route", "show", "default", "dev", iface))
+
+
+def expected_nat(lab: StandbyLab, tunnel: TunnelSpec) -> str:
+    """The outside address of the NAT the tunnel's uplink sits behind now."""
+    if tunnel.uplink == STANDBY_UPLINK_IF:
+        return STANDBY_NAT.wan
+    return NATS[str(lab.attached)].wan
+
+
+def routed(lab: StandbyLab, tunnel: TunnelSpec) -> bool:
+    """The tunnel's IPv6 default route at its profile's metric exists."""
+    routes = lab.node.ip_json("-6", "route", "show", "default", "dev", tunnel.name)
+    return any(r.get("metric") == tunnel.metric for r in routes)
+
+
+def daemon_rss_mib(rig: StandbyRig) -> float:
+    """The running daemon's resident set (VmRSS of /proc/PID/status; ``ip netns exec`` execs the
+    daemon, so the tracked PID is the daemon's)."""
+    for line in Path(f"/proc/{rig.daemon.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmRSS for PID {rig.daemon.proc.pid}")
+
+
+# -- the invariants ---------------------------------------------------------------------------------
+def binding_acknowledged(rig: StandbyRig, base: Baseline) -> str | None:
+    """While an uplink is complete, the mobile node has a care-of address that exists on a tunnel
+    now, and the last Binding Ack it got is for that address, accepted, and later than the choice of
+    that address (a CoA kept through the fault keeps its earlier BA)."""
+    complete = [t.uplink for t in TUNNELS if uplink_complete(rig.lab, t.uplink)]
+    if not complete:
+        return None
+    events = rig.mn.events()
+    coa = rig.mn.coa()
+    on_tunnels = {a for t in TUNNELS for a in rig.lab.teredo_addresses(t.name)}
+    if coa is None:
+        return f"no care-of address while {complete} complete"
+    if coa not in on_tunnels:
+        return f"care-of address {coa} is on no tunnel (tunnels hold {sorted(on_tunnels)})"
+    chosen = max(i for i, e in enumerate(events) if e["event"] == "coa-selected")
+    acks = [(i, e) for i, e in enumerate(events) if e["event"] == "ba-received"]
+    if not acks or acks[-1][0] < chosen:
+        return f"no Binding Ack since {coa} was selected"
+    last = acks[-1][1]
+    if last.get("status") != 0 or last.get("coa") != coa:
+        return f"last Binding Ack: status {last.get('status')} for {last.get('coa')}, CoA {coa}"
+    return None
+
+
+def tunnels_map_their_nat(rig: StandbyRig, base: Baseline) -> str | None:
+    """Each tunnel whose uplink is complete is routed (its profile's default route) with addresses
+    that all map its own uplink's NAT; a tunnel whose uplink is not complete is not judged."""
+    problems = []
+    for tunnel in TUNNELS:
+        if not uplink_complete(rig.lab, tunnel.uplink):
+            continue
+        nat = expected_nat(rig.lab, tunnel)
+        addresses = rig.lab.teredo_addresses(tunnel.name)
+        mapped = sorted({teredo_client_ipv4(a) for a in addresses})
+        if not addresses or mapped != [nat]:
+            problems.append(f"{tunnel.name} maps {mapped or 'nothing'}, {tunnel.uplink} is behind {nat}")
+        elif not routed(rig.lab, tunnel):
+            problems.append(f"{tunnel.name} has no IPv6 default route at metric {tunnel.metric}")
+    return "; ".join(problems) or None
+
+
+def _status(rig: StandbyRig) -> dict[str, Any] | str:
+    try:
+        return rig.daemon.status()
+    except Exception as e:  # a dead daemon, a refused or broken answer: all are the finding
+        return f"{type(e).__name__}: {e}"
+
+
+def daemon_answers(rig: StandbyRig, base: Baseline) -> str | None:
+    """The daemon answers ``status`` on its control socket."""
+    status = _status(rig)
+    return status if isinstance(status, str) else None
+
+
+def daemon_settled(rig: StandbyRig, base: Baseline) -> str | None:
+    """Every lane of the daemon is idle: what the fault caused has been handled (so a SIGHUP or an
+    address change still to come is not mistaken for a healed state)."""
+    status = _status(rig)
+    if isinstance(status, str):
+        return status
+    busy = [lane for lane in status["lanes"] if lane["queued"] or lane["busy_s"] is not None]
+    return f"busy lanes: {busy}" if busy else None
+
+
+def daemon_rss_bounded(rig: StandbyRig, base: Baseline) -> str | None:
+    """The daemon's RSS is at most RSS_LIMIT_MIB."""
+    try:
+        rss = daemon_rss_mib(rig)
+    except (OSError, ValueError) as e:
+        return f"RSS unreadable: {e}"
+    return f"RSS {rss:.1f} MiB > {RSS_LIMIT_MIB:g} MiB" if rss > RSS_LIMIT_MIB else None
+
+
+def _namespace_pids(name: str) -> list[int]:
+    out = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split() if p.isdigit()]
+
+
+def no_leaked_processes(rig: StandbyRig, base: Baseline) -> str | None:
+    """Every process in the lab's namespaces is one the lab tracks and still runs, or a descendant
+    of one (miredo's workers and privproc, dhclient-script, the daemon's own children).  A killed
+    daemon's orphan or a stopped miredo's worker is a leak.  A process that ends while it is looked
+    at is not."""
+    lab = rig.lab
+    listed = {pid: ns.name for ns in lab.namespaces for pid in _namespace_pids(ns.name)}
+    running = [p.pid for p in lab.processes if not p.exited()]
+    allowed = set(running) | {d for pid in running for d in descendants(pid)}
+    leaked = {pid: where for pid, where in listed.items() if pid not in allowed and alive(pid)}
+    if not leaked:
+        return None
+    return "untracked: " + ", ".join(f"{pid} {_comm(pid)} in {ns}" for pid, ns in sorted(leaked.items()))
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+    except OSError:
+        return "?"
+
+
+def no_needless_sighup(rig: StandbyRig, base: Baseline) -> str | None:
+    """No SIGHUP to the miredo of a tunnel this fault does not concern (renewals, the other uplink's
+    blips and moves, restarts and reloads that change nothing of it): each one costs a
+    re-qualification and a Binding Update (FIELD-NOTES "miredo")."""
+    now = reloads(rig)
+    extra = {t: now[t] - base.reloads[t] for t in sorted(base.quiet) if now[t] != base.reloads[t]}
+    return ", ".join(f"{t}'s miredo got {n} SIGHUP(s)" for t, n in extra.items()) or None
+
+
+Check = Callable[[StandbyRig, Baseline], "str | None"]
+
+CHECKS: dict[str, Check] = {
+    "daemon-answers": daemon_answers,
+    "daemon-settled": daemon_settled,
+    "binding-acknowledged": binding_acknowledged,
+    "tunnels-map-their-nat": tunnels_map_their_nat,
+    "no-leaked-processes": no_leaked_processes,
+    "rss-bounded": daemon_rss_bounded,
+    "no-needless-sighup": no_needless_sighup,
+}
+
+
+def failing(rig: StandbyRig, base: Baseline) -> dict[str, str]:
+    """Every invariant that does not hold now, with what it saw."""
+    found = {}
+    for name, check in CHECKS.items():
+        try:
+            problem = check(rig, base)
+        except Exception as e:  # a check that cannot read its facts fails, it does not stop the soak
+            problem = f"check raised {type(e).__name__}: {e}"
+        if problem:
+            found[name] = problem
+    return found
