@@ -162,3 +162,16 @@ def test_a_config_of_another_owner_is_refused(tmp_path: Path) -> None:
     result = check(config)
     problem = f"teredo.standby[0].config: {conf} belongs to 4242:4242, not to root:root"
     assert result.returncode == 2 and problem in result.stderr, result.stderr
+
+
+def test_the_full_hooks_identity_accepts_roots_file(tmp_path: Path) -> None:
+    """The full client hook validates the configuration as miredo-privproc does: uid 0, group
+    nogroup.  A root-owned standby file must pass then too (it did not: no tunnel got its address
+    after a configuration edit)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: setpriv")
+    config = standby_config(tmp_path)
+    command = [sys.executable, "-m", "orchestrator.cli", "check-config", "--config", str(config)]
+    result = subprocess.run(["setpriv", "--regid=65534", "--clear-groups", *command],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
