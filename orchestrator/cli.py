@@ -14,6 +14,7 @@ import inspect
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterable
@@ -333,9 +334,18 @@ def ask_daemon(config: Path, command: str) -> dict[str, Any] | None:
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home, erase the screen (ECMA-48)
 
 
+def _stop_watching(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from .status_text import human_status
 
+    if args.watch is not None:
+        # Ctrl-C or SIGTERM ends a watch cleanly, even when started with SIGINT ignored (a shell's
+        # background job): Python would otherwise keep the inherited SIG_IGN.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _stop_watching)
     try:
         while True:
             answer = ask_daemon(args.config, "status")
