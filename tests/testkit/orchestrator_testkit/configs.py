@@ -120,12 +120,13 @@ def write(directory: Path, *, enable: list[str] | None = None, grace: int = 2000
 
 def write_teredo(directory: Path, pidfile: Path, server: str, *, grace: int = 2000,
                  enable: tuple[str, ...] = ("routing", "teredo"), extra: str = "",
-                 interfaces: str = INTERFACES) -> Path:
+                 interfaces: str = INTERFACES, daemon: str = "") -> Path:
     """Plugins routing + teredo for a lab node: the user's routing profile (the defaults: address
     /128, default route metric 1029, MTU 1400, no rules) and ``[teredo]`` naming the lab's miredo pid
-    file and server.  The same file feeds the client hook and the daemon."""
+    file and server.  The same file feeds the client hook and the daemon.  ``daemon``: lines of
+    ``[daemon]``."""
     teredo = f'[teredo]\npidfile = "{pidfile}"\nserver = "{server}"\n'
-    return write(directory, enable=list(enable), grace=grace, tunnel_profile="teredo",
+    return write(directory, enable=list(enable), grace=grace, tunnel_profile="teredo", daemon=daemon,
                  extra="[routing.profiles.teredo]\n" + teredo + extra, interfaces=interfaces)
 
 

@@ -29,7 +29,8 @@ UNBOUND_INTERFACES = STANDBY_INTERFACES.replace('uplink = "eth0"\n', "")
 
 
 def standby_config(lab: StandbyLab, *, standby: bool = True, grace: int = 2000,
-                   handover_timeout_s: int | None = None, keep_miredo_conf: bool = False) -> Path:
+                   handover_timeout_s: int | None = None, keep_miredo_conf: bool = False,
+                   daemon: str = "") -> Path:
     """The daemon's configuration (plugins routing, teredo and mipv6) for ``lab``'s node, in the one
     file the client hook reads too; rewriting it keeps its path.
 
@@ -39,14 +40,15 @@ def standby_config(lab: StandbyLab, *, standby: bool = True, grace: int = 2000,
     Without: no standby instance and teredo bound to no uplink; the standby miredo's file is left
     alone.  ``handover_timeout_s``: mipv6's, left to its default unless given.  ``keep_miredo_conf``:
     leave the standby miredo's file as it is (a rewrite while the daemon runs: the file holds the
-    BindAddress the daemon wrote, and a fresh one would lose it)."""
+    BindAddress the daemon wrote, and a fresh one would lose it).  ``daemon``: lines of ``[daemon]``
+    (the soak's small netlink buffer)."""
     if standby and not keep_miredo_conf:
         lab.standby_conf.write_text(miredo_client_config(f"InterfaceName {STANDBY_TUNNEL_IF}"))
     mipv6 = f'[mipv6]\nhome_agent = "{HOME_AGENT}"\nhome_address = "{HOME_ADDRESS}"\n'
     if handover_timeout_s is not None:
         mipv6 += f"handover_timeout_s = {handover_timeout_s}\n"
     entry = standby_entry(STANDBY_TUNNEL_IF, lab.standby_pidfile, lab.standby_conf) if standby else ""
-    return write_teredo(lab.tmp, lab.miredo_pidfile, SERVER_ADDRESS, grace=grace,
+    return write_teredo(lab.tmp, lab.miredo_pidfile, SERVER_ADDRESS, grace=grace, daemon=daemon,
                         enable=("routing", "teredo", "mipv6"), extra=STANDBY_PROFILE + mipv6 + entry,
                         interfaces=STANDBY_INTERFACES if standby else UNBOUND_INTERFACES)
 
@@ -80,6 +82,7 @@ class StandbyRig:
     hook: Path
     ha: HomeAgentStandIn
     mn: MobileNodeStandIn
+    daemon_settings: str = ""  # the ``[daemon]`` lines of its configuration, kept by rewrites
 
     def restart_daemon(self) -> DaemonProcess:
         """A new daemon on the same configuration and control socket (the last one stopped or
@@ -90,16 +93,17 @@ class StandbyRig:
 
 @contextmanager
 def hot_standby(grace: int = 2000, handover_timeout_s: int | None = None,
-                renew_after: int | None = None) -> Iterator[StandbyRig]:
+                renew_after: int | None = None, daemon_settings: str = "") -> Iterator[StandbyRig]:
     """A ``StandbyLab`` (``renew_after``: the DHCP servers' T1, for ``dhcp.renew()``), the daemon
     started first (the standby's miredo reads the file the daemon wrote), then both miredo clients,
     the home agent and the mobile node, bound through the preferred tunnel.  The daemon must stop
-    cleanly at the end."""
+    cleanly at the end.  ``daemon_settings``: lines of its ``[daemon]``."""
     with StandbyLab(renew_after=renew_after) as lab:
-        config = standby_config(lab, grace=grace, handover_timeout_s=handover_timeout_s)
+        config = standby_config(lab, grace=grace, handover_timeout_s=handover_timeout_s,
+                                daemon=daemon_settings)
         daemon = DaemonProcess(lab.node, config, config.parent / "control.sock")
         hook = client_hook(lab.tmp, config)
         ha, mn = bind_through_teredo(lab, hook)
-        rig = StandbyRig(lab, daemon, config, hook, ha, mn)
+        rig = StandbyRig(lab, daemon, config, hook, ha, mn, daemon_settings)
         yield rig
         assert rig.daemon.stop() == 0
