@@ -150,7 +150,7 @@ def heal(rig: StandbyRig, kind: FaultKind, base: Baseline,
 
 def run_step(rig: StandbyRig, seed: int, index: int, kind: FaultKind, rng: random.Random) -> Step:
     """One fault: baseline, inject, heal; every failure recorded, none raised."""
-    base = baseline(rig, kind.quiet)
+    base = baseline(rig, kind.quiet, kind.kicks)
     violations: list[Violation] = []
     try:
         details = kind.inject(rig, rng)

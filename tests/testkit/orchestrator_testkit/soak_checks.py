@@ -52,6 +52,7 @@ class Baseline:
 
     reloads: dict[str, int]
     quiet: frozenset[str]
+    kicks: int | None = None  # exactly this many for each tunnel not quiet (None: not judged)
 
 
 def reloads(rig: StandbyRig) -> dict[str, int]:
@@ -59,8 +60,8 @@ def reloads(rig: StandbyRig) -> dict[str, int]:
     return {t.name: miredo_reloads(rig.lab, t.name) for t in TUNNELS}
 
 
-def baseline(rig: StandbyRig, quiet: frozenset[str]) -> Baseline:
-    return Baseline(reloads(rig), quiet)
+def baseline(rig: StandbyRig, quiet: frozenset[str], kicks: int | None = None) -> Baseline:
+    return Baseline(reloads(rig), quiet, kicks)
 
 
 # -- what the kernel says ---------------------------------------------------------------------------
@@ -205,6 +206,17 @@ def no_needless_sighup(rig: StandbyRig, base: Baseline) -> str | None:
     return ", ".join(f"{t}'s miredo got {n} SIGHUP(s)" for t, n in extra.items()) or None
 
 
+def one_sighup_per_requalification(rig: StandbyRig, base: Baseline) -> str | None:
+    """The tunnels the fault concerns got exactly the SIGHUPs it needs: one per re-qualification
+    (a move, a lease, a blip that purged the tunnel), none for a miredo restarted by its own."""
+    if base.kicks is None:
+        return None
+    now = reloads(rig)
+    wrong = {t.name: now[t.name] - base.reloads[t.name] for t in TUNNELS
+             if t.name not in base.quiet and now[t.name] - base.reloads[t.name] != base.kicks}
+    return ", ".join(f"{t}'s miredo got {n} SIGHUP(s), not {base.kicks}" for t, n in wrong.items()) or None
+
+
 Check = Callable[[StandbyRig, Baseline], "str | None"]
 
 CHECKS: dict[str, Check] = {
@@ -215,6 +227,7 @@ CHECKS: dict[str, Check] = {
     "no-leaked-processes": no_leaked_processes,
     "rss-bounded": daemon_rss_bounded,
     "no-needless-sighup": no_needless_sighup,
+    "one-sighup-per-requalification": one_sighup_per_requalification,
 }
 
 

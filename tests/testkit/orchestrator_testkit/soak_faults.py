@@ -50,10 +50,14 @@ class FaultRefused(Exception):
 
 @dataclass(frozen=True)
 class FaultKind:
+    """``quiet``: the tunnels whose miredo must get no SIGHUP; ``kicks``: how many the others' must
+    get, exactly (each re-qualification the fault needs, once); None: the fault concerns none."""
+
     name: str
     deadline_s: float
     quiet: frozenset[str]
     inject: Inject
+    kicks: int | None = None
 
 
 # -- eth0 -------------------------------------------------------------------------------------------
@@ -190,17 +194,17 @@ def fault_kinds(grace_ms: int) -> tuple[FaultKind, ...]:
     """Every kind the soak draws from, for a daemon with ``carrier_grace_ms = grace_ms``."""
     blip_s = grace_ms / 1000 + 2
     return (
-        FaultKind("move-eth0", 5, STANDBY_ONLY, move_eth0),
-        FaultKind("release-eth0", 5, STANDBY_ONLY, release_eth0),
+        FaultKind("move-eth0", 5, STANDBY_ONLY, move_eth0, kicks=1),
+        FaultKind("release-eth0", 5, STANDBY_ONLY, release_eth0, kicks=1),
         FaultKind("renew-eth0", 2, BOTH, renew_eth0),
-        FaultKind("blip-eth0-short", blip_s, STANDBY_ONLY, carrier_blip("eth0", False, grace_ms)),
-        FaultKind("blip-eth0-long", blip_s, STANDBY_ONLY, carrier_blip("eth0", True, grace_ms)),
-        FaultKind("blip-wlan0-short", blip_s, MAIN_ONLY, carrier_blip("wlan0", False, grace_ms)),
-        FaultKind("blip-wlan0-long", blip_s, MAIN_ONLY, carrier_blip("wlan0", True, grace_ms)),
-        FaultKind("new-lease-wlan0", 5, MAIN_ONLY, new_lease_wlan0),
+        FaultKind("blip-eth0-short", blip_s, STANDBY_ONLY, carrier_blip("eth0", False, grace_ms), kicks=1),
+        FaultKind("blip-eth0-long", blip_s, STANDBY_ONLY, carrier_blip("eth0", True, grace_ms), kicks=1),
+        FaultKind("blip-wlan0-short", blip_s, MAIN_ONLY, carrier_blip("wlan0", False, grace_ms), kicks=1),
+        FaultKind("blip-wlan0-long", blip_s, MAIN_ONLY, carrier_blip("wlan0", True, grace_ms), kicks=1),
+        FaultKind("new-lease-wlan0", 5, MAIN_ONLY, new_lease_wlan0, kicks=1),
         FaultKind("kill-daemon", 3, BOTH, kill_daemon),
-        FaultKind("restart-miredo-teredo", 5, STANDBY_ONLY, restart_main_miredo),
-        FaultKind("restart-miredo-teredo2", 5, MAIN_ONLY, restart_standby_miredo),
+        FaultKind("restart-miredo-teredo", 5, STANDBY_ONLY, restart_main_miredo, kicks=0),
+        FaultKind("restart-miredo-teredo2", 5, MAIN_ONLY, restart_standby_miredo, kicks=0),
         FaultKind("reload-valid", 3, BOTH, reload_changed(grace_ms)),
         FaultKind("reload-broken", 3, BOTH, reload_broken),
         FaultKind("route-deleted", 3, BOTH, delete_main_route),
