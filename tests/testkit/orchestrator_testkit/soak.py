@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .netns import wait_for
-from .soak_checks import RSS_LIMIT_MIB, Baseline, baseline, daemon_rss_mib, failing
+from .soak_checks import RSS_GROWTH_LIMIT_MIB, RSS_LIMIT_MIB, Baseline, baseline, daemon_rss_mib, failing
 from .soak_faults import HANDOVER_TIMEOUTS, FaultKind, fault_kinds
 from .standby_rig import StandbyRig, hot_standby
 
@@ -112,7 +112,7 @@ class SoakReport:
             worst = f"{max(heals) * 1000:.0f} ms" if heals else "-"
             lines.append(f"{kind:<24}{len(steps):>6}{len(heals):>8}{median:>10}{worst:>10}")
         lines.append(f"daemon RSS: {self.rss_start_mib:.1f} MiB at start, {self.rss_end_mib:.1f} MiB at end "
-                     f"(limit {RSS_LIMIT_MIB:g} MiB)")
+                     f"(limits {RSS_LIMIT_MIB:g} MiB, +{RSS_GROWTH_LIMIT_MIB:g} MiB over the run)")
         lines.append(f"violations: {len(self.violations)}")
         for v in self.violations:
             lines.append(f"  step {v.step} {v.fault}: {v.invariant}: {v.details}")
@@ -184,6 +184,11 @@ def run_soak(rig: StandbyRig, seed: int, faults: int, grace_ms: int = GRACE_MS,
         report.rss_end_mib = daemon_rss_mib(rig)
     except (OSError, ValueError):
         report.rss_end_mib = float("nan")
+    growth = report.rss_end_mib - report.rss_start_mib
+    if report.steps and not growth <= RSS_GROWTH_LIMIT_MIB:  # NaN (no daemon to measure) fails too
+        last = report.steps[-1]
+        details = f"{report.rss_start_mib:.1f} -> {report.rss_end_mib:.1f} MiB over the run"
+        last.violations.append(Violation(seed, last.index, last.kind, "rss-growth-bounded", details))
     report.duration_s = time.monotonic() - started
     return report
 

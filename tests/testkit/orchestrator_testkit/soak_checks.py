@@ -30,6 +30,7 @@ from .teredo_lab import NATS, TEREDO_IF, teredo_client_ipv4
 from .teredo_rig import miredo_reloads
 
 RSS_LIMIT_MIB = 45.0
+RSS_GROWTH_LIMIT_MIB = 5.0  # between the first fault and the last (the bound)
 
 
 @dataclass(frozen=True)
