@@ -16,7 +16,7 @@ from orchestrator_testkit.soak import soak
 pytestmark = pytest.mark.netns
 
 SEED = 20
-FAULTS = 30  # two rounds of the 15 kinds
+FAULTS = 36  # two rounds of the 18 kinds
 
 
 def test_a_short_soak_violates_no_invariant() -> None:

@@ -156,13 +156,15 @@ class DaemonProcess:
         self.proc.wait(timeout=30)
 
 
-def client_hook(directory: Path, config: Path, python: str = sys.executable) -> Path:
+def client_hook(directory: Path, config: Path, python: str = sys.executable,
+                env: dict[str, str] | None = None) -> Path:
     """The thin client hook `orchestrator hook --print-client-hook` writes (naming ``python``),
-    root's and executable, with its cache in ``directory``."""
+    root's and executable, with its cache in ``directory``; ``env``: the printing command's (one in
+    which the plugins the configuration enables are found)."""
     path = directory / f"client-hook-{len(list(directory.glob('client-hook-*')))}"
     command = [*ORCHESTRATOR, "hook", "--print-client-hook", "--config", str(config)]
     command += ["--cache-dir", str(directory / "cache"), "--python", python]
-    path.write_text(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    path.write_text(subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout)
     path.chmod(0o755)
     return path
 

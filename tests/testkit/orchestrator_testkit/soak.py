@@ -13,7 +13,7 @@ configuration, two real miredo clients (``teredo`` bound to eth0, ``teredo2`` a 
 wlan0) with the project's client hook, the relay, the mobile-node and home-agent stand-ins bound
 through teredo.
 
-The sequence: rounds, each a random permutation of every fault kind (:mod:`soak_faults`), so any 15
+The sequence: rounds, each a random permutation of every fault kind (:mod:`soak_faults`), so any 18
 consecutive faults exercise every kind and a short run covers them all.  The kinds come from
 ``random.Random(seed)``, the faults' own choices (which router, which breakage) from a second
 generator seeded from it, so step N is the same fault with the same seed whatever the timing.
@@ -45,7 +45,8 @@ from dataclasses import dataclass, field
 
 from .netns import wait_for
 from .soak_checks import RSS_GROWTH_LIMIT_MIB, RSS_LIMIT_MIB, Baseline, baseline, daemon_rss_mib, failing
-from .soak_faults import HANDOVER_TIMEOUTS, FaultKind, fault_kinds
+from .soak_faults import HANDOVER_TIMEOUTS, PLUGIN_TIMEOUT_S, FaultKind, fault_kinds
+from .soak_plugin import ENTRY_POINT
 from .standby_rig import StandbyRig, hot_standby
 
 GRACE_MS = 1000
@@ -54,8 +55,9 @@ GRACE_MS = 1000
 RENEW_AFTER_S = 3
 #: The soak's daemon reads netlink through the smallest buffer it accepts (64 KiB, doubled by the
 #: kernel), so that a burst (the storm fault, and any fault's own) overruns it: the overrun and the
-#: re-dump that heals it are part of what is soaked.
-SOAK_DAEMON = "netlink_rcvbuf_mib = 0.0625\n"
+#: re-dump that heals it are part of what is soaked.  A plugin call is bounded at 2 s (the
+#: misbehaving plugin's hang holds the uplink lane that long).
+SOAK_DAEMON = f"netlink_rcvbuf_mib = 0.0625\nplugin_timeout_s = {PLUGIN_TIMEOUT_S}\n"
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,7 @@ def soak(seed: int, faults: int, grace_ms: int = GRACE_MS,
     started is stopped and its namespaces deleted, also on failure)."""
     first = HANDOVER_TIMEOUTS[0]
     with hot_standby(grace=grace_ms, handover_timeout_s=first, renew_after=RENEW_AFTER_S,
-                     daemon_settings=SOAK_DAEMON) as rig:
+                     daemon_settings=SOAK_DAEMON, plugins={"misbehave": ENTRY_POINT}) as rig:
         return run_soak(rig, seed, faults, grace_ms, progress, skip)
 
 

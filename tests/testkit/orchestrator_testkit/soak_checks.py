@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.workers import STUCK_THREADS_PER_PLUGIN
+
 from .netns import alive, descendants
 from .standby_lab import STANDBY_NAT, STANDBY_TUNNEL_IF, STANDBY_UPLINK_IF, StandbyLab
 from .standby_rig import StandbyRig
@@ -207,6 +209,17 @@ def no_needless_sighup(rig: StandbyRig, base: Baseline) -> str | None:
     return ", ".join(f"{t}'s miredo got {n} SIGHUP(s)" for t, n in extra.items()) or None
 
 
+def stuck_threads_bounded(rig: StandbyRig, base: Baseline) -> str | None:
+    """No plugin holds more threads that never returned than the daemon's documented bound (a
+    plugin at the bound gets no new thread: its calls fail at once)."""
+    status = _status(rig)
+    if isinstance(status, str):
+        return status
+    held = {plugin["name"]: plugin["stuck_threads"] for plugin in status["plugins"]}
+    over = {name: count for name, count in held.items() if count > STUCK_THREADS_PER_PLUGIN}
+    return f"more stuck threads than {STUCK_THREADS_PER_PLUGIN}: {over}" if over else None
+
+
 def one_sighup_per_requalification(rig: StandbyRig, base: Baseline) -> str | None:
     """The tunnels the fault concerns got exactly the SIGHUPs it needs: one per re-qualification
     (a move, a lease, a blip that purged the tunnel), none for a miredo restarted by its own."""
@@ -227,6 +240,7 @@ CHECKS: dict[str, Check] = {
     "tunnels-map-their-nat": tunnels_map_their_nat,
     "no-leaked-processes": no_leaked_processes,
     "rss-bounded": daemon_rss_bounded,
+    "stuck-threads-bounded": stuck_threads_bounded,
     "no-needless-sighup": no_needless_sighup,
     "one-sighup-per-requalification": one_sighup_per_requalification,
 }

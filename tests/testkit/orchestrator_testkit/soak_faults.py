@@ -31,11 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .soak_checks import TUNNELS
+from .soak_plugin import mode_file
 from .standby_lab import STANDBY_TUNNEL_IF
 from .standby_rig import StandbyRig, standby_config
 from .teredo_lab import NATS, TEREDO_IF
 
 BOTH = frozenset({TEREDO_IF, STANDBY_TUNNEL_IF})
+PLUGIN_TIMEOUT_S = 2.0  # the soak's daemon.plugin_timeout_s: how long a hung plugin holds its lane
 MAIN_ONLY = frozenset({TEREDO_IF})
 STANDBY_ONLY = frozenset({STANDBY_TUNNEL_IF})
 #: mipv6's handover_timeout_s the rig starts with; a valid reload flips it to the other value
@@ -125,7 +127,7 @@ def reload_changed(grace_ms: int) -> Inject:
         now = next(t for t in HANDOVER_TIMEOUTS if f"handover_timeout_s = {t}\n" in rig.config.read_text())
         new = next(t for t in HANDOVER_TIMEOUTS if t != now)
         standby_config(rig.lab, grace=grace_ms, handover_timeout_s=new, keep_miredo_conf=True,
-                       daemon=rig.daemon_settings)
+                       daemon=rig.daemon_settings, plugins=rig.plugins)
         answer = rig.daemon.request("reload")
         if not answer.get("ok"):
             raise FaultRefused(f"a valid file was refused: {answer}")
@@ -158,6 +160,19 @@ def reload_broken(rig: StandbyRig, rng: random.Random) -> str:
     if answer.get("ok"):
         raise FaultRefused(f"a broken file ({variant}) was accepted: {answer}")
     return f"{variant} refused: {answer.get('problems', [''])[0][:80]}"
+
+
+# -- a plugin ---------------------------------------------------------------------------------------
+def misbehaving(mode: str, grace_ms: int) -> Inject:
+    """The soak's plugin (:mod:`soak_plugin`) told to ``mode`` on the standby uplinks' next change,
+    which a short wlan0 blip then brings: it raises, hangs in a worker thread, or reports from one."""
+    blip = carrier_blip("wlan0", False, grace_ms)
+
+    def inject(rig: StandbyRig, rng: random.Random) -> str:
+        mode_file(rig.lab.tmp).write_text(mode)
+        return f"the plugin told to {mode}; {blip(rig, rng)}"
+
+    return inject
 
 
 # -- the kernel -------------------------------------------------------------------------------------
@@ -209,4 +224,7 @@ def fault_kinds(grace_ms: int) -> tuple[FaultKind, ...]:
         FaultKind("reload-broken", 3, BOTH, reload_broken),
         FaultKind("route-deleted", 3, BOTH, delete_main_route),
         FaultKind("netlink-storm", 5, BOTH, netlink_storm),
+        *(FaultKind(f"plugin-{mode}", PLUGIN_TIMEOUT_S + blip_s, MAIN_ONLY, misbehaving(mode, grace_ms),
+                    kicks=1)
+          for mode in ("raise", "hang", "report")),
     )
