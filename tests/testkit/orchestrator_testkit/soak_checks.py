@@ -84,10 +84,22 @@ def expected_nat(lab: StandbyLab, tunnel: TunnelSpec) -> str:
     return NATS[str(lab.attached)].wan
 
 
-def routed(lab: StandbyLab, tunnel: TunnelSpec) -> bool:
-    """The tunnel's IPv6 default route at its profile's metric exists."""
+PROFILE_MTU, PROFILE_PREFIXLEN = 1400, 128  # both tunnels' profiles: the defaults
+
+
+def profile_differences(lab: StandbyLab, tunnel: TunnelSpec) -> str | None:
+    """What the kernel holds that the tunnel's profile would not: its IPv6 default route at the
+    profile's metric, its MTU, and every global address at the profile's prefix length."""
     routes = lab.node.ip_json("-6", "route", "show", "default", "dev", tunnel.name)
-    return any(r.get("metric") == tunnel.metric for r in routes)
+    if not any(r.get("metric") == tunnel.metric for r in routes):
+        return f"{tunnel.name} has no IPv6 default route at metric {tunnel.metric}"
+    (link,) = lab.node.ip_json("-6", "addr", "show", "dev", tunnel.name)
+    if link.get("mtu") != PROFILE_MTU:
+        return f"{tunnel.name}'s MTU is {link.get('mtu')}, its profile's {PROFILE_MTU}"
+    lengths = {a["prefixlen"] for a in link.get("addr_info", []) if a.get("scope") == "global"}
+    if lengths - {PROFILE_PREFIXLEN}:
+        return f"{tunnel.name}'s global addresses are /{sorted(lengths)}, its profile's /{PROFILE_PREFIXLEN}"
+    return None
 
 
 def daemon_rss_mib(rig: StandbyRig) -> float:
@@ -125,8 +137,9 @@ def binding_acknowledged(rig: StandbyRig, base: Baseline) -> str | None:
 
 
 def tunnels_map_their_nat(rig: StandbyRig, base: Baseline) -> str | None:
-    """Each tunnel whose uplink is complete is routed (its profile's default route) with addresses
-    that all map its own uplink's NAT; a tunnel whose uplink is not complete is not judged."""
+    """Each tunnel whose uplink is complete holds its profile's end state (default route, MTU,
+    address length) with addresses that all map its own uplink's NAT; a tunnel whose uplink is not
+    complete is not judged."""
     problems = []
     for tunnel in TUNNELS:
         if not uplink_complete(rig.lab, tunnel.uplink):
@@ -136,8 +149,8 @@ def tunnels_map_their_nat(rig: StandbyRig, base: Baseline) -> str | None:
         mapped = sorted({teredo_client_ipv4(a) for a in addresses})
         if not addresses or mapped != [nat]:
             problems.append(f"{tunnel.name} maps {mapped or 'nothing'}, {tunnel.uplink} is behind {nat}")
-        elif not routed(rig.lab, tunnel):
-            problems.append(f"{tunnel.name} has no IPv6 default route at metric {tunnel.metric}")
+        elif difference := profile_differences(rig.lab, tunnel):
+            problems.append(difference)
     return "; ".join(problems) or None
 
 
@@ -209,6 +222,15 @@ def no_needless_sighup(rig: StandbyRig, base: Baseline) -> str | None:
     return ", ".join(f"{t}'s miredo got {n} SIGHUP(s)" for t, n in extra.items()) or None
 
 
+FD_LIMIT = 64  # the daemon holds ~11 at rest (sockets, pidfds, epoll): a leak of one per fault shows
+
+
+def fds_bounded(rig: StandbyRig, base: Baseline) -> str | None:
+    """The daemon's open file descriptors stay bounded: none leaks per fault."""
+    count = len(list(Path(f"/proc/{rig.daemon.proc.pid}/fd").iterdir()))
+    return f"the daemon holds {count} file descriptors (limit {FD_LIMIT})" if count > FD_LIMIT else None
+
+
 def stuck_threads_bounded(rig: StandbyRig, base: Baseline) -> str | None:
     """No plugin holds more threads that never returned than the daemon's documented bound (a
     plugin at the bound gets no new thread: its calls fail at once)."""
@@ -241,6 +263,7 @@ CHECKS: dict[str, Check] = {
     "no-leaked-processes": no_leaked_processes,
     "rss-bounded": daemon_rss_bounded,
     "stuck-threads-bounded": stuck_threads_bounded,
+    "fds-bounded": fds_bounded,
     "no-needless-sighup": no_needless_sighup,
     "one-sighup-per-requalification": one_sighup_per_requalification,
 }
