@@ -206,6 +206,28 @@ def no_leaked_processes(rig: StandbyRig, base: Baseline) -> str | None:
     return "untracked: " + ", ".join(f"{pid} {_comm(pid)} in {ns}" for pid, ns in sorted(leaked.items()))
 
 
+def no_leaked_namespaces(rig: StandbyRig, base: Baseline) -> str | None:
+    """The lab's namespaces, and no other of its run (a namespace named after it that it does not
+    hold was made by something under test)."""
+    names = {ns.name for ns in rig.lab.namespaces}
+    prefix = next(iter(names)).rsplit("-", 1)[0] + "-"
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    extra = {line.split()[0] for line in listed.splitlines() if line.startswith(prefix)} - names
+    return f"namespaces nobody holds: {sorted(extra)}" if extra else None
+
+
+def stale_while_lost(rig: StandbyRig, base: Baseline) -> str | None:
+    """A tunnel whose uplink is not complete is not said to be up (``stale``, or ``failed``)."""
+    status = _status(rig)
+    if isinstance(status, str):
+        return status
+    teredo = next(p["status"] for p in status["plugins"] if p["name"] == "teredo")
+    states = {TEREDO_IF: teredo.get("state")}
+    states.update({name: each.get("state") for name, each in teredo.get("standby", {}).items()})
+    up = [t.name for t in TUNNELS if states.get(t.name) == "up" and not uplink_complete(rig.lab, t.uplink)]
+    return ", ".join(f"{name} is up while its uplink is not complete" for name in up) or None
+
+
 def _comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
@@ -264,6 +286,8 @@ CHECKS: dict[str, Check] = {
     "rss-bounded": daemon_rss_bounded,
     "stuck-threads-bounded": stuck_threads_bounded,
     "fds-bounded": fds_bounded,
+    "no-leaked-namespaces": no_leaked_namespaces,
+    "stale-while-lost": stale_while_lost,
     "no-needless-sighup": no_needless_sighup,
     "one-sighup-per-requalification": one_sighup_per_requalification,
 }

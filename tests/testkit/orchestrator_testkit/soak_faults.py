@@ -77,6 +77,12 @@ def release_eth0(rig: StandbyRig, rng: random.Random) -> str:
     return f"released, then {rig.lab.dhcp.start()}"
 
 
+def release_wlan0(rig: StandbyRig, rng: random.Random) -> str:
+    """wlan0's lease released, then a new one taken: the standby purged and re-qualified."""
+    rig.lab.standby_dhcp.release()
+    return f"released, then {rig.lab.standby_dhcp.start()}"
+
+
 def renew_eth0(rig: StandbyRig, rng: random.Random) -> str:
     """eth0's next genuine renewal (T1 is short in the soak's lab): the same address, new lifetimes."""
     return f"renewed {rig.lab.dhcp.renew()}"
@@ -211,6 +217,7 @@ def fault_kinds(grace_ms: int) -> tuple[FaultKind, ...]:
     return (
         FaultKind("move-eth0", 5, STANDBY_ONLY, move_eth0, kicks=1),
         FaultKind("release-eth0", 5, STANDBY_ONLY, release_eth0, kicks=1),
+        FaultKind("release-wlan0", 5, MAIN_ONLY, release_wlan0, kicks=1),
         FaultKind("renew-eth0", 2, BOTH, renew_eth0),
         FaultKind("blip-eth0-short", blip_s, STANDBY_ONLY, carrier_blip("eth0", False, grace_ms), kicks=1),
         FaultKind("blip-eth0-long", blip_s, STANDBY_ONLY, carrier_blip("eth0", True, grace_ms), kicks=1),
