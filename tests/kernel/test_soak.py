@@ -16,7 +16,7 @@ from orchestrator_testkit.soak import soak
 pytestmark = pytest.mark.netns
 
 SEED = 20
-FAULTS = 38  # two rounds of the 19 kinds
+FAULTS = 40  # two rounds of the 20 kinds
 
 
 def test_a_short_soak_violates_no_invariant() -> None:

@@ -78,8 +78,10 @@ uplink = "eth1"
 match = "teredo3"
 role = "tunnel"
 """
-# The standby tunnel's profile: the main one's defaults, its own metric.
-STANDBY_PROFILE = "[routing.profiles.teredo2]\nmetric = 1030\n"
+# The standby tunnel's profile: the main one's defaults, its own metric, and its own table with a
+# "from ADDRESS" rule, so that what leaves from its address leaves by it (the main tunnel's
+# default route has the better metric).
+STANDBY_PROFILE = "[routing.profiles.teredo2]\nmetric = 1030\ntable = 102\nsource_rule = true\n"
 
 BASE = """\
 [daemon]

@@ -13,7 +13,7 @@ configuration, two real miredo clients (``teredo`` bound to eth0, ``teredo2`` a 
 wlan0) with the project's client hook, the relay, the mobile-node and home-agent stand-ins bound
 through teredo.
 
-The sequence: rounds, each a random permutation of every fault kind (:mod:`soak_faults`), so any 19
+The sequence: rounds, each a random permutation of every fault kind (:mod:`soak_faults`), so any 20
 consecutive faults exercise every kind and a short run covers them all.  The kinds come from
 ``random.Random(seed)``, the faults' own choices (which router, which breakage) from a second
 generator seeded from it, so step N is the same fault with the same seed whatever the timing.

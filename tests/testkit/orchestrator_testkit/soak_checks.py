@@ -38,14 +38,16 @@ RSS_GROWTH_LIMIT_MIB = 5.0  # between the first fault and the last (the issue's 
 @dataclass(frozen=True)
 class TunnelSpec:
     """A Teredo tunnel of the lab, the uplink it is bound to, and its routing profile's metric
-    (configs.STANDBY_INTERFACES / STANDBY_PROFILE: teredo's default profile 1029, teredo2's 1030)."""
+    (configs.STANDBY_INTERFACES / STANDBY_PROFILE: teredo's default profile 1029, teredo2's 1030 and
+    its table 102)."""
 
     name: str
     uplink: str
     metric: int
+    table: int | None = None  # with a "from ADDRESS lookup TABLE" rule per address
 
 
-TUNNELS = (TunnelSpec(TEREDO_IF, "eth0", 1029), TunnelSpec(STANDBY_TUNNEL_IF, STANDBY_UPLINK_IF, 1030))
+TUNNELS = (TunnelSpec(TEREDO_IF, "eth0", 1029), TunnelSpec(STANDBY_TUNNEL_IF, STANDBY_UPLINK_IF, 1030, 102))
 
 
 @dataclass(frozen=True)
@@ -96,9 +98,15 @@ def profile_differences(lab: StandbyLab, tunnel: TunnelSpec) -> str | None:
     (link,) = lab.node.ip_json("-6", "addr", "show", "dev", tunnel.name)
     if link.get("mtu") != PROFILE_MTU:
         return f"{tunnel.name}'s MTU is {link.get('mtu')}, its profile's {PROFILE_MTU}"
-    lengths = {a["prefixlen"] for a in link.get("addr_info", []) if a.get("scope") == "global"}
+    addresses = [a for a in link.get("addr_info", []) if a.get("scope") == "global"]
+    lengths = {a["prefixlen"] for a in addresses}
     if lengths - {PROFILE_PREFIXLEN}:
         return f"{tunnel.name}'s global addresses are /{sorted(lengths)}, its profile's /{PROFILE_PREFIXLEN}"
+    if tunnel.table is not None:
+        rules = {r.get("src") for r in lab.node.ip_json("-6", "rule", "show", "table", str(tunnel.table))}
+        missing = sorted({a["local"] for a in addresses} - rules)
+        if missing:
+            return f"no rule from {missing} lookup {tunnel.table} (the profile of {tunnel.name})"
     return None
 
 
