@@ -17,12 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orchestrator_testkit import plugin_site
+from orchestrator_testkit import REPO, plugin_site
 from orchestrator_testkit.configs import write
 from orchestrator_testkit.lab import Lab
 from orchestrator_testkit.netns import Namespace, wait_for
 from orchestrator_testkit.orchestrator_processes import ORCHESTRATOR, DaemonProcess, answers
 from orchestrator_testkit.scenarios import finished_moves, move_to_second_network, node_with_uplink
+
+from orchestrator.config import DEFAULT_PATH
+
+UNIT = REPO / "etc" / "systemd" / "orchestrator.service"
 
 pytestmark = pytest.mark.netns
 
@@ -207,3 +211,28 @@ def test_logs_for_the_journal_carry_priorities_and_no_timestamps(lab: Lab) -> No
     assert "<6>orchestrator: running: plugins witness, uplink eth0 10.1.0.100/24" in lines
     assert any(line.startswith("<4>orchestrator: plugin broken skipped") for line in lines)
     assert all(line[:1] == "<" and line[2:3] == ">" for line in lines), lines
+
+
+def unit_reload_command(config: Path) -> list[str]:
+    """The unit's ExecReload= as this environment runs it: the installed command, this config."""
+    line = next(line for line in UNIT.read_text().splitlines() if line.startswith("ExecReload="))
+    installed, *arguments = line.removeprefix("ExecReload=").split()
+    assert installed == "/opt/orchestrator/bin/orchestrator"
+    assert arguments[-2:] == ["--config", str(DEFAULT_PATH)]
+    return [*ORCHESTRATOR, *arguments[:-1], str(config)]
+
+
+def test_the_units_reload_fails_on_a_refused_file_and_succeeds_on_an_applied_one(
+    lab: Lab, notify: NotifySocket
+) -> None:
+    """What `systemctl reload` reports is the exit status of the unit's ExecReload= command."""
+    node = node_with_uplink(lab)
+    daemon, config = run_daemon(lab, node, notify, ["witness"])
+    good = config.read_text()
+    config.write_text(good.replace('enable = ["witness"]', 'enable = ["witness", "nosuch"]'))
+    refused = node.run(*unit_reload_command(config), check=False)
+    assert refused.returncode == 2 and "nosuch" in refused.stderr and "reload refused" in refused.stderr
+    config.write_text(good.replace('enable = ["witness"]', "enable = []"))
+    applied = node.run(*unit_reload_command(config), check=False)
+    assert applied.returncode == 0 and "plugin witness stopped" in applied.stdout, applied.stderr
+    assert daemon.stop() == 0
