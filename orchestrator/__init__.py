@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         Uplink,
         UplinkChanged,
     )
+    from .files import replace_file
     from .hookspecs import hookimpl
     from .moves import Move, Part
     from .netlink import queries, wire
@@ -80,6 +81,8 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     "RT_TABLE_MAIN": ("netlink.wire", "RT_TABLE_MAIN"),
     # asking the kernel: a table's routes, the policy rules, the route towards an address
     "queries": ("netlink.queries", None),
+    # replacing a file in one step
+    "replace_file": ("files", "replace_file"),
 }
 
 __all__ = [
@@ -113,6 +116,7 @@ __all__ = [
     "interface_lane",
     "load_config",
     "queries",
+    "replace_file",
     "wire",
 ]
 

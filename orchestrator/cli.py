@@ -261,13 +261,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def format_event(event: AnyEvent, ifname: str | None) -> str:
     """One line of ``orchestrator monitor``: uplinks as the log names them, values as the TOML
     spells them (``true``), never a Python repr."""
-    from .daemon import describe_one, describe_uplink
+    from .daemon import describe_standby, describe_uplink
     from .status_text import value_text
 
     if isinstance(event, UplinkChanged):
         return f"uplink-changed move {event.move}: {describe_uplink(event)}"
     if isinstance(event, StandbyUplinksChanged):
-        return f"{event.kind}: {', '.join(map(describe_one, event.standby)) or 'none'}"
+        return f"{event.kind}: {describe_standby(event)}"
     fields = event_to_json(event, ifname)
     kind = fields.pop("event")
     return f"{kind} " + " ".join(f"{k}={value_text(v)}" for k, v in fields.items() if v is not None)
@@ -275,6 +275,7 @@ def format_event(event: AnyEvent, ifname: str | None) -> str:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     from . import plugins
+    from .daemon import describe_one
     from .engine import Engine
 
     config, infos = plugins.load(args.config)
@@ -301,8 +302,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             ready = {"time": round(time.time(), 6), "event": "ready", "uplink": uplink and uplink.to_json()}
             print(json.dumps(ready), flush=True)
         else:
-            described = uplink.describe() if uplink else "none"
-            print(f"{time.strftime('%H:%M:%S')} ready: uplink {described}", flush=True)
+            print(f"{time.strftime('%H:%M:%S')} ready: uplink {describe_one(uplink)}", flush=True)
         try:
             await asyncio.Event().wait()
         finally:

@@ -60,6 +60,10 @@ def describe_one(uplink: Uplink | None) -> str:
     return uplink.describe() if uplink is not None else "none"
 
 
+def describe_standby(event: StandbyUplinksChanged) -> str:
+    return ", ".join(map(describe_one, event.standby)) or "none"
+
+
 class Daemon:
     def __init__(self, config: config_module.Config, infos: list[plugin_module.PluginInfo]) -> None:
         self.config = config
@@ -280,7 +284,7 @@ class Daemon:
                 interface_lane(event.interface), "orchestrator_link_changed", {"event": event}
             )
         elif isinstance(event, StandbyUplinksChanged):
-            log.info("standby uplinks: %s", ", ".join(map(describe_one, event.standby)) or "none")
+            log.info("standby uplinks: %s", describe_standby(event))
             self.dispatcher.submit(UPLINK_LANE, "orchestrator_standby_uplinks_changed", {"event": event})
             self._status_changed()
         elif isinstance(event, LinkAliasChanged):
@@ -332,23 +336,26 @@ class Daemon:
 
     # -- status -----------------------------------------------------------------------------------
 
-    def _metrics_snapshot(self) -> Snapshot:
+    def _uplinks(self) -> list[tuple[str, Uplink]]:
+        """Every complete uplink with its role: the active one first, then the standby ones."""
         state = self.engine.state
         active = [("active", state.tracker.current)] if state.tracker.current else []
+        return [*active, *(("standby", uplink) for uplink in state.standby)]
+
+    def _metrics_snapshot(self) -> Snapshot:
         return Snapshot(
             counters=self.counters,
             plugin_failures=self.dispatcher.failures,
-            uplinks=[*active, *(("standby", uplink) for uplink in state.standby)],
-            tunnels=state.tunnels(),
+            uplinks=self._uplinks(),
+            tunnels=self.engine.state.tunnels(),
         )
 
     def status(self) -> dict[str, Any]:
         state = self.engine.state
         uplink = state.tracker.current
-        standby = [{"role": "standby", **other.to_json()} for other in state.standby]
         return {
             "uplink": uplink.to_json() if uplink else None,
-            "uplinks": ([{"role": "active", **uplink.to_json()}] if uplink else []) + standby,
+            "uplinks": [{"role": role, **each.to_json()} for role, each in self._uplinks()],
             "tunnels": state.tunnels(),
             "moves": [move.to_json() for move in self.moves.recent],
             "counters": dict(self.counters, netlink_messages=self.engine.source.messages_seen),

@@ -14,7 +14,6 @@ never make the daemon kick miredo.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import logging
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .events import Uplink
+from .files import replace_file
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +91,8 @@ def _uplink(fields: Any) -> Uplink | None:
 
 def write(path: Path, uplink: Uplink | None) -> None:
     """Replace the record; a failure is logged, never raised (the record only helps a restart)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
     text = json.dumps({"format": FORMAT, "uplink": uplink.to_json() if uplink else None})
     try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
+        replace_file(path, text.encode(), 0o644)
     except OSError as error:
         log.warning("cannot record the uplink in %s: %s", path, error.strerror)
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from ..files import replace_file
 
 log = logging.getLogger("orchestrator.metrics")
 
@@ -44,7 +44,7 @@ class Textfile:
         if text == self._written:
             return
         try:
-            _replace(self.path, text)
+            replace_file(self.path, text, 0o644)  # node_exporter runs as another user
         except OSError as error:
             if self.problem is None:
                 log.error("metrics: cannot write %s: %s", self.path, error)
@@ -61,15 +61,3 @@ class Textfile:
             self.path.unlink(missing_ok=True)
         except OSError as error:
             log.error("metrics: cannot remove %s: %s", self.path, error)
-
-
-def _replace(path: Path, text: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(text)
-            os.fchmod(out.fileno(), 0o644)  # node_exporter runs as another user
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise

@@ -19,6 +19,8 @@ import marshal
 import os
 import sys
 
+from orchestrator import replace_file
+
 from . import markers
 from .endstate import STATES, Step, end_state
 from .kernel import ApplyError, InterfaceMissing, converge
@@ -177,18 +179,11 @@ def compiled(config: Config) -> dict[str, Any]:
 
 def _write_cache(cache_dir: str, cache: str, compiled: dict[str, Any]) -> None:
     """Atomically, root-only; a cache that cannot be written only costs the next run some time."""
-    temporary = f"{cache}.{os.getpid()}"
     try:
         os.makedirs(cache_dir, mode=0o755, exist_ok=True)
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            marshal.dump(compiled, handle)
-        os.replace(temporary, cache)
+        replace_file(cache, marshal.dumps(compiled), 0o600)
     except OSError:
-        try:  # noqa: SIM105 - contextlib costs start-up time here
-            os.unlink(temporary)
-        except OSError:
-            pass
+        pass
 
 
 # -- miredo's variables ---------------------------------------------------------------------------

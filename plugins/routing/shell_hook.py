@@ -17,6 +17,8 @@ import shutil
 from importlib import resources
 from typing import Any
 
+from orchestrator import replace_file
+
 from .hook import compiled, unsafe
 from .profile import Profile
 
@@ -120,16 +122,7 @@ def _hex_pattern(prefix: str | None) -> str:
 def install(text: str, path: str) -> None:
     """Write the hook to ``path`` in one step (a temporary file beside it, renamed over it): miredo
     never runs half a hook, and a failure leaves the old one in place."""
-    temporary = f"{path}.{os.getpid()}.tmp"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o755)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(text)
-        os.chmod(temporary, 0o755)  # whatever the umask
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    replace_file(path, text.encode(), 0o755)
 
 
 def installed_problems(hook: str, config: Config) -> list[str]:

@@ -12,10 +12,10 @@ Only that line is written; the rest of the file is the user's.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import tempfile
 from pathlib import Path
+
+from orchestrator import replace_file
 
 DEFAULT_PATH = Path("/etc/miredo/miredo.conf")
 DEFAULT_INTERFACE = "teredo"  # miredo's InterfaceName when the file sets none
@@ -69,19 +69,7 @@ def write_bind_address(path: Path, address: str) -> bool:
     if wanted == text:
         return False
     status = path.stat()
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(wanted)
-            out.flush()
-            os.fchmod(out.fileno(), status.st_mode & 0o7777)
-            if (status.st_uid, status.st_gid) != (os.geteuid(), os.getegid()):
-                os.fchown(out.fileno(), status.st_uid, status.st_gid)  # needs CAP_CHOWN, the unit has none
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    replace_file(path, wanted.encode(), status.st_mode & 0o7777, (status.st_uid, status.st_gid))
     return True
 
 

@@ -67,8 +67,8 @@ def node() -> Iterator[Node]:
         assert daemon.stop() == 0
 
 
-def ok_moves(node: Node) -> int:
-    return sum(move["outcome"] == "ok" for move in node.daemon.status()["moves"])
+def ok_moves(daemon: DaemonProcess) -> int:
+    return sum(move["outcome"] == "ok" for move in daemon.status()["moves"])
 
 
 def test_two_moves_are_counted_and_timed_in_both_expositions(node: Node) -> None:
@@ -80,7 +80,7 @@ def test_two_moves_are_counted_and_timed_in_both_expositions(node: Node) -> None
     try:
         for target in ("nb", "na"):
             node.lab.move_to(target)
-        wait_for(lambda: ok_moves(node) == 2, 15, "two moves ok")
+        wait_for(lambda: ok_moves(node.daemon) == 2, 15, "two moves ok")
         wait_for(lambda: samples(node.textfile.read_text()).get(OK_MOVES) == 2, 5, "the textfile: both")
     finally:
         reading.clear()
@@ -137,7 +137,7 @@ def test_a_port_in_use_is_said_retried_and_costs_no_move() -> None:
         problem_text = daemon.status()["metrics"]["listen_problem"]
         assert problem_text is not None and "Address already in use" in problem_text
         lab.move_to("nb")
-        wait_for(lambda: sum(m["outcome"] == "ok" for m in daemon.status()["moves"]) == 1, 15, "the move ok")
+        wait_for(lambda: ok_moves(daemon) == 1, 15, "the move ok")
         lab.stop_process(holder)
         wait_for(lambda: daemon.status()["metrics"]["listen_problem"] is None, 30, "the listener to bind")
         assert samples(Node(lab, daemon, textfile).scrape())[OK_MOVES] == 1
@@ -176,7 +176,7 @@ def test_a_real_prometheus_scraping_the_node_sees_both_moves(node: Node) -> None
                          "--web.listen-address=127.0.0.1:9090"], log=node.lab.tmp / "prometheus.log")
     for target in ("nb", "na"):
         node.lab.move_to(target)
-    wait_for(lambda: ok_moves(node) == 2, 15, "two moves ok")
+    wait_for(lambda: ok_moves(node.daemon) == 2, 15, "two moves ok")
     wait_for(lambda: query(node, 'orchestrator_moves_total{outcome="ok"}') == 2, 30, "prometheus: 2 moves ok")
     assert query(node, 'orchestrator_move_phase_seconds_count{phase="finished"}') == 2
     assert query(node, "orchestrator_uplink_up") == 1

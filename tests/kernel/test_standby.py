@@ -48,7 +48,7 @@ class Rig:
     def status(self) -> dict[str, Any]:
         return self.daemon.status()
 
-    def last_move(self, since: int) -> dict[str, Any]:
+    def next_move(self, since: int) -> dict[str, Any]:
         """The first move numbered above ``since``, once it ended."""
         def ended() -> dict[str, Any] | None:
             return next((m for m in self.status()["moves"] if m["id"] > since and m["outcome"]), None)
@@ -114,7 +114,7 @@ def test_carrier_loss_hands_over_to_the_standby_and_back_without_kicking_it(
     (primary,), (standby,) = lab.teredo_addresses(), lab.teredo_addresses(STANDBY_TUNNEL_IF)
     before, mark, moves = rig.reloads(), rig.mn.mark(), rig.last_move_id()
     lab.carrier(False)
-    away = rig.last_move(moves)
+    away = rig.next_move(moves)
     assert away["outcome"] == "ok" and away["new"]["interface"] == STANDBY_UPLINK_IF, away
     assert [p for p in away["phases"] if p in ("coa-purged", "bu-sent", "handover-confirmed")] == [
         "coa-purged", "bu-sent", "handover-confirmed"], away
@@ -122,10 +122,11 @@ def test_carrier_loss_hands_over_to_the_standby_and_back_without_kicking_it(
     rig.mn.wait_event("ba-received", 10, since=mark, status=0)
     assert rig.mn.coa() == standby and lab.teredo_addresses() == []
     time.sleep(outage_s)  # the outage itself: shorter, then longer than carrier_grace_ms
+    rig.daemon.wait_idle()  # what the loss set off has been handled
     assert rig.reloads() == before, "no SIGHUP while the preferred uplink is down, none to the standby"
     back_mark = rig.mn.mark()
     lab.carrier(True)
-    back = rig.last_move(away["id"])
+    back = rig.next_move(away["id"])
     assert back["outcome"] == "ok" and back["new"]["interface"] == "eth0", back
     again = lab.wait_teredo_address(exclude={primary})
     assert teredo_client_ipv4(again) == NATS["na"].wan
@@ -146,12 +147,12 @@ def test_a_released_lease_hands_over_at_once_and_a_new_network_hands_back(rig: R
     (standby,) = lab.teredo_addresses(STANDBY_TUNNEL_IF)
     before, mark, moves = rig.reloads(), rig.mn.mark(), rig.last_move_id()
     lab.dhcp.release()
-    away = rig.last_move(moves)
+    away = rig.next_move(moves)
     assert away["new"]["interface"] == STANDBY_UPLINK_IF and "coa-purged" in away["phases"], away
     rig.ha.wait_event("bu-received", 10, src=standby)
     assert rig.mn.coa() == standby
     lab.move_to("nb")  # a new lease on another network
-    back = rig.last_move(away["id"])
+    back = rig.next_move(away["id"])
     assert back["new"]["interface"] == "eth0" and back["outcome"] == "ok", back
     (again,) = lab.teredo_addresses()
     assert teredo_client_ipv4(again) == NATS["nb"].wan
@@ -188,7 +189,7 @@ def test_a_tunnel_that_could_not_be_purged_is_once_the_standby_qualifies(rig: Ri
     lab.stop_standby_miredo()
     moves = rig.last_move_id()
     lab.carrier(False)
-    rig.last_move(moves)
+    rig.next_move(moves)
     rig.daemon.wait_idle()
     assert lab.teredo_addresses() == [primary], "no other care-of address: nothing purged"
     mark = rig.mn.mark()

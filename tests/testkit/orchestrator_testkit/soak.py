@@ -171,8 +171,9 @@ def run_soak(rig: StandbyRig, seed: int, faults: int, grace_ms: int = GRACE_MS,
     HANDOVER_TIMEOUTS), none of the kinds named in ``skip`` (a kind known to break the lab for every
     later step); returns the report."""
     started = time.monotonic()
-    kinds = tuple(k for k in fault_kinds(grace_ms) if k.name not in skip)
-    unknown = skip - {k.name for k in fault_kinds(grace_ms)}
+    every = fault_kinds(grace_ms)
+    kinds = tuple(k for k in every if k.name not in skip)
+    unknown = skip - {k.name for k in every}
     if unknown:
         raise ValueError(f"no fault kind {sorted(unknown)}")
     rng = random.Random(f"{seed}-choices")

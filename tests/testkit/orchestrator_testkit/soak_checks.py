@@ -25,7 +25,7 @@ from typing import Any
 
 from orchestrator.workers import STUCK_THREADS_PER_PLUGIN
 
-from .netns import alive, descendants
+from .netns import alive, descendants, lab_namespaces
 from .standby_lab import STANDBY_NAT, STANDBY_TUNNEL_IF, STANDBY_UPLINK_IF, StandbyLab
 from .standby_rig import StandbyRig
 from .teredo_lab import NATS, TEREDO_IF, teredo_client_ipv4
@@ -217,10 +217,7 @@ def no_leaked_processes(rig: StandbyRig, base: Baseline) -> str | None:
 def no_leaked_namespaces(rig: StandbyRig, base: Baseline) -> str | None:
     """The lab's namespaces, and no other of its run (a namespace named after it that it does not
     hold was made by something under test)."""
-    names = {ns.name for ns in rig.lab.namespaces}
-    prefix = next(iter(names)).rsplit("-", 1)[0] + "-"
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    extra = {line.split()[0] for line in listed.splitlines() if line.startswith(prefix)} - names
+    extra = set(lab_namespaces(rig.lab.prefix)) - {ns.name for ns in rig.lab.namespaces}
     return f"namespaces nobody holds: {sorted(extra)}" if extra else None
 
 

@@ -142,6 +142,7 @@ from .netns import (
     alive,
     children,
     descendants,
+    lab_namespaces,
     requirements_problem,
     tail,
     wait_for,
@@ -693,7 +694,7 @@ def leaving_nothing_behind(lab: LabT) -> Iterator[LabT]:
         for miredo in lab.miredos():
             pids += descendants(miredo.pid)
         names = [ns.name for ns in lab.namespaces]
-    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
-    assert not set(names) & set(left), f"namespaces left behind: {set(names) & set(left)}"
+    left = set(lab_namespaces(lab.prefix))
+    assert not set(names) & left, f"namespaces left behind: {set(names) & left}"
     assert not [p for p in pids if alive(p)], "processes left behind"
     assert host_hook_fingerprint() == before, "the host's /etc/miredo/client-hook changed or got a mount"

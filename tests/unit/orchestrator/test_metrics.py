@@ -92,7 +92,7 @@ def test_the_textfile_is_written_when_its_text_changed_and_removed_at_a_clean_st
     path = tmp_path / "orchestrator.prom"
     text = [b"a 1\n"]
 
-    async def scenario() -> tuple[int, int, bool]:
+    async def scenario() -> tuple[int, int, int, bytes, bool]:
         textfile = Textfile(path, lambda: text[0])
         textfile.write()
         first = path.stat().st_ino
@@ -103,8 +103,12 @@ def test_the_textfile_is_written_when_its_text_changed_and_removed_at_a_clean_st
         pending = textfile._timer
         textfile.changed()  # a burst: one write
         assert textfile._timer is pending is not None
+        while textfile._timer is not None:  # the write, when the interval allows
+            await asyncio.sleep(0.05)
+        changed, content = path.stat().st_ino, path.read_bytes()
         textfile.close()
-        return first, same, path.exists()
+        return first, same, changed, content, path.exists()
 
-    first, same, left = asyncio.run(scenario())
-    assert first == same and not left and [p.name for p in tmp_path.iterdir()] == []
+    first, same, changed, content, left = asyncio.run(scenario())
+    assert first == same and changed != first and content == b"a 2\n"
+    assert not left and [p.name for p in tmp_path.iterdir()] == []
