@@ -58,3 +58,14 @@ def test_the_installation_writes_the_client_hook(installed: Path, tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert output.read_text().startswith("#!/bin/sh\n") and "\nprofile_of() {\n" in output.read_text()
     assert output.stat().st_mode & 0o777 == 0o755
+
+
+def test_every_package_of_the_checkout_is_installed(installed: Path) -> None:
+    """A subpackage left out of pyproject's ``packages`` imports in the checkout and fails only once
+    installed (``orchestrator.metrics`` did, in the daemon's first import under systemd)."""
+    core = [p.parent.relative_to(REPO / "orchestrator") for p in (REPO / "orchestrator").rglob("__init__.py")]
+    packages = {f"orchestrator/{d}": installed / "orchestrator" / d for d in core}
+    packages |= {f"plugins/{p.parent.name}": installed / f"orchestrator_{p.parent.name}"
+                 for p in (REPO / "plugins").glob("*/__init__.py")}
+    missing = [name for name, path in packages.items() if not (path / "__init__.py").exists()]
+    assert not missing, f"not in the installation: {sorted(missing)}"
