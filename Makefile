@@ -28,7 +28,7 @@ lint: venv
 	$(BIN)/mypy
 
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
-PYTEST = $(BIN)/python -m pytest -q -p no:cacheprovider
+PYTEST = $(BIN)/python -m pytest -q -rs -p no:cacheprovider
 NO_TESTS = if [ $$rc -eq 5 ]; then echo "make $@: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The whole suite: lint, types, unit tests and the real-kernel tests (root, namespaces).

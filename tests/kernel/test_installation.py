@@ -4,24 +4,20 @@ environment would hide a missing one)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from orchestrator_testkit import REPO
-
-SOURCES = ("pyproject.toml", "README.md", "orchestrator", "plugins")
+from orchestrator_testkit.installation import copy_sources
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``pip install`` of a copy of the sources (setuptools writes build files beside them)."""
-    source, site = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("site")
-    for name in SOURCES:
-        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
-        copy(REPO / name, source / name)
+    source = copy_sources(tmp_path_factory.mktemp("source"))
+    site = tmp_path_factory.mktemp("site")
     pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, "--target", str(site), str(source)], check=True, timeout=300)
     return site

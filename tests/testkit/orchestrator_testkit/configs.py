@@ -85,8 +85,7 @@ STANDBY_PROFILE = "[routing.profiles.teredo2]\nmetric = 1030\ntable = 102\nsourc
 
 BASE = """\
 [daemon]
-control_socket = "{control}"
-{daemon}
+{control}{daemon}
 [plugins]
 enable = {enable}
 
@@ -99,13 +98,15 @@ settle_ms = {settle}
 
 def write(directory: Path, *, enable: list[str] | None = None, grace: int = 2000, settle: int = 300,
           daemon: str = "", uplinks: str = "", extra: str = "", tunnel_profile: str | None = None,
-          name: str = "orchestrator.toml", interfaces: str = INTERFACES) -> Path:
+          name: str = "orchestrator.toml", interfaces: str = INTERFACES, shipped_paths: bool = False) -> Path:
     """``interfaces``: the ``[[interfaces]]`` policy, with ``{tunnel}`` where the tunnel's
-    ``routing_profile`` line goes (default: eth* uplinks, the teredo tunnel, lan* LANs)."""
+    ``routing_profile`` line goes (default: eth* uplinks, the teredo tunnel, lan* LANs).  The control
+    socket is ``directory/control.sock``, or with ``shipped_paths`` the default (the installed
+    service's)."""
     path = directory / name
     path.write_text(
         BASE.format(
-            control=directory / "control.sock",
+            control="" if shipped_paths else f'control_socket = "{directory / "control.sock"}"\n',
             enable=repr(enable or []).replace("'", '"'),
             grace=grace,
             settle=settle,
@@ -120,16 +121,17 @@ def write(directory: Path, *, enable: list[str] | None = None, grace: int = 2000
     return path
 
 
-def write_teredo(directory: Path, pidfile: Path, server: str, *, grace: int = 2000,
+def write_teredo(directory: Path, pidfile: Path | str, server: str, *, grace: int = 2000,
                  enable: tuple[str, ...] = ("routing", "teredo"), extra: str = "",
-                 interfaces: str = INTERFACES, daemon: str = "") -> Path:
+                 interfaces: str = INTERFACES, daemon: str = "", shipped_paths: bool = False) -> Path:
     """Plugins routing + teredo for a lab node: the user's routing profile (the defaults: address
     /128, default route metric 1029, MTU 1400, no rules) and ``[teredo]`` naming the lab's miredo pid
     file and server.  The same file feeds the client hook and the daemon.  ``daemon``: lines of
-    ``[daemon]``."""
+    ``[daemon]``; ``shipped_paths``: see :func:`write`."""
     teredo = f'[teredo]\npidfile = "{pidfile}"\nserver = "{server}"\n'
     return write(directory, enable=list(enable), grace=grace, tunnel_profile="teredo", daemon=daemon,
-                 extra="[routing.profiles.teredo]\n" + teredo + extra, interfaces=interfaces)
+                 extra="[routing.profiles.teredo]\n" + teredo + extra, interfaces=interfaces,
+                 shipped_paths=shipped_paths)
 
 
 def load(path: Path) -> config.Config:
