@@ -23,6 +23,8 @@ log = logging.getLogger("orchestrator.metrics")
 PHASE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 MOVE_OUTCOMES = ("ok", "failed", "timeout", "superseded")
 OUTCOME_COUNTERS = frozenset(f"moves_{outcome}" for outcome in MOVE_OUTCOMES)
+#: The core's counters that a labelled family shows: moves by outcome, plugin failures by plugin.
+IN_A_FAMILY = OUTCOME_COUNTERS | {"plugin_failures"}
 PHASES = "orchestrator_move_phase_seconds"
 NOT_IN_A_NAME = re.compile(r"[^a-zA-Z0-9_]")  # a plugin's counter may be named anything
 #: Counters with a name of their own (the rest become ``orchestrator_<name>_total``).
@@ -63,7 +65,7 @@ class Metrics:
 class _StateCollector(Collector):
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
         self.snapshot = snapshot
-        self.refused: set[str] = set()  # counters whose name a family of ours has: said once
+        self.refused: set[str] = set()  # plugins' counters whose name a family of ours has: said once
 
     def collect(self) -> Iterator[Metric]:
         now = self.snapshot()
@@ -71,8 +73,8 @@ class _StateCollector(Collector):
         taken = {family.name for family in families} | {PHASES}
         yield from families
         for name, value in sorted(now.counters.items()):
-            if name in OUTCOME_COUNTERS:
-                continue  # in orchestrator_moves_total
+            if name in IN_A_FAMILY:
+                continue  # orchestrator_moves_total{outcome}, orchestrator_plugin_failures_total{plugin}
             own = (NOT_IN_A_NAME.sub("_", name), f"{name}, as orchestrator status counts it")
             metric, text = RENAMED.get(name, own)
             family = f"orchestrator_{metric}"

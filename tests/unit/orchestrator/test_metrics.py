@@ -51,6 +51,16 @@ def test_promtool_accepts_the_exposition_with_no_family_twice(tmp_path: Path) ->
     assert "_created" not in text
 
 
+def test_only_a_plugins_counter_named_like_a_family_of_ours_is_said_not_exported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``tunnel_up`` (a plugin's) collides with ``orchestrator_tunnel_up``; the core's
+    ``plugin_failures`` is the labelled family itself, nothing to warn about at every start."""
+    exposition()
+    refused = [r.getMessage() for r in caplog.records if "is not exported" in r.getMessage()]
+    assert refused == ["metrics: counter 'tunnel_up' is not exported: orchestrator_tunnel_up_total is taken"]
+
+
 async def ask(port: int, request: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(request)
