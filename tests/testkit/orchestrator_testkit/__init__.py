@@ -15,7 +15,10 @@ project's with),
 mobile-node programs standing in for UMIP) and ``mip6_standins`` (their handles),
 ``ppp_standin``, ``orchestrator_processes`` (the daemon and its commands as processes), ``configs``,
 ``plugin_site`` and ``fake_plugins`` (third-party plugins as pip installs them), ``scenarios``,
-``recorded_netlink`` (kernel messages built by pyroute2, for the unit tests), ``control_client``.
+``recorded_netlink`` (kernel messages built by pyroute2, for the unit tests), ``control_client``,
+``installation`` (the sources and dependency wheels the README's install takes), ``debian_root`` (a
+cached Debian 12 root with systemd, built by debootstrap) and ``systemd_container`` (that root booted
+by systemd-nspawn, systemd as PID 1, in a lab's namespace).
 """
 
 from pathlib import Path
