@@ -263,9 +263,10 @@ def test_the_standby_instance_follows_its_uplink_under_its_unit(service: Node) -
     again = lab.wait_teredo_address(timeout=20, exclude=[first], iface=STANDBY_TUNNEL_IF)
     assert teredo_client_ipv4(again) == STANDBY_NAT.wan
     service.wait_idle()
-    # One SIGHUP (miredo logs each), to the standby only.
-    assert c.journal(STANDBY_UNIT, after=cursor).count("Reloading configuration") == 1
-    assert "Reloading configuration" not in c.journal("miredo.service", after=cursor)
+    # One SIGHUP, to the standby only (miredo logs each one it takes).
+    sighup = "Reloading configuration on signal 1 (Hangup)"
+    assert c.journal(STANDBY_UNIT, after=cursor).count(sighup) == 1
+    assert sighup not in c.journal("miredo.service", after=cursor)
 
 
 def test_metrics_are_served_and_written_under_the_sandbox(service: Node) -> None:
