@@ -8,17 +8,21 @@ the steps below) changed, or when it is older than ``MAX_AGE_S`` (security updat
 
 Host safety:
   * the first stage (``debootstrap --foreign``) only downloads and unpacks; the packages' scripts
-    run in the second stage, chrooted, in private network, PID, mount, UTS and IPC namespaces
-    (``unshare``), while debootstrap's own ``policy-rc.d`` forbids every service start: nothing a
-    package does can reach the host's interfaces or outlive the build;
+    run in the second stage, chrooted, as root (as any debootstrap runs them), but in private
+    network, PID, mount, UTS and IPC namespaces (``unshare --kill-child``), while debootstrap's own
+    ``policy-rc.d`` forbids every service start: no package script sees the host's interfaces or
+    processes, its mounts (/proc, /sys) vanish with it, and it cannot outlive the build;
+  * each step runs in a session of its own, killed as a whole when it overruns its time;
   * the build happens in a directory of its own beside the cache and replaces the old root only
-    once complete, under a lock (two runs never build at once, an interrupted build is discarded).
+    once complete, under an exclusive lock; a run that uses the root holds a shared one, so a
+    rebuild (another checkout's recipe) waits until no container runs on it.
 
 API
 ---
 ``CACHE`` (``/var/cache/netlink-orchestrator``, or ``$ORCHESTRATOR_TEST_CACHE``), ``MIRROR``
 (``http://deb.debian.org/debian``, or ``$ORCHESTRATOR_TEST_MIRROR``), ``SUITE``, ``PACKAGES``
-``debian_root(cache=CACHE) -> Path``  the root, built first when missing or stale
+``debian_root(cache=CACHE)``  context manager: the root (a Path), built first when missing or
+stale, and not rebuilt by another run while the ``with`` block uses it
 """
 
 from __future__ import annotations
@@ -26,14 +30,15 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-CACHE = Path(os.environ.get("ORCHESTRATOR_TEST_CACHE", "/var/cache/netlink-orchestrator"))
-MIRROR = os.environ.get("ORCHESTRATOR_TEST_MIRROR", "http://deb.debian.org/debian")
+CACHE = Path(os.environ.get("ORCHESTRATOR_TEST_CACHE") or "/var/cache/netlink-orchestrator")
+MIRROR = os.environ.get("ORCHESTRATOR_TEST_MIRROR") or "http://deb.debian.org/debian"
 SUITE = "bookworm"
 # systemd as PID 1 and the bus systemctl talks over; ip for the lab; the interpreter and venv the
 # README installs the daemon with; miredo for the main and the standby Teredo tunnels.
@@ -48,15 +53,19 @@ def recipe() -> str:
     return f"suite={SUITE} variant=minbase packages={','.join(PACKAGES)} steps={STEPS_VERSION}\n"
 
 
-def debian_root(cache: Path = CACHE) -> Path:
-    """The cached root, built first (under a lock) when missing, of another recipe, or too old."""
+@contextmanager
+def debian_root(cache: Path = CACHE) -> Iterator[Path]:
+    """The cached root, built first when missing, of another recipe, or too old; kept (a shared
+    lock) until the block ends."""
     cache.mkdir(parents=True, exist_ok=True)
     root = cache / f"{SUITE}-systemd"
     stamp = cache / f"{SUITE}-systemd.recipe"
-    with _locked(cache / ".lock"):
+    with (cache / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if not _fresh(root, stamp):
             _build(root, stamp)
-    return root
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield root
 
 
 def _fresh(root: Path, stamp: Path) -> bool:
@@ -67,20 +76,13 @@ def _fresh(root: Path, stamp: Path) -> bool:
         return False
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def _build(root: Path, stamp: Path) -> None:
     building = root.with_name(root.name + ".building")
     shutil.rmtree(building, ignore_errors=True)  # an interrupted build (we hold the lock)
     stamp.unlink(missing_ok=True)
     _run(["debootstrap", "--foreign", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
           str(building), MIRROR])
-    _run(["unshare", "--net", "--pid", "--fork", "--mount", "--uts", "--ipc", "--mount-proc",
+    _run(["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount", "--uts", "--ipc", "--mount-proc",
           "chroot", str(building), "/debootstrap/debootstrap", "--second-stage"])
     # miredo's package enables its service; the tests configure and enable it as a user does.
     _run(["systemctl", f"--root={building}", "disable", "miredo.service"])
@@ -91,9 +93,17 @@ def _build(root: Path, stamp: Path) -> None:
     stamp.write_text(recipe())
 
 
-def _run(argv: list[str]) -> None:
-    """Run a build step; its output only when it fails (debootstrap is verbose)."""
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=900)
-    if result.returncode != 0:
-        output = (result.stdout + result.stderr).strip().splitlines()[-20:]
-        raise RuntimeError(f"{' '.join(argv[:3])} ... failed ({result.returncode}):\n" + "\n".join(output))
+def _run(argv: list[str], timeout: float = 900) -> None:
+    """Run a build step in a session of its own (killed whole if it overruns); its output only
+    when it fails (debootstrap is verbose)."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True) as step:
+        try:
+            output, _ = step.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(step.pid, signal.SIGKILL)
+            step.communicate()
+            raise RuntimeError(f"{' '.join(argv[:3])} ... took more than {timeout:g} s") from None
+    if step.returncode != 0:
+        lines = output.strip().splitlines()[-20:]
+        raise RuntimeError(f"{' '.join(argv[:3])} ... failed ({step.returncode}):\n" + "\n".join(lines))

@@ -15,10 +15,13 @@ its PID namespace) and nspawn, by PID.  The machine is named after the lab's pre
 
 API
 ---
-``BootFailed``: nspawn could not boot here (the reason and nspawn's output in the message).
+``BootFailed``: nspawn ended before the container's systemd started (the reason and nspawn's output
+in the message): this host cannot boot a container.  A boot that fails later raises
+``AssertionError``.
 ``SystemdContainer(lab, root, netns, binds=(), read_only_binds=())`` (context manager; ``binds``:
 ``(host path, container path)`` pairs)
-    ``.boot(timeout=90)``  returns once ``systemctl is-system-running --wait`` answers
+    ``.boot(timeout=90)``  returns once ``systemctl is-system-running --wait`` says running or
+        degraded
     ``.run(*argv, check=True, input=None, timeout=120) -> CompletedProcess[str]``  in the container,
         as root with a clean environment (``nsenter --all``)
     ``.sh(script, ...)``  ``/bin/sh -e -c script``; ``.systemctl(*args, check=True)``
@@ -37,7 +40,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from .netns import Namespace, alive, children, tail, wait_for
+from .netns import Namespace, children, tail, wait_for
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -81,22 +84,20 @@ class SystemdContainer:
         with self.log.open("wb") as log:
             self.nspawn = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                            stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            self.init_pid = wait_for(self._init, 30, "the container's systemd to start")
-            # systemctl needs systemd's private socket, which exists once it runs as the manager.
-            wait_for(self.path("/run/systemd/private").exists, 30, "the container's systemd to listen")
-            state = self.run("systemctl", "is-system-running", "--wait", check=False, timeout=timeout)
-        except (AssertionError, subprocess.TimeoutExpired) as error:
-            raise BootFailed(f"{error}\nsystemd-nspawn's output:\n{tail(self.log)}") from None
+        self.init_pid = wait_for(self._init, 30, "the container's systemd to start")
+        # systemctl needs systemd's private socket, which exists once it runs as the manager.
+        wait_for(self.path("/run/systemd/private").exists, 30, "the container's systemd to listen")
+        state = self.run("systemctl", "is-system-running", "--wait", check=False, timeout=timeout)
         if state.stdout.strip() not in ("running", "degraded"):
-            raise BootFailed(f"the container's systemd says {(state.stdout + state.stderr).strip()!r}:\n"
-                             f"{tail(self.log)}")
+            raise AssertionError(f"the container's systemd says {(state.stdout + state.stderr).strip()!r}:\n"
+                                 f"{tail(self.log)}")
 
     def _init(self) -> int | None:
-        """nspawn's child that runs systemd, once it does; fails at once if nspawn ended."""
+        """nspawn's child that runs systemd, once it does.  nspawn ending first is the one failure
+        that means this host cannot boot a container (``BootFailed``); anything after it is a bug."""
         assert self.nspawn is not None
         if self.nspawn.poll() is not None:
-            raise AssertionError(f"systemd-nspawn exited with status {self.nspawn.returncode}")
+            raise BootFailed(f"systemd-nspawn exited with status {self.nspawn.returncode}:\n{tail(self.log)}")
         for pid in children(self.nspawn.pid):
             try:
                 if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
@@ -137,16 +138,17 @@ class SystemdContainer:
         return self.run("journalctl", "--no-pager", "-o", "cat", "-u", unit, *since).stdout
 
     def close(self) -> None:
-        if self.nspawn is None or self.nspawn.poll() is not None:
+        if self.nspawn is None:
             return
-        self.nspawn.send_signal(signal.SIGTERM)  # nspawn asks the container's systemd to power off
-        try:
-            self.nspawn.wait(30)
-        except subprocess.TimeoutExpired:
-            if self.init_pid and alive(self.init_pid):
-                os.kill(self.init_pid, signal.SIGKILL)  # ends its whole PID namespace
-            self.nspawn.kill()
-            self.nspawn.wait(10)
+        if self.nspawn.poll() is None:
+            self.nspawn.send_signal(signal.SIGTERM)  # nspawn asks the container's systemd to power off
+            try:
+                self.nspawn.wait(30)
+            except subprocess.TimeoutExpired:
+                for pid in children(self.nspawn.pid):  # the container's PID 1, while nspawn lives
+                    os.kill(pid, signal.SIGKILL)  # ends its whole PID namespace
+                self.nspawn.kill()
+                self.nspawn.wait(10)
         # nspawn removes its directory for mounts into the container only from a tmpfs /run.
         with contextlib.suppress(OSError):
             Path(f"/run/systemd/nspawn/propagate/{self.name}").rmdir()
