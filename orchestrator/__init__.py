@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .files import replace_file
     from .hookspecs import hookimpl
     from .moves import Move, Part
-    from .netlink import queries, wire
+    from .netlink import queries, wire, writes
     from .netlink.wire import RT_TABLE_MAIN
     from .plugins import load_config
     from .schema import REQUIRED, Key, Section
@@ -79,6 +79,8 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     # the rtnetlink codec plugins write the kernel with
     "wire": ("netlink.wire", None),
     "RT_TABLE_MAIN": ("netlink.wire", "RT_TABLE_MAIN"),
+    # kernel changes as described writes, applied one by one
+    "writes": ("netlink.writes", None),
     # asking the kernel: a table's routes, the policy rules, the route towards an address
     "queries": ("netlink.queries", None),
     # replacing a file in one step
@@ -118,6 +120,7 @@ __all__ = [
     "queries",
     "replace_file",
     "wire",
+    "writes",
 ]
 
 

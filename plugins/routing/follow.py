@@ -9,7 +9,7 @@ plugin's.  The step is then kept like a hook's, so removed routes and rules are 
 
 from __future__ import annotations
 
-from orchestrator import Move, TunnelAddressChanged
+from orchestrator import Move, TunnelAddressChanged, writes
 
 from . import kernel
 from .endstate import Step, end_state
@@ -38,7 +38,7 @@ def address_changed(keeper: Keeper, event: TunnelAddressChanged, move: Move | No
     step = Step("up", interface, event.new) if event.new else Step("destroy", interface)
     try:
         applied = _apply(profile, step, event)
-    except (OSError, kernel.InterfaceMissing, kernel.ApplyError) as error:
+    except (OSError, kernel.InterfaceMissing, writes.ApplyError) as error:
         keeper.mark_stale([interface])
         context.report(f"{interface}: routing profile {profile.name!r} not applied: {error}", move)
         return
@@ -50,7 +50,7 @@ def address_changed(keeper: Keeper, event: TunnelAddressChanged, move: Move | No
         context.log.info("%s: profile %r: %s", interface, profile.name, "; ".join(map(repr, applied)))
 
 
-def _apply(profile: Profile, step: Step, event: TunnelAddressChanged) -> list[kernel.Operation]:
+def _apply(profile: Profile, step: Step, event: TunnelAddressChanged) -> list[writes.Operation]:
     """Bring the tunnel to ``step``; a tunnel that has vanished with its address (pppd hung up)
     took its routes along, and only its rule, which names no device, is left to withdraw."""
     try:

@@ -19,11 +19,11 @@ import marshal
 import os
 import sys
 
-from orchestrator import replace_file
+from orchestrator import replace_file, writes
 
 from . import markers
 from .endstate import STATES, Step, end_state
-from .kernel import ApplyError, InterfaceMissing, converge
+from .kernel import InterfaceMissing, converge
 from .profile import Profile, canonical_ipv6, is_link_local, tunnel_mtu
 
 TYPE_CHECKING = False
@@ -63,7 +63,7 @@ def main(argv: list[str], environ: dict[str, str] | None = None) -> int:
     except InterfaceMissing as error:
         print(f"orchestrator hook: IFACE: no interface {error}", file=sys.stderr)
         return 2
-    except ApplyError as error:
+    except writes.ApplyError as error:
         print(f"orchestrator hook: {error}", file=sys.stderr)
         return 1
     except Exception as error:  # one line for miredo's log, never a traceback

@@ -19,7 +19,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator import RT_TABLE_MAIN, Config, LinkChanged, Move, Part, PluginContext, RouteEvent, RuleEvent
+from orchestrator import (
+    RT_TABLE_MAIN,
+    Config,
+    LinkChanged,
+    Move,
+    Part,
+    PluginContext,
+    RouteEvent,
+    RuleEvent,
+    writes,
+)
 
 from . import kernel, markers
 from .endstate import Step, end_state
@@ -166,7 +176,7 @@ class Keeper:
                 continue
             try:
                 applied = kernel.converge(interface, profile, end_state(profile, self.steps[interface]))
-            except (OSError, kernel.InterfaceMissing, kernel.ApplyError) as error:
+            except (OSError, kernel.InterfaceMissing, writes.ApplyError) as error:
                 self.context.log.warning("cannot restore %s's routing: %s", interface, error)
                 continue
             if applied:

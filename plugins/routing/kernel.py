@@ -11,7 +11,7 @@ from __future__ import annotations
 import _socket
 import errno
 
-from orchestrator import wire
+from orchestrator import wire, writes
 
 from .endstate import EndState
 from .profile import Profile, is_link_local
@@ -53,33 +53,6 @@ class Current:
         self.table_routes: set[tuple[str, int, int, str, int]] = set()  # with the outgoing interface
         self.rules: set[tuple[str, int]] = set()  # ``from SOURCE lookup TABLE``, nothing more
         self.foreign_rules: list[bytes] = []  # any other rule at the priority into the table, as dumped
-
-
-class Operation:
-    """One netlink write, and how to describe it to a person."""
-
-    __slots__ = ("body", "description", "flags", "kind")
-
-    def __init__(self, description: str, kind: int, body: bytes, flags: int) -> None:
-        self.description = description
-        self.kind = kind
-        self.body = body
-        self.flags = flags
-
-    def __repr__(self) -> str:
-        return self.description
-
-
-class ApplyError(Exception):
-    """An operation failed: ``applied`` went through, ``failed`` did not, ``pending`` never ran."""
-
-    def __init__(self, applied: list[Operation], failed: Operation, error: OSError, pending: list[Operation]):
-        self.applied, self.failed, self.error, self.pending = applied, failed, error, pending
-        done = "; ".join(map(repr, applied)) or "nothing"
-        left = "; ".join(map(repr, pending)) or "nothing"
-        super().__init__(
-            f"{failed!r} failed: {error.strerror or error}; applied: {done}; not applied: {left}"
-        )
 
 
 def _ip(text: str) -> bytes:
@@ -184,7 +157,7 @@ def _only_source(attrs: dict[int, memoryview]) -> bool:
     return True
 
 
-def plan(current: Current, end: EndState, profile: Profile, interface: str) -> list[Operation]:
+def plan(current: Current, end: EndState, profile: Profile, interface: str) -> list[writes.Operation]:
     """The writes that turn ``current`` into ``end``: removals first, link state and MTU, then
     additions (an IPv6 route needs its link up).  A route through another gateway than the end
     state's is a different route: it is removed and the wanted one added.  Routes the end state
@@ -193,14 +166,14 @@ def plan(current: Current, end: EndState, profile: Profile, interface: str) -> l
     routes = set(current.routes) if end.routes is None else _via(end.routes, end.gateway)
     present = {route[:4] for route in current.table_routes if route[4] == index}  # through the tunnel
     table_routes = present if end.table_routes is None else _via(end.table_routes, end.gateway)
-    ops: list[Operation] = []
+    ops: list[writes.Operation] = []
     if profile.table is not None:
         table = profile.table
         for source, prefixlen in sorted(current.rules - end.rules):
             ops.append(_rule(wire.RTM_DELRULE, source, prefixlen, profile, wire.NLM_F_ACK))
         for body in current.foreign_rules:
             description = f"rule del (another rule at prio {profile.rule_priority} into table {table})"
-            ops.append(Operation(description, wire.RTM_DELRULE, body, wire.NLM_F_ACK))
+            ops.append(writes.Operation(description, wire.RTM_DELRULE, body, wire.NLM_F_ACK))
         wanted = current.table_routes if end.table_routes is None else {(*r, index) for r in table_routes}
         for dst, dst_len, metric, via, oif in sorted(current.table_routes - wanted):
             device = interface if oif == index else f"index {oif}"
@@ -258,20 +231,12 @@ def _via(routes: frozenset[tuple[str, int, int]], gateway: str | None) -> set[tu
     return {(dst, dst_len, metric, gateway or DIRECT) for dst, dst_len, metric in routes}
 
 
-def apply(sock: _socket.socket, ops: list[Operation]) -> list[Operation]:
-    """Run the operations in order; ApplyError at the first failure.  Returns what was applied."""
-    for position, op in enumerate(ops):
-        try:
-            wire.exchange(sock, op.kind, op.body, op.flags)
-        except OSError as error:
-            raise ApplyError(ops[:position], op, error, ops[position + 1 :]) from error
-    return ops
-
-
-def _address(kind: int, address: str, prefixlen: int, index: int, flags: int, interface: str) -> Operation:
+def _address(
+    kind: int, address: str, prefixlen: int, index: int, flags: int, interface: str
+) -> writes.Operation:
     body = wire.ipv6_address_body(address, prefixlen, index)
     verb = "add" if kind == wire.RTM_NEWADDR else "del"
-    return Operation(f"address {verb} {address}/{prefixlen} dev {interface}", kind, body, flags)
+    return writes.Operation(f"address {verb} {address}/{prefixlen} dev {interface}", kind, body, flags)
 
 
 def _route(
@@ -284,44 +249,32 @@ def _route(
     table: int,
     flags: int,
     interface: str,
-) -> Operation:
+) -> writes.Operation:
     """A route straight into the interface, or via ``gateway`` flagged on-link: the next hop of a
     tunnel (6to4's ``::192.88.99.1``) is in no prefix of the interface, and needs none."""
-    protocol = wire.RTPROT_BOOT if kind == wire.RTM_NEWROUTE else 0
-    route_flags = wire.RTNH_F_ONLINK if gateway else 0
-    body = wire.route_body(AF_INET6, dst, dst_len, gateway, oif, table, metric, protocol, route_flags)
-    verb = "add" if kind == wire.RTM_NEWROUTE else "del"
-    name = "default" if dst_len == 0 else f"{dst}/{dst_len}"
-    via = f" via {gateway} onlink" if gateway else ""
-    return Operation(
-        f"route {verb} {name}{via} dev {interface} table {table} metric {metric}", kind, body, flags
+    return writes.route(
+        kind, AF_INET6, dst, dst_len, gateway, oif, interface, table, metric, flags, onlink=bool(gateway)
     )
 
 
-def _rule(kind: int, source: str, prefixlen: int, profile: Profile, flags: int) -> Operation:
+def _rule(kind: int, source: str, prefixlen: int, profile: Profile, flags: int) -> writes.Operation:
     assert profile.table is not None
-    body = wire.rule_body(AF_INET6, source, prefixlen, profile.rule_priority, profile.table)
-    verb = "add" if kind == wire.RTM_NEWRULE else "del"
-    return Operation(
-        f"rule {verb} from {source}/{prefixlen} prio {profile.rule_priority} table {profile.table}",
-        kind,
-        body,
-        flags,
-    )
+    return writes.rule(kind, AF_INET6, source, prefixlen, profile.rule_priority, profile.table, flags)
 
 
-def _alias(index: int, interface: str, text: str) -> Operation:
+def _alias(index: int, interface: str, text: str) -> writes.Operation:
     body = wire.IFINFOMSG.pack(0, 0, index, 0, 0) + wire.attr(wire.IFLA_IFALIAS, text.encode())
-    return Operation(f"link set dev {interface} alias {text!r}", wire.RTM_NEWLINK, body, wire.NLM_F_ACK)
+    description = f"link set dev {interface} alias {text!r}"
+    return writes.Operation(description, wire.RTM_NEWLINK, body, wire.NLM_F_ACK)
 
 
-def _link(index: int, interface: str, up: bool | None, mtu: int | None) -> Operation:
+def _link(index: int, interface: str, up: bool | None, mtu: int | None) -> writes.Operation:
     change = wire.IFF_UP if up is not None else 0
     body = wire.IFINFOMSG.pack(0, 0, index, wire.IFF_UP if up else 0, change)
     if mtu is not None:
         body += wire.attr(IFLA_MTU, wire.U32.pack(mtu))
-        return Operation(f"link set dev {interface} mtu {mtu}", wire.RTM_NEWLINK, body, wire.NLM_F_ACK)
-    return Operation(
+        return writes.Operation(f"link set dev {interface} mtu {mtu}", wire.RTM_NEWLINK, body, wire.NLM_F_ACK)
+    return writes.Operation(
         f"link set dev {interface} {'up' if up else 'down'}", wire.RTM_NEWLINK, body, wire.NLM_F_ACK
     )
 
@@ -330,7 +283,7 @@ RACES = (errno.EEXIST, errno.ESRCH, errno.ENOENT, errno.EADDRNOTAVAIL)
 ATTEMPTS = 3
 
 
-def withdraw_rules(profile: Profile, source: str) -> list[Operation]:
+def withdraw_rules(profile: Profile, source: str) -> list[writes.Operation]:
     """Remove the profile's ``from SOURCE`` rule after its interface has gone: a rule names no
     device, so it outlives the tunnel (a PPP unit vanishes when pppd hangs up)."""
     if profile.table is None:
@@ -339,14 +292,15 @@ def withdraw_rules(profile: Profile, source: str) -> list[Operation]:
     try:
         plain, _others = _rules(sock, profile)
         present = sorted(rule for rule in plain if rule[0] == source)
-        return apply(sock, [_rule(wire.RTM_DELRULE, *rule, profile, wire.NLM_F_ACK) for rule in present])
+        ops = [_rule(wire.RTM_DELRULE, *rule, profile, wire.NLM_F_ACK) for rule in present]
+        return writes.apply(sock, ops)
     finally:
         sock.close()
 
 
 def converge(
     interface: str, profile: Profile, end: EndState, markers: tuple[str, str, str] | None = None
-) -> list[Operation]:
+) -> list[writes.Operation]:
     """Read, plan and apply on a fresh socket; returns the operations applied (none: already there).
 
     ``markers``, for a client hook's run: the aliases written before the first change, after the
@@ -358,7 +312,7 @@ def converge(
     already gone is a stale plan, not a failure, so the kernel is read again and the rest re-planned.
     """
     sock = wire.request_socket()
-    applied: list[Operation] = []
+    applied: list[writes.Operation] = []
     try:
         for attempt in range(ATTEMPTS):
             current = read(sock, interface, profile)
@@ -367,13 +321,13 @@ def converge(
                 begin, done, _failed = (_alias(current.index, interface, text) for text in markers)
                 ops = [begin, *ops, done] if ops else [done] if current.alias != markers[1] else []
             try:
-                return applied + apply(sock, ops)
-            except ApplyError as error:
+                return applied + writes.apply(sock, ops)
+            except writes.ApplyError as error:
                 applied += error.applied
                 if error.error.errno not in RACES or attempt == ATTEMPTS - 1:
                     if markers is not None:
                         _mark_failed(sock, current.index, interface, markers[2])
-                    raise ApplyError(applied, error.failed, error.error, error.pending) from error
+                    raise writes.ApplyError(applied, error.failed, error.error, error.pending) from error
         return applied
     finally:
         sock.close()
@@ -382,6 +336,6 @@ def converge(
 def _mark_failed(sock: _socket.socket, index: int, interface: str, text: str) -> None:
     """Say the run failed (best effort: the failure itself is what the caller reports)."""
     try:  # noqa: SIM105 - contextlib costs start-up time in the full hook
-        apply(sock, [_alias(index, interface, text)])
-    except ApplyError:
+        writes.apply(sock, [_alias(index, interface, text)])
+    except writes.ApplyError:
         pass

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import Move, PluginContext, Uplink, UplinkChanged
+from orchestrator import Move, PluginContext, Uplink, UplinkChanged, writes
 
 from . import miredo_conf
 from .requalify import Requalifier
@@ -38,10 +38,10 @@ class Standby:
                 f"teredo: cannot write BindAddress into {self.config}: {error}", context.current_move
             )
         link = context.state.view.link_named(uplink.interface)
-        written: list[str] = []
+        written: list[writes.Operation] = []
         try:
             written = self.route.converge(uplink, link.index) if link is not None else []
-        except OSError as error:
+        except (OSError, writes.ApplyError) as error:
             context.report(
                 f"teredo: cannot keep the source route through {uplink.interface} "
                 f"(table {self.route.table}): {error}",
@@ -49,7 +49,9 @@ class Standby:
             )
         if changed or written:
             done = [f"BindAddress {uplink.ip}"] if changed else []
-            context.log.info("%s follows %s: %s", self.config, uplink.describe(), "; ".join(done + written))
+            context.log.info(
+                "%s follows %s: %s", self.config, uplink.describe(), "; ".join([*done, *map(repr, written)])
+            )
         return changed or bool(written)
 
 

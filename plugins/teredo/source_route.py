@@ -16,11 +16,10 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-from orchestrator import Uplink, queries, wire
+from orchestrator import Uplink, queries, wire, writes
 
 Rule = tuple[str, int]  # (source, prefix length)
 Route = tuple[str, int, "str | None", int, int]  # (destination, length, gateway, output index, metric)
-Step = tuple[str, int, bytes, int]  # (what ``ip`` would say, message type, body, flags)
 
 
 @dataclass(frozen=True)
@@ -28,10 +27,11 @@ class SourceRoute:
     table: int
     priority: int
 
-    def converge(self, uplink: Uplink, oif: int) -> list[str]:
+    def converge(self, uplink: Uplink, oif: int) -> list[writes.Operation]:
         """Make the kernel hold exactly this instance's rule and route for ``uplink`` (whose link
-        has index ``oif``); returns what was written.  ``OSError`` when the kernel refuses a change
-        (the caller reports it; converging again carries on from what was applied)."""
+        has index ``oif``); returns what was written.  ``OSError`` when the kernel cannot be read,
+        ``writes.ApplyError`` when it refuses a change (the caller reports either; converging again
+        carries on from what was applied)."""
         rules: set[Rule] = {
             (rule.src, rule.src_len)
             for rule in queries.dump_rules(socket.AF_INET)
@@ -43,43 +43,30 @@ class SourceRoute:
         }
         rule: Rule = (str(uplink.ip), 32)
         route: Route = ("0.0.0.0", 0, uplink.gateway, oif, 0)
-        steps = [self._rule(wire.RTM_DELRULE, *stale, wire.NLM_F_ACK) for stale in sorted(rules - {rule})]
-        steps += [
-            self._route(wire.RTM_DELROUTE, stale, wire.NLM_F_ACK)
+        ops = [self._rule(wire.RTM_DELRULE, *stale, wire.NLM_F_ACK) for stale in sorted(rules - {rule})]
+
+        def out_of(index: int) -> str:  # a stale route out of another link is named by its index
+            return uplink.interface if index == oif else f"index {index}"
+
+        ops += [
+            self._route(wire.RTM_DELROUTE, stale, out_of(stale[3]), wire.NLM_F_ACK)
             for stale in sorted(routes - {route}, key=str)
         ]
         if route not in routes:
-            steps.append(self._route(wire.RTM_NEWROUTE, route, wire.CREATE_NEW))
+            ops.append(self._route(wire.RTM_NEWROUTE, route, uplink.interface, wire.CREATE_NEW))
         if rule not in rules:
-            steps.append(self._rule(wire.RTM_NEWRULE, *rule, wire.CREATE_NEW))
+            ops.append(self._rule(wire.RTM_NEWRULE, *rule, wire.CREATE_NEW))
         sock = wire.request_socket()
         try:
-            for _text, kind, body, flags in steps:
-                wire.exchange(sock, kind, body, flags)
+            return writes.apply(sock, ops)
         finally:
             sock.close()
-        return [text for text, *_ in steps]
 
-    def _rule(self, kind: int, source: str, length: int, flags: int) -> Step:
-        verb = "add" if kind == wire.RTM_NEWRULE else "del"
-        body = wire.rule_body(socket.AF_INET, source, length, self.priority, self.table)
-        return (
-            f"rule {verb} from {source}/{length} prio {self.priority} table {self.table}",
-            kind,
-            body,
-            flags,
-        )
+    def _rule(self, kind: int, source: str, length: int, flags: int) -> writes.Operation:
+        return writes.rule(kind, socket.AF_INET, source, length, self.priority, self.table, flags)
 
-    def _route(self, kind: int, route: Route, flags: int) -> Step:
+    def _route(self, kind: int, route: Route, device: str, flags: int) -> writes.Operation:
         dst, dst_len, gateway, oif, metric = route
-        protocol = wire.RTPROT_BOOT if kind == wire.RTM_NEWROUTE else 0
-        body = wire.route_body(socket.AF_INET, dst, dst_len, gateway, oif, self.table, metric, protocol)
-        verb = "add" if kind == wire.RTM_NEWROUTE else "del"
-        name = "default" if dst_len == 0 else f"{dst}/{dst_len}"
-        via = f" via {gateway}" if gateway else ""
-        return (
-            f"route {verb} {name}{via} dev index {oif} table {self.table} metric {metric}",
-            kind,
-            body,
-            flags,
+        return writes.route(
+            kind, socket.AF_INET, dst, dst_len, gateway, oif, device, self.table, metric, flags
         )
