@@ -7,6 +7,7 @@ FIELD-NOTES records for dhclient, udhcpc and miredo.
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
@@ -75,6 +76,20 @@ def route(dst: str, oif: int, gateway: str | None = None, table: int = 254, metr
     return _finish(m, wire.RTM_DELROUTE if deleted else wire.RTM_NEWROUTE)
 
 
+# Two uplinks as a first dump shows them: eth0 the active one, eth1 a standby (main table, metric 200).
+ETH0, ETH1 = 2, 3
+ACTIVE_DEFAULT: tuple[Any, ...] = ("0.0.0.0/0", ETH0, "10.1.0.1")
+STANDBY_DEFAULT: tuple[Any, ...] = ("0.0.0.0/0", ETH1, "10.3.0.1", 254, 200)
+TWO_UPLINKS = (
+    link(ETH0, "eth0"),
+    address(ETH0, "10.1.0.100/24"),
+    route(*ACTIVE_DEFAULT),
+    link(ETH1, "eth1"),
+    address(ETH1, "10.3.0.100/24"),
+    route(*STANDBY_DEFAULT),
+)
+
+
 def decode(*datagrams: bytes, tables: set[int] | None = None) -> list[RawEvent]:
     decoder = RawDecoder(tables if tables is not None else {wire.RT_TABLE_MAIN})
     events: list[RawEvent] = []
@@ -101,3 +116,12 @@ def primed_state(
         state.apply(event)
     state.prime()
     return state
+
+
+def feed(state: NetworkState, *datagrams: bytes, now: float = 1.0) -> list[object]:
+    """Apply ``datagrams`` to ``state``, then settle it at ``now``: the derived events, in that order."""
+    derived: list[object] = []
+    for event in decode(*datagrams):
+        derived.extend(state.apply(event))
+    derived.extend(state.settle(now))
+    return derived

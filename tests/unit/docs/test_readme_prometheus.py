@@ -4,12 +4,11 @@ package, which scripts/install-deps installs) accepts, and the alerts firing whe
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from orchestrator_testkit import REPO
+from orchestrator_testkit.promtool import find_promtool
 
 RULES_TEST = """
 rule_files: [orchestrator-rules.yml]
@@ -55,10 +54,8 @@ def readme_files(directory: Path) -> list[Path]:
 
 
 def promtool(*argv: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    found = shutil.which("promtool")
-    if found is None:
-        pytest.fail("promtool not found: scripts/install-deps installs it (Debian package prometheus)")
-    return subprocess.run([found, *map(str, argv)], capture_output=True, text=True, timeout=60, cwd=cwd)
+    return subprocess.run([find_promtool(), *map(str, argv)], capture_output=True, text=True, timeout=60,
+                          cwd=cwd)
 
 
 def test_promtool_accepts_the_scrape_configuration_and_the_rules(tmp_path: Path) -> None:

@@ -5,12 +5,12 @@ textfile written only when its text changed."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from orchestrator_testkit.promtool import find_promtool
 
 from orchestrator.events import Uplink
 from orchestrator.metrics.listener import Listener
@@ -36,11 +36,8 @@ def exposition() -> str:
 
 
 def test_promtool_accepts_the_exposition_with_no_family_twice(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool not found: scripts/install-deps installs it (Debian package prometheus)")
     text = exposition()
-    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
+    result = subprocess.run([find_promtool(), "check", "metrics"], input=text, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr + text
     assert 'orchestrator_plugin_failures_total{plugin="mipv6"} 1.0' in text
@@ -103,18 +100,24 @@ def test_the_textfile_is_written_when_its_text_changed_and_removed_at_a_clean_st
     text = [b"a 1\n"]
 
     async def scenario() -> tuple[int, int, int, bytes, bool]:
-        textfile = Textfile(path, lambda: text[0])
+        fired = asyncio.Event()
+
+        def current() -> bytes:
+            fired.set()
+            return text[0]
+
+        textfile = Textfile(path, current)
         textfile.write()
         first = path.stat().st_ino
         textfile.write()  # the same text: nothing written
         same = path.stat().st_ino
+        fired.clear()
         text[0] = b"a 2\n"
         textfile.changed()
         pending = textfile._timer
         textfile.changed()  # a burst: one write
         assert textfile._timer is pending is not None
-        while textfile._timer is not None:  # the write, when the interval allows
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(fired.wait(), 5)  # the write, when the interval allows
         changed, content = path.stat().st_ino, path.read_bytes()
         textfile.close()
         return first, same, changed, content, path.exists()

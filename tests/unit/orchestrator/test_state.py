@@ -7,6 +7,7 @@ from pathlib import Path
 
 from orchestrator_testkit import recorded_netlink as r
 from orchestrator_testkit.configs import BOUND_INTERFACES, load, write
+from orchestrator_testkit.recorded_netlink import feed
 
 from orchestrator.events import (
     GatewayLearned,
@@ -27,14 +28,6 @@ ETH, TEREDO = 2, 7
 def state(tmp_path: Path, *initial: bytes) -> NetworkState:
     """A primed state with no reference: the uplink comes from the main table's default route."""
     return r.primed_state(load(write(tmp_path)), r.link(ETH, "eth0"), r.link(TEREDO, "teredo"), *initial)
-
-
-def feed(s: NetworkState, *datagrams: bytes, now: float = 1.0) -> list[object]:
-    derived: list[object] = []
-    for event in r.decode(*datagrams):
-        derived.extend(s.apply(event))
-    derived.extend(s.settle(now))
-    return derived
 
 
 def uplink_changes(events: list[object]) -> list[tuple[Uplink | None, Uplink | None]]:

@@ -15,6 +15,7 @@ def test_a_seed_gives_the_same_sequence_and_a_prefix_replays_a_step() -> None:
 
 
 def test_every_round_has_every_kind_once() -> None:
+    assert KINDS
     order = schedule(3, 3 * len(KINDS), KINDS)
     for start in range(0, len(order), len(KINDS)):
         assert sorted(k.name for k in order[start:start + len(KINDS)]) == sorted(k.name for k in KINDS)

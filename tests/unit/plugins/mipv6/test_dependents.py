@@ -8,26 +8,15 @@ from pathlib import Path
 from orchestrator_mipv6.dependents import Dependents, Lost
 from orchestrator_testkit import recorded_netlink as r
 from orchestrator_testkit.configs import BOUND_INTERFACES, load, write
+from orchestrator_testkit.recorded_netlink import ETH0, ETH1, TWO_UPLINKS, feed
 
 from orchestrator import NetworkState
 
-ETH0, ETH1 = 2, 3
 TUNNELS = ["teredo", "teredo2", "teredo3"]  # bound to eth0, to eth1, unbound
 
 
 def two_uplinks(tmp_path: Path) -> NetworkState:
-    return r.primed_state(
-        load(write(tmp_path, interfaces=BOUND_INTERFACES)),
-        r.link(ETH0, "eth0"), r.address(ETH0, "10.1.0.100/24"), r.route("0.0.0.0/0", ETH0, "10.1.0.1"),
-        r.link(ETH1, "eth1"), r.address(ETH1, "10.3.0.100/24"),
-        r.route("0.0.0.0/0", ETH1, "10.3.0.1", metric=200),
-    )
-
-
-def feed(state: NetworkState, *datagrams: bytes) -> None:
-    for event in r.decode(*datagrams):
-        state.apply(event)
-    state.settle(1.0)
+    return r.primed_state(load(write(tmp_path, interfaces=BOUND_INTERFACES)), *TWO_UPLINKS)
 
 
 def test_a_standby_uplink_lost_kills_only_the_tunnel_bound_to_it(tmp_path: Path) -> None:

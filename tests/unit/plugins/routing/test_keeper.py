@@ -24,7 +24,6 @@ from orchestrator_testkit.configs import load, write
 from orchestrator.context import PluginContext
 from orchestrator.events import RuleEvent, TunnelAddressChanged, UplinkChanged
 from orchestrator.moves import MoveLog
-from orchestrator.state import NetworkState
 
 A1 = "2001:0:c633:6401:8000:f227:9c3a:73f0"
 A2 = "2001:0:c633:6401:8000:f227:9c3a:73f1"
@@ -47,10 +46,7 @@ async def next_turn() -> None:
 def keeper_context(tmp_path: Path, *datagrams: bytes) -> PluginContext:
     """The routing plugin's context over a state primed with ``datagrams`` (a first dump)."""
     config = load(write(tmp_path, enable=["routing"], tunnel_profile="teredo", extra=PROFILE))
-    state = NetworkState(config, lookup=lambda _d: None, reread=lambda _f, _t: [])
-    for event in recorded.decode(*datagrams):
-        state.apply(event)
-    state.prime()
+    state = recorded.primed_state(config, *datagrams)
     moves = MoveLog(5.0, lambda _m, _p: None, lambda _m: None)
     return PluginContext("routing", config, state, moves, logging.getLogger("routing"), Counter())
 

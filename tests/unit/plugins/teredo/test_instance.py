@@ -13,22 +13,11 @@ import pytest
 from orchestrator_teredo.instance import Instance
 from orchestrator_testkit import recorded_netlink as r
 from orchestrator_testkit.configs import BOUND_INTERFACES, load, write
+from orchestrator_testkit.recorded_netlink import ACTIVE_DEFAULT, ETH0, ETH1, STANDBY_DEFAULT, TWO_UPLINKS
 
 from orchestrator import Move, NetworkState, PluginContext, UplinkChanged
 from orchestrator.events import StandbyUplinksChanged
 from orchestrator.moves import MoveLog
-
-ETH0, ETH1 = 2, 3
-ACTIVE_DEFAULT: tuple[Any, ...] = ("0.0.0.0/0", ETH0, "10.1.0.1")
-STANDBY_DEFAULT: tuple[Any, ...] = ("0.0.0.0/0", ETH1, "10.3.0.1", 254, 200)  # main table, metric 200
-TWO_UPLINKS = (
-    r.link(ETH0, "eth0"),
-    r.address(ETH0, "10.1.0.100/24"),
-    r.route(*ACTIVE_DEFAULT),
-    r.link(ETH1, "eth1"),
-    r.address(ETH1, "10.3.0.100/24"),
-    r.route(*STANDBY_DEFAULT),
-)
 
 
 class Kicks:
@@ -80,8 +69,7 @@ class Node:
 
     def feed(self, *datagrams: bytes, now: float = 1.0) -> None:
         """The derived events of ``datagrams`` as the daemon hands them to the plugin."""
-        derived = [e for event in r.decode(*datagrams) for e in self.state.apply(event)]
-        self.hand(*derived, *self.state.settle(now), now=now)
+        self.hand(*r.feed(self.state, *datagrams, now=now), now=now)
 
     def hand(self, *derived: object, now: float = 1.0) -> None:
         for event in derived:

@@ -22,26 +22,25 @@ def standby_files(directory: Path, interface: str = "teredo2") -> Path:
     return conf
 
 
+def entry(tmp_path: Path, interface: str = "teredo2", **keys: int) -> str:
+    return standby_entry(interface, tmp_path / f"{interface}.pid", standby_files(tmp_path, interface), **keys)
+
+
 def standby_config(directory: Path, standby: str = "", interfaces: str = STANDBY_INTERFACES) -> Path:
     """Two uplinks and two bound tunnels; ``standby``: the ``[[teredo.standby]]`` tables (default:
     one valid entry for teredo2)."""
-    if not standby:
-        standby = standby_entry("teredo2", directory / "teredo2.pid", standby_files(directory))
+    standby = standby or entry(directory)
     extra = STANDBY_PROFILE + standby
     return write_teredo(directory, Path(MAIN_PIDFILE), "198.51.100.1", extra=extra, interfaces=interfaces)
 
 
 def test_two_uplinks_with_a_standby_tunnel_each_are_accepted(tmp_path: Path) -> None:
     """Accepted, with a warning: the shipped unit may write /etc/miredo/standby only."""
+    conf = standby_files(tmp_path)
     result = check(standby_config(tmp_path))
     assert result.returncode == 0, result.stderr
-    conf = tmp_path / "miredo-teredo2.conf"
     warning = f"warning: teredo.standby[0].config: {conf} is outside /etc/miredo/standby"
     assert warning in result.stderr and f"ReadWritePaths={tmp_path} in a drop-in" in result.stderr
-
-
-def entry(tmp_path: Path, interface: str = "teredo2", **keys: int) -> str:
-    return standby_entry(interface, tmp_path / f"{interface}.pid", standby_files(tmp_path, interface), **keys)
 
 
 def bad_entries(tmp_path: Path, case: str) -> tuple[str, str]:
@@ -141,8 +140,8 @@ def test_a_config_the_daemon_cannot_replace_is_refused(tmp_path: Path) -> None:
     a private mount namespace (nothing of it reaches the host), where check-config runs."""
     if os.geteuid() != 0:
         pytest.skip("needs root: a private mount namespace")
+    conf = standby_files(tmp_path)
     config = standby_config(tmp_path)
-    conf = tmp_path / "miredo-teredo2.conf"
     script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
     command = [sys.executable, "-m", "orchestrator.cli", "check-config", "--config", str(config)]
     result = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", str(tmp_path), *command],
@@ -156,8 +155,8 @@ def test_a_config_of_another_owner_is_refused(tmp_path: Path) -> None:
     """Replacing it would need CAP_CHOWN to keep its owner, which the shipped unit withholds."""
     if os.geteuid() != 0:
         pytest.skip("needs root: chown")
+    conf = standby_files(tmp_path)
     config = standby_config(tmp_path)
-    conf = tmp_path / "miredo-teredo2.conf"
     os.chown(conf, 4242, 4242)
     result = check(config)
     problem = f"teredo.standby[0].config: {conf} belongs to 4242:4242, not to root:root"
