@@ -21,6 +21,8 @@ from orchestrator_testkit.mip6_lab import mip6_requirements_problem
 from orchestrator_testkit.mip6_standins import HomeAgentStandIn, MobileNodeStandIn
 from orchestrator_testkit.netns import wait_for
 from orchestrator_testkit.orchestrator_processes import DaemonProcess
+from orchestrator_testkit.scenarios import last_move_id, next_move
+from orchestrator_testkit.soak_checks import reloads
 from orchestrator_testkit.standby_lab import (
     STANDBY_NAT,
     STANDBY_TUNNEL_IF,
@@ -28,8 +30,7 @@ from orchestrator_testkit.standby_lab import (
     StandbyLab,
 )
 from orchestrator_testkit.standby_rig import hot_standby
-from orchestrator_testkit.teredo_lab import NATS, teredo_client_ipv4
-from orchestrator_testkit.teredo_rig import miredo_reloads
+from orchestrator_testkit.teredo_lab import NATS, TEREDO_IF, teredo_client_ipv4
 
 pytestmark = pytest.mark.netns
 
@@ -48,22 +49,6 @@ class Rig:
     def status(self) -> dict[str, Any]:
         return self.daemon.status()
 
-    def next_move(self, since: int) -> dict[str, Any]:
-        """The first move numbered above ``since``, once it ended."""
-        def ended() -> dict[str, Any] | None:
-            return next((m for m in self.status()["moves"] if m["id"] > since and m["outcome"]), None)
-
-        move: dict[str, Any] = wait_for(ended, 30, f"a move after move {since} to end")
-        return move
-
-    def last_move_id(self) -> int:
-        moves = self.status()["moves"]
-        return int(moves[-1]["id"]) if moves else 0
-
-    def reloads(self) -> tuple[int, int]:
-        """SIGHUPs so far: (the main miredo's, the standby's)."""
-        return miredo_reloads(self.lab), miredo_reloads(self.lab, STANDBY_TUNNEL_IF)
-
     def source_rules(self) -> list[dict[str, Any]]:
         rules = self.lab.node.ip_json("-4", "rule", "show")
         return [r for r in rules if r.get("priority") == PRIORITY]
@@ -74,6 +59,11 @@ class Rig:
     def bind_address(self) -> list[str]:
         lines = self.lab.standby_conf.read_text().splitlines()
         return [line for line in lines if line.startswith("BindAddress")]
+
+
+def kicked(before: dict[str, int], tunnel: str) -> dict[str, int]:
+    """``before`` (SIGHUPs per tunnel's miredo) with one more for ``tunnel``'s."""
+    return {**before, tunnel: before[tunnel] + 1}
 
 
 @pytest.fixture
@@ -93,7 +83,7 @@ def test_each_tunnel_qualifies_through_its_own_nat_and_the_node_binds_through_th
     (primary,), (standby,) = lab.teredo_addresses(), lab.teredo_addresses(STANDBY_TUNNEL_IF)
     assert teredo_client_ipv4(primary) == NATS["na"].wan and teredo_client_ipv4(standby) == STANDBY_NAT.wan
     assert rig.mn.coa() == primary
-    wlan = str(lab.standby_address()).split("/")[0]
+    wlan = lab.standby_ip()
     assert rig.bind_address() == [f"BindAddress {wlan}"]
     assert [(r["src"], r["table"]) for r in rig.source_rules()] == [(wlan, str(TABLE))]
     assert [(r["dst"], r.get("gateway"), r["dev"]) for r in rig.source_routes()] == [
@@ -112,9 +102,9 @@ def test_carrier_loss_hands_over_to_the_standby_and_back_without_kicking_it(
     standby the grace plays no part either way, the handover is at once."""
     lab = rig.lab
     (primary,), (standby,) = lab.teredo_addresses(), lab.teredo_addresses(STANDBY_TUNNEL_IF)
-    before, mark, moves = rig.reloads(), rig.mn.mark(), rig.last_move_id()
+    before, mark, moves = reloads(rig), rig.mn.mark(), last_move_id(rig.daemon)
     lab.carrier(False)
-    away = rig.next_move(moves)
+    away = next_move(rig.daemon, moves)
     assert away["outcome"] == "ok" and away["new"]["interface"] == STANDBY_UPLINK_IF, away
     assert [p for p in away["phases"] if p in ("coa-purged", "bu-sent", "handover-confirmed")] == [
         "coa-purged", "bu-sent", "handover-confirmed"], away
@@ -123,54 +113,50 @@ def test_carrier_loss_hands_over_to_the_standby_and_back_without_kicking_it(
     assert rig.mn.coa() == standby and lab.teredo_addresses() == []
     time.sleep(outage_s)  # the outage itself: shorter, then longer than carrier_grace_ms
     rig.daemon.wait_idle()  # what the loss set off has been handled
-    assert rig.reloads() == before, "no SIGHUP while the preferred uplink is down, none to the standby"
+    assert reloads(rig) == before, "no SIGHUP while the preferred uplink is down, none to the standby"
     back_mark = rig.mn.mark()
     lab.carrier(True)
-    back = rig.next_move(away["id"])
+    back = next_move(rig.daemon, away["id"])
     assert back["outcome"] == "ok" and back["new"]["interface"] == "eth0", back
     again = lab.wait_teredo_address(exclude={primary})
     assert teredo_client_ipv4(again) == NATS["na"].wan
     rig.ha.wait_event("bu-received", 10, src=again)
     rig.mn.wait_event("ba-received", 10, since=back_mark, status=0)
     assert rig.mn.coa() == again and lab.teredo_addresses(STANDBY_TUNNEL_IF) == [standby]
-    assert rig.reloads() == (before[0] + 1, before[1]), "one kick, for the preferred tunnel only"
-    assert _never_without_a_coa(rig.mn, mark)
-
-
-def _never_without_a_coa(mn: MobileNodeStandIn, since: int) -> bool:
-    """The mobile node never lost its care-of address: it only ever switched to another one."""
-    return mn.events("coa-lost", since=since) == []
+    assert reloads(rig) == kicked(before, TEREDO_IF), "one kick, for the preferred tunnel only"
+    assert rig.mn.events("coa-lost", since=mark) == [], "never without a care-of address"
 
 
 def test_a_released_lease_hands_over_at_once_and_a_new_network_hands_back(rig: Rig) -> None:
     lab = rig.lab
     (standby,) = lab.teredo_addresses(STANDBY_TUNNEL_IF)
-    before, mark, moves = rig.reloads(), rig.mn.mark(), rig.last_move_id()
+    before, mark, moves = reloads(rig), rig.mn.mark(), last_move_id(rig.daemon)
     lab.dhcp.release()
-    away = rig.next_move(moves)
+    away = next_move(rig.daemon, moves)
     assert away["new"]["interface"] == STANDBY_UPLINK_IF and "coa-purged" in away["phases"], away
     rig.ha.wait_event("bu-received", 10, src=standby)
     assert rig.mn.coa() == standby
     lab.move_to("nb")  # a new lease on another network
-    back = rig.next_move(away["id"])
+    back = next_move(rig.daemon, away["id"])
     assert back["new"]["interface"] == "eth0" and back["outcome"] == "ok", back
     (again,) = lab.teredo_addresses()
     assert teredo_client_ipv4(again) == NATS["nb"].wan
     rig.ha.wait_event("bu-received", 10, src=again)
-    assert rig.mn.coa() == again and rig.reloads() == (before[0] + 1, before[1])
-    assert _never_without_a_coa(rig.mn, mark)
+    assert rig.mn.coa() == again and reloads(rig) == kicked(before, TEREDO_IF)
+    assert rig.mn.events("coa-lost", since=mark) == [], "never without a care-of address"
 
 
 def test_a_standby_move_kicks_only_its_miredo_and_its_binding_and_rule_follow(rig: Rig) -> None:
     lab = rig.lab
     (primary,), (standby,) = lab.teredo_addresses(), lab.teredo_addresses(STANDBY_TUNNEL_IF)
-    before, mark = rig.reloads(), rig.mn.mark()
+    before, mark = reloads(rig), rig.mn.mark()
     new = lab.standby_new_lease().split("/")[0]
     moved = lab.wait_teredo_address(iface=STANDBY_TUNNEL_IF, exclude={standby})
     assert teredo_client_ipv4(moved) == STANDBY_NAT.wan
-    wait_for(lambda: rig.reloads() == (before[0], before[1] + 1), 10, "one SIGHUP to the standby's miredo")
+    wait_for(lambda: reloads(rig) == kicked(before, STANDBY_TUNNEL_IF), 10,
+             "one SIGHUP to the standby's miredo")
     rig.daemon.wait_idle()
-    assert rig.reloads() == (before[0], before[1] + 1), "and no other"
+    assert reloads(rig) == kicked(before, STANDBY_TUNNEL_IF), "and no other"
     assert rig.bind_address() == [f"BindAddress {new}"]
     assert [r["src"] for r in rig.source_rules()] == [new]
     assert [(r["dst"], r.get("gateway"), r["dev"]) for r in rig.source_routes()] == [
@@ -187,9 +173,9 @@ def test_a_tunnel_that_could_not_be_purged_is_once_the_standby_qualifies(rig: Ri
     lab = rig.lab
     (primary,) = lab.teredo_addresses()
     lab.stop_standby_miredo()
-    moves = rig.last_move_id()
+    moves = last_move_id(rig.daemon)
     lab.carrier(False)
-    rig.next_move(moves)
+    next_move(rig.daemon, moves)
     rig.daemon.wait_idle()
     assert lab.teredo_addresses() == [primary], "no other care-of address: nothing purged"
     mark = rig.mn.mark()
@@ -205,7 +191,7 @@ def test_a_standby_carrier_blip_requalifies_it_and_writes_nothing_else(rig: Rig)
     valid), so it is kicked once; its file and source route were right and are left alone."""
     lab = rig.lab
     (standby,) = lab.teredo_addresses(STANDBY_TUNNEL_IF)
-    before, file_before = rig.reloads(), lab.standby_conf.stat()
+    before, file_before = reloads(rig), lab.standby_conf.stat()
     rules, routes = rig.source_rules(), rig.source_routes()
     written = rig.daemon.log.read_text().count(f"{lab.standby_conf} follows")  # logged when it writes
     assert written == 1, "the start-up's BindAddress and source route"
@@ -214,7 +200,7 @@ def test_a_standby_carrier_blip_requalifies_it_and_writes_nothing_else(rig: Rig)
     lab.standby_carrier(True)
     lab.wait_teredo_address(iface=STANDBY_TUNNEL_IF, exclude={standby})
     rig.daemon.wait_idle()
-    assert rig.reloads() == (before[0], before[1] + 1)
+    assert reloads(rig) == kicked(before, STANDBY_TUNNEL_IF)
     file_after = lab.standby_conf.stat()
     assert (file_after.st_ino, file_after.st_mtime_ns) == (file_before.st_ino, file_before.st_mtime_ns)
     assert (rig.source_rules(), rig.source_routes()) == (rules, routes)

@@ -22,10 +22,17 @@ from typing import Any
 
 import pytest
 from orchestrator_testkit import REPO
-from orchestrator_testkit.configs import STANDBY_INTERFACES, STANDBY_PROFILE, standby_entry, write_teredo
+from orchestrator_testkit.configs import (
+    STANDBY_INTERFACES,
+    STANDBY_PROFILE,
+    metrics_section,
+    standby_entry,
+    write_teredo,
+)
 from orchestrator_testkit.debian_root import debian_root
 from orchestrator_testkit.installation import copy_sources, wheelhouse
 from orchestrator_testkit.netns import requirements_problem, wait_for
+from orchestrator_testkit.orchestrator_processes import answers, lanes_idle
 from orchestrator_testkit.standby_lab import STANDBY_NAT, STANDBY_TUNNEL_IF, StandbyLab
 from orchestrator_testkit.systemd_container import BootFailed, SystemdContainer
 from orchestrator_testkit.teredo_lab import NATS, SERVER_ADDRESS, miredo_client_config, teredo_client_ipv4
@@ -50,7 +57,7 @@ UNITS = (UNIT, "miredo.service", STANDBY_UNIT)
 # (EPERM, logged by the daemon), a file it may not write, an executable it cannot run.
 DENIALS = ("SIGSYS", "status=31/SYS", "203/EXEC", "Read-only file system", "Permission denied",
            "Operation not permitted")
-METRICS = f'[metrics]\nlisten = "{LISTEN}"\ntextfile = "{TEXTFILE}"\n'
+METRICS = metrics_section(LISTEN, TEXTFILE)
 EXPOSURE = 2.8  # `systemd-analyze security orchestrator.service` of the shipped unit (systemd 252)
 
 
@@ -66,18 +73,11 @@ class Node:
         return control.request(self.container.path(CONTROL_SOCKET), "status")
 
     def answers(self) -> bool:
-        try:
-            self.status()
-        except OSError:
-            return False
-        return True
+        return answers(self.container.path(CONTROL_SOCKET))
 
     def wait_idle(self) -> None:
         """Every lane has nothing queued or running: what was handed to the plugins has run."""
-        def idle() -> bool:
-            return all(lane["queued"] == 0 and lane["busy_s"] is None for lane in self.status()["lanes"])
-
-        wait_for(idle, 10, "idle lanes")
+        wait_for(lambda: lanes_idle(self.status()), 10, "idle lanes")
 
     def write_config(self, text: str) -> None:
         self.container.path(CONFIG).write_text(text)

@@ -33,30 +33,28 @@ def uplinks(daemon: DaemonProcess) -> list[dict[str, Any]]:
     return [{key: uplink[key] for key in keys} for uplink in daemon.status()["uplinks"]]
 
 
+def standby_changed_to(event: dict[str, Any], interfaces: list[str]) -> bool:
+    """The monitor's standby-uplinks-changed event, naming ``interfaces``."""
+    standby = [uplink["interface"] for uplink in event.get("standby", [])]
+    return event["event"] == "standby-uplinks-changed" and standby == interfaces
+
+
 def test_the_standby_uplink_is_shown_and_follows_its_carrier_at_once(lab: Lab) -> None:
     node, second = node_with_two_uplinks(lab)
     config = write(lab.tmp)
     daemon = DaemonProcess(node, config, lab.tmp / "control.sock")
     monitor = MonitorProcess(node, config)
-
-    def standby_is(interfaces: list[str], after: int, what: str) -> None:
-        """Wait for the monitor's standby-uplinks-changed event naming ``interfaces``."""
-        def named(event: dict[str, Any]) -> bool:
-            standby = [uplink["interface"] for uplink in event.get("standby", [])]
-            return event["event"] == "standby-uplinks-changed" and standby == interfaces
-
-        monitor.wait_for(named, 10, what, after=after)
-
     assert uplinks(daemon) == [ACTIVE, STANDBY]
     shown = node.run(*ORCHESTRATOR, "status", "--config", str(config)).stdout
     assert "uplink:   eth0 10.1.0.100/24 via 10.1.0.1\nstandby:  eth1 10.3.0.100/24 via 10.3.0.1\n" in shown
     mark = monitor.mark()
     second.ip("link", "set", "lan", "down")  # eth1 loses carrier: no grace for a standby
-    standby_is([], mark, "the monitor's event: no standby")
+    monitor.wait_for(lambda e: standby_changed_to(e, []), 10, "the monitor's event: no standby", after=mark)
     wait_for(lambda: uplinks(daemon) == [ACTIVE], 10, "eth1 gone from the daemon's uplinks")
     mark = monitor.mark()
     second.ip("link", "set", "lan", "up")
-    standby_is(["eth1"], mark, "the monitor's event: eth1 back")
+    monitor.wait_for(lambda e: standby_changed_to(e, ["eth1"]), 10, "the monitor's event: eth1 back",
+                     after=mark)
     wait_for(lambda: uplinks(daemon) == [ACTIVE, STANDBY], 10, "eth1 back in the daemon's uplinks")
     assert daemon.status()["moves"] == []  # the active uplink was never touched
     assert daemon.stop() == 0

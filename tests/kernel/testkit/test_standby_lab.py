@@ -62,16 +62,10 @@ def defaults(lab: StandbyLab) -> list[tuple[str, str, int]]:
                   for r in lab.node.ip_json("-4", "route", "show", "default"))
 
 
-def wlan_ip(lab: StandbyLab) -> str:
-    address = lab.standby_address()
-    assert address is not None, f"no address on {STANDBY_UPLINK_IF}"
-    return address.split("/")[0]
-
-
 def two_tunnels(lab: StandbyLab) -> tuple[str, str]:
     """The standby's source rule and table, a standby config bound to wlan0's address, both
     miredo clients with the stock hook; their Teredo addresses once qualified."""
-    wlan = wlan_ip(lab)
+    wlan = lab.standby_ip()
     lab.node.ip("rule", "add", "from", wlan, "lookup", TABLE, "pref", RULE_PRIORITY)
     lab.node.ip("route", "add", "default", "via", STANDBY_NAT.gateway, "dev", STANDBY_UPLINK_IF,
                 "table", TABLE)
@@ -96,7 +90,7 @@ def test_both_uplinks_have_a_lease_and_a_default_route(standby_lab: StandbyLab) 
     route = lab.node.ip_json("-4", "route", "get", "198.51.100.1")[0]
     assert (route["gateway"], route["dev"]) == (NATS["na"].gateway, "eth0")
     start, end = (ipaddress.IPv4Address(a) for a in (STANDBY_NAT.range_start, STANDBY_NAT.range_end))
-    assert start <= ipaddress.IPv4Address(wlan_ip(lab)) <= end
+    assert start <= ipaddress.IPv4Address(lab.standby_ip()) <= end
     assert lab.standby_gateway() == STANDBY_NAT.gateway
 
 
@@ -108,7 +102,7 @@ def test_standby_miredo_without_bind_address_qualifies_through_eth0(standby_lab:
     assert not lab.standby_conf.exists()
     proc = lab.launch_standby_miredo(stock_hook_path())
     assert f"InterfaceName {STANDBY_TUNNEL_IF}" in lab.standby_conf.read_text().splitlines()
-    assert int(lab.standby_pidfile.read_text().split()[0]) == proc.pid
+    assert lab.standby_miredo_pid() == proc.pid
     address = lab.wait_teredo_address(iface=STANDBY_TUNNEL_IF)
     assert teredo_client_ipv4(address) == NATS["na"].wan
     assert lab.teredo_addresses() == [], "the first tunnel is not started by the standby's miredo"
@@ -124,8 +118,8 @@ def test_two_miredo_clients_map_two_nats(standby_lab: StandbyLab) -> None:
     assert teredo_client_ipv4(second) == STANDBY_NAT.wan
     assert lab.teredo_addresses() == [first] and lab.teredo_addresses(STANDBY_TUNNEL_IF) == [second]
     assert lab.miredo is not None and lab.standby_miredo is not None
-    assert lab.miredo_pid() != int(lab.standby_pidfile.read_text().split()[0]) == lab.standby_miredo.pid
-    assert f"BindAddress {wlan_ip(lab)}" in lab.standby_conf.read_text().splitlines(), "config as written"
+    assert lab.miredo_pid() != lab.standby_miredo_pid() == lab.standby_miredo.pid
+    assert f"BindAddress {lab.standby_ip()}" in lab.standby_conf.read_text().splitlines(), "config as written"
     assert lab.ping6(), "echo through teredo (eth0, na)"
     lab.node.ip("-6", "route", "add", "default", "dev", STANDBY_TUNNEL_IF, "metric", TEREDO2_METRIC)
     assert lab.ping6(iface=STANDBY_TUNNEL_IF), "echo through teredo2 (wlan0, nw)"

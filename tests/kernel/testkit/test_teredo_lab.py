@@ -26,6 +26,7 @@ from orchestrator_testkit.teredo_lab import (
     teredo_server_ipv4,
     write_env_dump_hook,
 )
+from orchestrator_testkit.timings import report
 
 # What miredo 1.2.6 passes to its client hook (besides nothing: no PATH, no HOME, cwd "/").
 UP_VARS = {"STATE", "OLD_STATE", "IFACE", "IFINDEX", "ADDRESS", "LLADDRESS", "MTU"}
@@ -51,11 +52,6 @@ def teredo_lab() -> Iterator[TeredoLab]:
     need_lab()
     with leaving_nothing_behind(TeredoLab()) as lab:
         yield lab
-
-
-def report(record_property: Callable[[str, Any], None], name: str, seconds: float) -> None:
-    record_property(name, f"{seconds:.4f}")
-    print(f"\n{name}: {seconds * 1000:.1f} ms")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -168,3 +168,9 @@ def shell_script(directory: Path, name: str, body: str) -> Path:
     path.write_text("#!/bin/sh\n" + textwrap.dedent(body))
     path.chmod(0o755)
     return path
+
+
+def metrics_section(listen: str, textfile: Path | str | None = None) -> str:
+    """The ``[metrics]`` table: the listener's ``host:port`` and, if given, the textfile."""
+    text = f'[metrics]\nlisten = "{listen}"\n'
+    return text + (f'textfile = "{textfile}"\n' if textfile is not None else "")

@@ -114,6 +114,12 @@ def answers(socket_path: Path) -> bool:
     return True
 
 
+def lanes_idle(status: dict[str, Any]) -> bool:
+    """Every lane of a daemon's ``status`` has nothing queued or running: what was handed to the
+    plugins has run."""
+    return all(lane["queued"] == 0 and lane["busy_s"] is None for lane in status["lanes"])
+
+
 class DaemonProcess:
     """`orchestrator run` in a namespace; ready once its control socket answers."""
 
@@ -140,11 +146,8 @@ class DaemonProcess:
         return self.request("status")
 
     def wait_idle(self, timeout: float = 15) -> None:
-        """Every lane has nothing queued or running: what was handed to the plugins has run."""
-        def idle() -> bool:
-            return all(lane["queued"] == 0 and lane["busy_s"] is None for lane in self.status()["lanes"])
-
-        wait_for(idle, timeout, "idle lanes")
+        """Wait for :func:`lanes_idle`."""
+        wait_for(lambda: lanes_idle(self.status()), timeout, "idle lanes")
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)

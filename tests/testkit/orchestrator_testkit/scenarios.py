@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .netns import Namespace
+from .netns import Namespace, wait_for
 from .orchestrator_processes import DaemonProcess
 
 TYPE_CHECKING = False
@@ -42,3 +42,18 @@ def move_to_first_network(node: Namespace) -> None:
 
 def finished_moves(daemon: DaemonProcess) -> list[dict[str, Any]]:
     return [m for m in daemon.status()["moves"] if m["outcome"]]
+
+
+def next_move(daemon: DaemonProcess, since: int) -> dict[str, Any]:
+    """The first finished move numbered above ``since``, once there is one."""
+    def ended() -> dict[str, Any] | None:
+        return next((m for m in finished_moves(daemon) if m["id"] > since), None)
+
+    move: dict[str, Any] = wait_for(ended, 30, f"a move after move {since} to end")
+    return move
+
+
+def last_move_id(daemon: DaemonProcess) -> int:
+    """The number of the daemon's newest move, finished or not (0 before the first)."""
+    moves = daemon.status()["moves"]
+    return int(moves[-1]["id"]) if moves else 0

@@ -227,6 +227,16 @@ class StandbyLab(MipLab):
             return self.standby_miredo, self.standby_log
         return super().miredo_client(iface)
 
+    def standby_ip(self) -> str:
+        """wlan0's IPv4 address without its prefix; it must have one."""
+        address = self.standby_address()
+        assert address is not None, f"no address on {STANDBY_UPLINK_IF}"
+        return address.split("/")[0]
+
+    def standby_miredo_pid(self) -> int:
+        """The pid the standby miredo's pid file names."""
+        return int(self.standby_pidfile.read_text().split()[0])
+
 
 __all__ = [
     "BOTH_TUNNELS",
