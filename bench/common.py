@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-T = TypeVar("T")
+from orchestrator_testkit.netns import rss_mib
 
+T = TypeVar("T")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -46,11 +47,13 @@ def switches(pid: int) -> int:
     return total
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+def idle_cost(pid: int, seconds: float, settle_s: float = 3.0) -> tuple[float, float]:
+    """(wake-ups per minute, RSS MiB) of process ``pid`` left idle for ``seconds``, after
+    ``settle_s`` for the work just done to finish (then nothing happens)."""
+    time.sleep(settle_s)
+    before = switches(pid)
+    time.sleep(seconds)
+    return (switches(pid) - before) * 60 / seconds, rss_mib(pid)
 
 
 def table(title: str, rows: list[tuple[str, ...]]) -> None:

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import duration_text, ratio_text, rss_mib, series_rows, summary, switches, table
+from common import duration_text, idle_cost, ratio_text, series_rows, summary, table
 from orchestrator_testkit.ip_monitor import Monitor
 from orchestrator_testkit.mip6_lab import mip6_requirements_problem
 from orchestrator_testkit.mip6_standins import HomeAgentStandIn, MobileNodeStandIn
@@ -149,14 +149,6 @@ def running(lab: StandbyLab, config: Path) -> Iterator[DaemonProcess]:
         daemon.stop()
 
 
-def idle_cost(daemon: DaemonProcess, seconds: float) -> tuple[float, float]:
-    """(wake-ups per minute, RSS MiB) of the running ``daemon`` left idle for ``seconds``."""
-    time.sleep(3.0)  # the last event's work done; then nothing happens
-    before = switches(daemon.proc.pid)
-    time.sleep(seconds)
-    return (switches(daemon.proc.pid) - before) * 60 / seconds, rss_mib(daemon.proc.pid)
-
-
 def set_up(lab: StandbyLab, hook: Path) -> Node:
     """The stand-ins bound through teredo (:func:`bind_through_teredo`, after the daemon), then
     eth0's carrier watched from there on."""
@@ -186,7 +178,7 @@ def main() -> int:
             node = set_up(lab, hook)
             results[HOT] = series(node, HOT, args.events, STANDBY_NAT.wan)
             if args.idle_s:
-                idle[HOT] = idle_cost(daemon, args.idle_s)
+                idle[HOT] = idle_cost(daemon.proc.pid, args.idle_s)
         lab.stop_standby_miredo()
         unbound = standby_config(lab, standby=False)  # the same file, rewritten
         hook.write_text(client_hook(lab.tmp, unbound).read_text())  # in place: miredo's bind mount follows
@@ -194,7 +186,7 @@ def main() -> int:
         with running(lab, unbound) as daemon:
             results[TWO] = series(node, TWO, args.events, STANDBY_NAT.wan)
             if args.idle_s:
-                idle[TWO] = idle_cost(daemon, args.idle_s)
+                idle[TWO] = idle_cost(daemon.proc.pid, args.idle_s)
         lab.node.sysctl(f"net.ipv4.conf.{lab.node_if}.ignore_routes_with_linkdown", 0)  # the default again
         lab.standby_carrier(False)
         with running(lab, unbound):

@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from common import main_in_namespace, rss_mib, start_daemon, switches, table
+from common import main_in_namespace, start_daemon, switches, table
+from orchestrator_testkit.netns import rss_mib
 
 WARMUP_S = 3.0
 WINDOW_S = 30.0

@@ -20,6 +20,8 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,11 +137,13 @@ def hook_rig(directory: Path) -> HookRig:
     return HookRig(socket.if_nametoindex("teredo"), fifo, fifo_fd, keep_open, site)
 
 
+@contextmanager
 def daemon_latency(
     rig: HookRig, directory: Path, extra: str = "", name: str = "orchestrator.toml"
-) -> tuple[dict[str, float], dict[str, float], subprocess.Popen[bytes]]:
+) -> Iterator[tuple[dict[str, float], dict[str, float], subprocess.Popen[bytes]]]:
     """The daemon's change -> hook figures (to the hook's byte, to its first line), with ``extra``
-    in its configuration; returns the daemon still running (the caller stops it)."""
+    in its configuration, and the daemon, still running in the block; it is stopped (terminated and
+    waited for) when the block ends, or when the figures could not be taken."""
     from orchestrator_testkit.configs import write
     from orchestrator_testkit.plugin_site import environment
 
@@ -148,17 +152,16 @@ def daemon_latency(
     try:
         wait_hook(rig.fifo_fd, rig.index)
         arrived, entered = drive(rig.fifo_fd, rig.index)
-    except BaseException:
+        yield summary(arrived), summary(entered), daemon
+    finally:
         daemon.terminate()
-        raise
-    return summary(arrived), summary(entered), daemon
+        daemon.wait(30)
 
 
 def inside(directory: Path) -> None:
     rig = hook_rig(directory)
-    ours, ours_entry, daemon = daemon_latency(rig, directory)
-    daemon.terminate()
-    daemon.wait(30)
+    with daemon_latency(rig, directory) as (ours, ours_entry, _):
+        pass  # the figures are all it is needed for: stopped before the baseline runs
     fifo, fifo_fd, index = rig.fifo, rig.fifo_fd, rig.index
 
     hook = directory / "hook.sh"

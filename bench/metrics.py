@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import main_in_namespace, rss_mib, summary, switches, table
+from common import idle_cost, main_in_namespace, summary, table
 from latency import daemon_latency, hook_rig
 
 IDLE_S = 30.0
@@ -41,19 +41,13 @@ def inside(directory: Path) -> None:
     scrapes: dict[str, float] = {}
     try:
         for position, (arm, extra) in enumerate(arms.items()):
-            arrived, entered, daemon = daemon_latency(rig, directory, extra, name=f"arm{position}.toml")
-            try:
-                time.sleep(3.0)  # the changes' work done; then nothing happens
-                before = switches(daemon.pid)
-                time.sleep(IDLE_S)
-                wakeups = (switches(daemon.pid) - before) * 60 / IDLE_S
+            with daemon_latency(rig, directory, extra,
+                                name=f"arm{position}.toml") as (arrived, entered, daemon):
+                wakeups, rss = idle_cost(daemon.pid, IDLE_S)  # after the changes' work is done
                 figures[arm] = {"p50": arrived["p50"], "p99": arrived["p99"], "entered": entered["p50"],
-                                "wakeups": wakeups, "rss": rss_mib(daemon.pid)}
+                                "wakeups": wakeups, "rss": rss}
                 if extra:
                     scrapes = summary(scrape_seconds())
-            finally:
-                daemon.terminate()
-                daemon.wait(30)
     finally:
         rig.close()
     off, on = figures["metrics off"], figures["metrics on"]

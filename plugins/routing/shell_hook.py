@@ -32,6 +32,13 @@ HEADLINE = "# miredo's client hook: brings each tunnel to its routing profile (n
 HEX_DIGITS = "0123456789abcdef"
 
 
+def full_hook_argv(python: str, config: str, cache_dir: str, hook_file: str | None = None) -> list[str]:
+    """How the generated hook runs the full hook, ``orchestrator hook`` (``hook_file``: the
+    generated hook's path, which the generated hook passes as ``"$0"`` itself)."""
+    argv = [python, "-I", "-m", f"{__package__}.hook", "--config", config, "--cache-dir", cache_dir]
+    return argv if hook_file is None else [*argv, "--hook-file", hook_file]
+
+
 def script(compiled: dict[str, Any], config: str, cache_dir: str, python: str) -> str:
     """The whole hook for the compiled configuration of ``config``; the full hook is run by
     ``python`` (an interpreter with this project installed).  Every path in it is absolute:
@@ -40,7 +47,7 @@ def script(compiled: dict[str, Any], config: str, cache_dir: str, python: str) -
     ip = shutil.which("ip", path=IP_DIRECTORIES)
     if ip is None:
         raise FileNotFoundError("ip (iproute2) is not installed")
-    full = [python, "-I", "-m", f"{__package__}.hook", "--config", config, "--cache-dir", cache_dir]
+    full = full_hook_argv(python, config, cache_dir)
     return (
         "#!/bin/sh\n"
         f"{HEADLINE}\n"

@@ -78,10 +78,15 @@ uplink = "eth1"
 match = "teredo3"
 role = "tunnel"
 """
+# The metric of a profile's IPv6 default route by default (the routing plugin's): the main tunnel's.
+DEFAULT_PROFILE_METRIC = 1029
 # The standby tunnel's profile: the main one's defaults, its own metric, and its own table with a
 # "from ADDRESS" rule, so that what leaves from its address leaves by it (the main tunnel's
 # default route has the better metric).
-STANDBY_PROFILE = "[routing.profiles.teredo2]\nmetric = 1030\ntable = 102\nsource_rule = true\n"
+STANDBY_PROFILE_METRIC = 1030
+STANDBY_PROFILE_TABLE = 102
+STANDBY_PROFILE = (f"[routing.profiles.teredo2]\nmetric = {STANDBY_PROFILE_METRIC}\n"
+                   f"table = {STANDBY_PROFILE_TABLE}\nsource_rule = true\n")
 
 BASE = """\
 [daemon]

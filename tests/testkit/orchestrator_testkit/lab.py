@@ -221,9 +221,7 @@ class Lab:
         a client that daemonized): kill it by PID, and report it as a leak."""
         if ns._deleted:
             return
-        res = _run(["ip", "netns", "pids", ns.name], check=False)
-        pids = [int(p) for p in res.stdout.split() if p.isdigit()]
-        for pid in pids:
+        for pid in ns.pids():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

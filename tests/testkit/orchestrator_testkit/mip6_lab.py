@@ -218,8 +218,8 @@ class MipLab(TeredoLab):
         """miredo as a cone relay in ``rly``; returns once it listens on its UDP port and routes
         2001::/32 into its tunnel."""
         self.relay_conf.write_text(relay_config())
-        proc = self.launch_miredo(self.rly, self.relay_conf, self.relay_pidfile, self.relay_log, None)
-        self.await_miredo(proc, self.relay_pidfile, self.relay_log, timeout)
+        proc = self.bring_up_miredo(self.rly, self.relay_conf, self.relay_pidfile, self.relay_log, None,
+                                    timeout)
 
         def ready() -> bool:
             proc.check_alive(f"the relay's miredo in {self.rly.name}")

@@ -20,7 +20,9 @@ API
     ``.ip(*args, check=True) -> CompletedProcess[str]``; ``.ip_json(*args) -> list[dict]``
     ``.sysctl(key, value)``; ``.addresses(iface, family=4) -> list[str]``;
     ``.default_route() -> str | None`` (gateway); ``.has_carrier(iface) -> bool``;
-    ``.mac(iface) -> str``
+    ``.mac(iface) -> str``; ``.pids() -> list[int]`` (the processes inside)
+
+``children(pid)``, ``descendants(pid)``, ``alive(pid)``; ``rss_mib(pid) -> float`` (VmRSS)
 """
 
 from __future__ import annotations
@@ -262,6 +264,11 @@ class Namespace:
         """MAC address of ``iface``."""
         return str(self.link(iface)["address"])
 
+    def pids(self) -> list[int]:
+        """PIDs of the processes inside the namespace (``ip netns pids``; none if it cannot say)."""
+        res = _run(["ip", "netns", "pids", self.name], check=False)
+        return [int(p) for p in res.stdout.split() if p.isdigit()]
+
     def delete(self) -> None:
         """Delete the namespace (its interfaces go with it; a veth's peer elsewhere too)."""
         if not self._deleted:
@@ -302,3 +309,11 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def rss_mib(pid: int) -> float:
+    """The resident set of ``pid`` in MiB (VmRSS of /proc/PID/status); ValueError if it has none."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmRSS for PID {pid}")

@@ -2,30 +2,33 @@
 
 Why separate small functions: a violation names the one invariant that failed, with details that
 say what the kernel, the daemon or the stand-ins showed, so a replayed step can be read without the
-rest of the run.  Each check takes the rig and the :class:`Baseline` taken just before the fault and
-returns None when it holds, else a one-line description of what is wrong.  The checks only read
-(the kernel through ``ip -j``, the daemon through ``status``, the stand-ins' logs, /proc); they are
-polled until they all hold or the fault's heal deadline passes (:mod:`soak`).
+rest of the run.  Each check takes the :class:`Facts` of one poll and the :class:`Baseline` taken
+just before the fault and returns None when it holds, else a one-line description of what is
+wrong.  The checks only read (the kernel through ``ip -j``, the daemon through ``status``, the
+stand-ins' logs, /proc); they are polled until they all hold or the fault's heal deadline passes
+(:mod:`soak`).  A fact several checks read (the daemon's status, an uplink's completeness, the
+miredo logs, the mobile node's log) is taken once per poll, so all of them judge the same moment.
 
 API
 ---
 ``RSS_LIMIT_MIB`` (45); ``TUNNELS`` (each tunnel with its uplink and its profile's metric)
 ``Baseline(reloads, quiet)``; ``baseline(rig, quiet) -> Baseline``; ``reloads(rig) -> dict[str, int]``
 ``uplink_complete(lab, iface) -> bool``; ``daemon_rss_mib(rig) -> float``
-``CHECKS: dict[str, Check]`` (name -> function), ``failing(rig, base) -> dict[str, str]``
+``Facts(rig)`` (what one poll read); ``CHECKS: dict[str, Check]`` (name -> function),
+``failing(rig, base) -> dict[str, str]``
 """
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from orchestrator.workers import STUCK_THREADS_PER_PLUGIN
 
-from .netns import alive, descendants, lab_namespaces
+from .configs import DEFAULT_PROFILE_METRIC, STANDBY_PROFILE_METRIC, STANDBY_PROFILE_TABLE
+from .netns import alive, descendants, lab_namespaces, rss_mib
 from .standby_lab import STANDBY_NAT, STANDBY_TUNNEL_IF, STANDBY_UPLINK_IF, StandbyLab
 from .standby_rig import StandbyRig
 from .teredo_lab import NATS, TEREDO_IF, teredo_client_ipv4
@@ -38,8 +41,8 @@ RSS_GROWTH_LIMIT_MIB = 5.0  # between the first fault and the last (the issue's 
 @dataclass(frozen=True)
 class TunnelSpec:
     """A Teredo tunnel of the lab, the uplink it is bound to, and its routing profile's metric
-    (configs.STANDBY_INTERFACES / STANDBY_PROFILE: teredo's default profile 1029, teredo2's 1030 and
-    its table 102)."""
+    (configs.STANDBY_INTERFACES / STANDBY_PROFILE: teredo's default profile, teredo2's own metric and
+    table)."""
 
     name: str
     uplink: str
@@ -47,7 +50,8 @@ class TunnelSpec:
     table: int | None = None  # with a "from ADDRESS lookup TABLE" rule per address
 
 
-TUNNELS = (TunnelSpec(TEREDO_IF, "eth0", 1029), TunnelSpec(STANDBY_TUNNEL_IF, STANDBY_UPLINK_IF, 1030, 102))
+TUNNELS = (TunnelSpec(TEREDO_IF, "eth0", DEFAULT_PROFILE_METRIC),
+           TunnelSpec(STANDBY_TUNNEL_IF, STANDBY_UPLINK_IF, STANDBY_PROFILE_METRIC, STANDBY_PROFILE_TABLE))
 
 
 @dataclass(frozen=True)
@@ -111,25 +115,79 @@ def profile_differences(lab: StandbyLab, tunnel: TunnelSpec) -> str | None:
 
 
 def daemon_rss_mib(rig: StandbyRig) -> float:
-    """The running daemon's resident set (VmRSS of /proc/PID/status; ``ip netns exec`` execs the
-    daemon, so the tracked PID is the daemon's)."""
-    for line in Path(f"/proc/{rig.daemon.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise ValueError(f"no VmRSS for PID {rig.daemon.proc.pid}")
+    """The running daemon's resident set (``ip netns exec`` execs the daemon, so the tracked PID is
+    the daemon's)."""
+    return rss_mib(rig.daemon.proc.pid)
+
+
+def _status(rig: StandbyRig) -> dict[str, Any] | str:
+    try:
+        return rig.daemon.status()
+    except Exception as e:  # a dead daemon, a refused or broken answer: all are the finding
+        return f"{type(e).__name__}: {e}"
+
+
+T = TypeVar("T")
+
+
+class Facts:
+    """What the checks of one poll read, each fact taken when a check first asks for it and then
+    kept (a fact that could not be read fails every check that asks for it, with the same error)."""
+
+    def __init__(self, rig: StandbyRig) -> None:
+        self.rig = rig
+        self._taken: dict[str, tuple[bool, Any]] = {}
+
+    def _once(self, key: str, read: Callable[[], T]) -> T:
+        if key not in self._taken:
+            try:
+                self._taken[key] = (True, read())
+            except Exception as e:
+                self._taken[key] = (False, e)
+        ok, value = self._taken[key]
+        if not ok:
+            raise value
+        return cast(T, value)
+
+    def status(self) -> dict[str, Any] | str:
+        """The daemon's ``status``, or what went wrong asking it."""
+        return self._once("status", lambda: _status(self.rig))
+
+    def complete(self, uplink: str) -> bool:
+        """:func:`uplink_complete`."""
+        return self._once(f"complete {uplink}", lambda: uplink_complete(self.rig.lab, uplink))
+
+    def reloads(self) -> dict[str, int]:
+        """:func:`reloads`."""
+        return self._once("reloads", lambda: reloads(self.rig))
+
+    def teredo_addresses(self, tunnel: str) -> list[str]:
+        """The tunnel's Teredo addresses (``TeredoLab.teredo_addresses``)."""
+        return self._once(f"addresses {tunnel}", lambda: self.rig.lab.teredo_addresses(tunnel))
+
+    def mn_events(self) -> list[dict[str, Any]]:
+        """The mobile node's log."""
+        return self._once("mn events", self.rig.mn.events)
+
+
+def _coa(events: list[dict[str, Any]]) -> str | None:
+    """``MobileNodeStandIn.coa()`` of these events: the last ``coa-selected`` address, None after
+    ``coa-lost``."""
+    changes = [e for e in events if e["event"] in ("coa-selected", "coa-lost")]
+    return changes[-1].get("address") if changes else None
 
 
 # -- the invariants ---------------------------------------------------------------------------------
-def binding_acknowledged(rig: StandbyRig, base: Baseline) -> str | None:
+def binding_acknowledged(facts: Facts, base: Baseline) -> str | None:
     """While an uplink is complete, the mobile node has a care-of address that exists on a tunnel
     now, and the last Binding Ack it got is for that address, accepted, and later than the choice of
     that address (a CoA kept through the fault keeps its earlier BA)."""
-    complete = [t.uplink for t in TUNNELS if uplink_complete(rig.lab, t.uplink)]
+    complete = [t.uplink for t in TUNNELS if facts.complete(t.uplink)]
     if not complete:
         return None
-    events = rig.mn.events()
-    coa = rig.mn.coa()
-    on_tunnels = {a for t in TUNNELS for a in rig.lab.teredo_addresses(t.name)}
+    events = facts.mn_events()
+    coa = _coa(events)
+    on_tunnels = {a for t in TUNNELS for a in facts.teredo_addresses(t.name)}
     if coa is None:
         return f"no care-of address while {complete} complete"
     if coa not in on_tunnels:
@@ -144,68 +202,56 @@ def binding_acknowledged(rig: StandbyRig, base: Baseline) -> str | None:
     return None
 
 
-def tunnels_map_their_nat(rig: StandbyRig, base: Baseline) -> str | None:
+def tunnels_map_their_nat(facts: Facts, base: Baseline) -> str | None:
     """Each tunnel whose uplink is complete holds its profile's end state (default route, MTU,
     address length) with addresses that all map its own uplink's NAT; a tunnel whose uplink is not
     complete is not judged."""
     problems = []
     for tunnel in TUNNELS:
-        if not uplink_complete(rig.lab, tunnel.uplink):
+        if not facts.complete(tunnel.uplink):
             continue
-        nat = expected_nat(rig.lab, tunnel)
-        addresses = rig.lab.teredo_addresses(tunnel.name)
+        nat = expected_nat(facts.rig.lab, tunnel)
+        addresses = facts.teredo_addresses(tunnel.name)
         mapped = sorted({teredo_client_ipv4(a) for a in addresses})
         if not addresses or mapped != [nat]:
             problems.append(f"{tunnel.name} maps {mapped or 'nothing'}, {tunnel.uplink} is behind {nat}")
-        elif difference := profile_differences(rig.lab, tunnel):
+        elif difference := profile_differences(facts.rig.lab, tunnel):
             problems.append(difference)
     return "; ".join(problems) or None
 
 
-def _status(rig: StandbyRig) -> dict[str, Any] | str:
-    try:
-        return rig.daemon.status()
-    except Exception as e:  # a dead daemon, a refused or broken answer: all are the finding
-        return f"{type(e).__name__}: {e}"
-
-
-def daemon_answers(rig: StandbyRig, base: Baseline) -> str | None:
+def daemon_answers(facts: Facts, base: Baseline) -> str | None:
     """The daemon answers ``status`` on its control socket."""
-    status = _status(rig)
+    status = facts.status()
     return status if isinstance(status, str) else None
 
 
-def daemon_settled(rig: StandbyRig, base: Baseline) -> str | None:
+def daemon_settled(facts: Facts, base: Baseline) -> str | None:
     """Every lane of the daemon is idle: what the fault caused has been handled (so a SIGHUP or an
     address change still to come is not mistaken for a healed state)."""
-    status = _status(rig)
+    status = facts.status()
     if isinstance(status, str):
         return status
     busy = [lane for lane in status["lanes"] if lane["queued"] or lane["busy_s"] is not None]
     return f"busy lanes: {busy}" if busy else None
 
 
-def daemon_rss_bounded(rig: StandbyRig, base: Baseline) -> str | None:
+def daemon_rss_bounded(facts: Facts, base: Baseline) -> str | None:
     """The daemon's RSS is at most RSS_LIMIT_MIB."""
     try:
-        rss = daemon_rss_mib(rig)
+        rss = daemon_rss_mib(facts.rig)
     except (OSError, ValueError) as e:
         return f"RSS unreadable: {e}"
     return f"RSS {rss:.1f} MiB > {RSS_LIMIT_MIB:g} MiB" if rss > RSS_LIMIT_MIB else None
 
 
-def _namespace_pids(name: str) -> list[int]:
-    out = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split() if p.isdigit()]
-
-
-def no_leaked_processes(rig: StandbyRig, base: Baseline) -> str | None:
+def no_leaked_processes(facts: Facts, base: Baseline) -> str | None:
     """Every process in the lab's namespaces is one the lab tracks and still runs, or a descendant
     of one (miredo's workers and privproc, dhclient-script, the daemon's own children).  A killed
     daemon's orphan or a stopped miredo's worker is a leak.  A process that ends while it is looked
     at is not."""
-    lab = rig.lab
-    listed = {pid: ns.name for ns in lab.namespaces for pid in _namespace_pids(ns.name)}
+    lab = facts.rig.lab
+    listed = {pid: ns.name for ns in lab.namespaces for pid in ns.pids()}
     running = [p.pid for p in lab.processes if not p.exited()]
     allowed = set(running) | {d for pid in running for d in descendants(pid)}
     leaked = {pid: where for pid, where in listed.items() if pid not in allowed and alive(pid)}
@@ -214,22 +260,23 @@ def no_leaked_processes(rig: StandbyRig, base: Baseline) -> str | None:
     return "untracked: " + ", ".join(f"{pid} {_comm(pid)} in {ns}" for pid, ns in sorted(leaked.items()))
 
 
-def no_leaked_namespaces(rig: StandbyRig, base: Baseline) -> str | None:
+def no_leaked_namespaces(facts: Facts, base: Baseline) -> str | None:
     """The lab's namespaces, and no other of its run (a namespace named after it that it does not
     hold was made by something under test)."""
-    extra = set(lab_namespaces(rig.lab.prefix)) - {ns.name for ns in rig.lab.namespaces}
+    lab = facts.rig.lab
+    extra = set(lab_namespaces(lab.prefix)) - {ns.name for ns in lab.namespaces}
     return f"namespaces nobody holds: {sorted(extra)}" if extra else None
 
 
-def stale_while_lost(rig: StandbyRig, base: Baseline) -> str | None:
+def stale_while_lost(facts: Facts, base: Baseline) -> str | None:
     """A tunnel whose uplink is not complete is not said to be up (``stale``, or ``failed``)."""
-    status = _status(rig)
+    status = facts.status()
     if isinstance(status, str):
         return status
     teredo = next(p["status"] for p in status["plugins"] if p["name"] == "teredo")
     states = {TEREDO_IF: teredo.get("state")}
     states.update({name: each.get("state") for name, each in teredo.get("standby", {}).items()})
-    up = [t.name for t in TUNNELS if states.get(t.name) == "up" and not uplink_complete(rig.lab, t.uplink)]
+    up = [t.name for t in TUNNELS if states.get(t.name) == "up" and not facts.complete(t.uplink)]
     return ", ".join(f"{name} is up while its uplink is not complete" for name in up) or None
 
 
@@ -240,11 +287,11 @@ def _comm(pid: int) -> str:
         return "?"
 
 
-def no_needless_sighup(rig: StandbyRig, base: Baseline) -> str | None:
+def no_needless_sighup(facts: Facts, base: Baseline) -> str | None:
     """No SIGHUP to the miredo of a tunnel this fault does not concern (renewals, the other uplink's
     blips and moves, restarts and reloads that change nothing of it): each one costs a
     re-qualification and a Binding Update (FIELD-NOTES "miredo")."""
-    now = reloads(rig)
+    now = facts.reloads()
     extra = {t: now[t] - base.reloads[t] for t in sorted(base.quiet) if now[t] != base.reloads[t]}
     return ", ".join(f"{t}'s miredo got {n} SIGHUP(s)" for t, n in extra.items()) or None
 
@@ -252,16 +299,16 @@ def no_needless_sighup(rig: StandbyRig, base: Baseline) -> str | None:
 FD_LIMIT = 64  # the daemon holds ~11 at rest (sockets, pidfds, epoll): a leak of one per fault shows
 
 
-def fds_bounded(rig: StandbyRig, base: Baseline) -> str | None:
+def fds_bounded(facts: Facts, base: Baseline) -> str | None:
     """The daemon's open file descriptors stay bounded: none leaks per fault."""
-    count = len(list(Path(f"/proc/{rig.daemon.proc.pid}/fd").iterdir()))
+    count = len(list(Path(f"/proc/{facts.rig.daemon.proc.pid}/fd").iterdir()))
     return f"the daemon holds {count} file descriptors (limit {FD_LIMIT})" if count > FD_LIMIT else None
 
 
-def stuck_threads_bounded(rig: StandbyRig, base: Baseline) -> str | None:
+def stuck_threads_bounded(facts: Facts, base: Baseline) -> str | None:
     """No plugin holds more threads that never returned than the daemon's documented bound (a
     plugin at the bound gets no new thread: its calls fail at once)."""
-    status = _status(rig)
+    status = facts.status()
     if isinstance(status, str):
         return status
     held = {plugin["name"]: plugin["stuck_threads"] for plugin in status["plugins"]}
@@ -269,18 +316,18 @@ def stuck_threads_bounded(rig: StandbyRig, base: Baseline) -> str | None:
     return f"more stuck threads than {STUCK_THREADS_PER_PLUGIN}: {over}" if over else None
 
 
-def one_sighup_per_requalification(rig: StandbyRig, base: Baseline) -> str | None:
+def one_sighup_per_requalification(facts: Facts, base: Baseline) -> str | None:
     """The tunnels the fault concerns got exactly the SIGHUPs it needs: one per re-qualification
     (a move, a lease, a blip that purged the tunnel), none for a miredo restarted by its own."""
     if base.kicks is None:
         return None
-    now = reloads(rig)
+    now = facts.reloads()
     wrong = {t.name: now[t.name] - base.reloads[t.name] for t in TUNNELS
              if t.name not in base.quiet and now[t.name] - base.reloads[t.name] != base.kicks}
     return ", ".join(f"{t}'s miredo got {n} SIGHUP(s), not {base.kicks}" for t, n in wrong.items()) or None
 
 
-Check = Callable[[StandbyRig, Baseline], "str | None"]
+Check = Callable[[Facts, Baseline], "str | None"]
 
 CHECKS: dict[str, Check] = {
     "daemon-answers": daemon_answers,
@@ -300,10 +347,11 @@ CHECKS: dict[str, Check] = {
 
 def failing(rig: StandbyRig, base: Baseline) -> dict[str, str]:
     """Every invariant that does not hold now, with what it saw."""
+    facts = Facts(rig)
     found = {}
     for name, check in CHECKS.items():
         try:
-            problem = check(rig, base)
+            problem = check(facts, base)
         except Exception as e:  # a check that cannot read its facts fails, it does not stop the soak
             problem = f"check raised {type(e).__name__}: {e}"
         if problem:

@@ -143,8 +143,7 @@ class StandbyLab(MipLab):
         self.standby_dhcp: Dhclient = self.dhclient(self.node, STANDBY_UPLINK_IF, metric=STANDBY_METRIC,
                                                     client_id=self._next_client_id())
         self.standby_dhcp.start()
-        wait_for(lambda: self.standby_gateway() == STANDBY_NAT.gateway, 10,
-                 f"default route via {STANDBY_NAT.gateway} dev {STANDBY_UPLINK_IF} metric {STANDBY_METRIC}")
+        self._await_standby_route(10)
 
     def _next_client_id(self) -> str:
         self._client_ids += 1
@@ -162,6 +161,11 @@ class StandbyLab(MipLab):
         return next((r.get("gateway") for r in routes
                      if r.get("gateway") and r.get("metric", 0) == STANDBY_METRIC), None)
 
+    def _await_standby_route(self, timeout: float) -> None:
+        """Until the main table's default route through wlan0 (metric STANDBY_METRIC) is via nw."""
+        wait_for(lambda: self.standby_gateway() == STANDBY_NAT.gateway, timeout,
+                 f"default route via {STANDBY_NAT.gateway} dev {STANDBY_UPLINK_IF} metric {STANDBY_METRIC}")
+
     def standby_carrier(self, on: bool) -> None:
         """wlan0 loses (False) or regains (True) carrier: its peer ``nw:lan`` goes down / up.
         Returns once the node's kernel reports the new carrier state."""
@@ -177,8 +181,7 @@ class StandbyLab(MipLab):
         before = self.standby_address()
         self.standby_dhcp.client_id = self._next_client_id()
         after = self.standby_dhcp.restart(timeout)
-        wait_for(lambda: self.standby_gateway() == STANDBY_NAT.gateway, timeout,
-                 f"default route via {STANDBY_NAT.gateway} dev {STANDBY_UPLINK_IF} metric {STANDBY_METRIC}")
+        self._await_standby_route(timeout)
         if after == before:
             raise AssertionError(f"{STANDBY_UPLINK_IF} kept {before} with client id "
                                  f"{self.standby_dhcp.client_id}")
@@ -206,10 +209,8 @@ class StandbyLab(MipLab):
             raise RuntimeError("the standby miredo already runs in this lab")
         if not self.standby_conf.exists():
             self.standby_conf.write_text(miredo_client_config(f"InterfaceName {STANDBY_TUNNEL_IF}"))
-        proc = self.launch_miredo(self.node, self.standby_conf, self.standby_pidfile, self.standby_log, hook)
-        self.standby_miredo = proc
-        self.await_miredo(proc, self.standby_pidfile, self.standby_log, timeout)
-        return proc
+        return self.bring_up_miredo(self.node, self.standby_conf, self.standby_pidfile, self.standby_log,
+                                    hook, timeout, held=lambda proc: setattr(self, "standby_miredo", proc))
 
     def stop_standby_miredo(self) -> None:
         if self.standby_miredo is not None:

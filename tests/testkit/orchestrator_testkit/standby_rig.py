@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .configs import STANDBY_INTERFACES, STANDBY_PROFILE, standby_entry, write_teredo
+from .configs import STANDBY_INTERFACES, STANDBY_PROFILE, shell_script, standby_entry, write_teredo
 from .mip6_lab import HOME_ADDRESS, HOME_AGENT
 from .mip6_standins import HomeAgentStandIn, MobileNodeStandIn
 from .netns import wait_for
@@ -96,7 +96,7 @@ class StandbyRig:
         return self.daemon
 
 
-SITE_PYTHON = """#!/bin/sh
+SITE_PYTHON = """\
 # The lab's interpreter for the client hook's full path: this environment's Python with the test
 # plugins' site on its path (the hook runs "PYTHON -I -m orchestrator_routing.hook ARGS", and -I
 # ignores PYTHONPATH), so that the hook knows the plugins the configuration enables.
@@ -109,10 +109,7 @@ runpy.run_module("orchestrator_routing.hook", run_name="__main__", alter_sys=Tru
 
 def site_python(site: Path) -> Path:
     """An executable standing in for Python in the client hook (see ``SITE_PYTHON``), root's."""
-    path = site / "python"
-    path.write_text(SITE_PYTHON.format(python=sys.executable, site=site))
-    path.chmod(0o755)
-    return path
+    return shell_script(site, "python", SITE_PYTHON.format(python=sys.executable, site=site))
 
 
 @contextmanager

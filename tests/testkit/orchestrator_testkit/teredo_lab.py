@@ -69,7 +69,9 @@ API
         miredo's mount namespace the stock path is the bind-mounted hook itself)
     ``.start_miredo(hook, config_extra="", timeout=10) -> TrackedProcess``
     ``.launch_miredo(ns, conf, pidfile, log, hook) -> TrackedProcess`` (checkconf, start, no wait) and
-    ``.await_miredo(proc, pidfile, log, timeout=10)``: any miredo in any namespace (e.g. a relay)
+    ``.await_miredo(proc, pidfile, log, timeout=10)``: any miredo in any namespace (e.g. a relay);
+    ``.bring_up_miredo(ns, conf, pidfile, log, hook, timeout=10, held=None) -> TrackedProcess``
+        both, ``held(proc)`` called in between
     ``.miredo_conf``, ``.miredo_pidfile``, ``.miredo_log: Path`` (one log, appended across
     restarts); ``.miredo: TrackedProcess | None``; ``.server_log: Path`` (miredo-server's)
     ``.miredo_pid() -> int`` (from the pid file); ``.sighup_miredo() -> float`` (monotonic time sent)
@@ -129,7 +131,7 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -530,9 +532,18 @@ class TeredoLab(AccessLab):
         if self.miredo is not None and not self.miredo.exited():
             raise RuntimeError("miredo already running in this lab")
         self.miredo_conf.write_text(miredo_client_config(config_extra))
-        proc = self.launch_miredo(self.node, self.miredo_conf, self.miredo_pidfile, self.miredo_log, hook)
-        self.miredo = proc
-        self.await_miredo(proc, self.miredo_pidfile, self.miredo_log, timeout)
+        return self.bring_up_miredo(self.node, self.miredo_conf, self.miredo_pidfile, self.miredo_log, hook,
+                                    timeout, held=lambda proc: setattr(self, "miredo", proc))
+
+    def bring_up_miredo(self, ns: Namespace, conf: Path, pidfile: Path, log: Path, hook: Path | None,
+                        timeout: float = 10.0,
+                        held: Callable[[TrackedProcess], None] | None = None) -> TrackedProcess:
+        """:meth:`launch_miredo`, then :meth:`await_miredo`; ``held`` gets the process in between
+        (the lab records it before waiting, so that a miredo that does not come up is still held)."""
+        proc = self.launch_miredo(ns, conf, pidfile, log, hook)
+        if held is not None:
+            held(proc)
+        self.await_miredo(proc, pidfile, log, timeout)
         return proc
 
     def launch_miredo(self, ns: Namespace, conf: Path, pidfile: Path, log: Path,
