@@ -157,9 +157,15 @@ class MobileNodeStandIn(StandIn):
         return cls._spawn(lab, ns, args, timeout)
 
     def coa(self) -> str | None:
-        """The CoA in use as logged: the last ``coa-selected`` address, None after ``coa-lost``."""
-        changes = [e for e in self.events() if e["event"] in ("coa-selected", "coa-lost")]
-        return changes[-1].get("address") if changes else None
+        """The CoA in use as logged (see :func:`coa_in`)."""
+        return coa_in(self.events())
+
+
+def coa_in(events: list[Event]) -> str | None:
+    """The mobile node's CoA after ``events`` (its log): the last ``coa-selected`` address, None
+    after ``coa-lost``."""
+    changes = [e for e in events if e["event"] in ("coa-selected", "coa-lost")]
+    return changes[-1].get("address") if changes else None
 
 
 __all__ = [
@@ -171,4 +177,5 @@ __all__ = [
     "HomeAgentStandIn",
     "MobileNodeStandIn",
     "StandIn",
+    "coa_in",
 ]

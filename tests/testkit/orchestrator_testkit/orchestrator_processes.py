@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from orchestrator_routing.shell_hook import full_hook_argv
+
 from orchestrator import control
 
 from .netns import Namespace, TrackedProcess, run_prefix, wait_for
@@ -175,8 +177,7 @@ def client_hook(directory: Path, config: Path, python: str = sys.executable,
 def full_hook_command(directory: Path, config: Path, hook: Path) -> list[str]:
     """The full hook as the generated ``hook`` runs it (cache in ``directory``, as ``client_hook``
     names it), for running it directly."""
-    return [sys.executable, "-I", "-m", "orchestrator_routing.hook", "--config", str(config),
-            "--cache-dir", str(directory / "cache"), "--hook-file", str(hook)]
+    return full_hook_argv(sys.executable, str(config), str(directory / "cache"), str(hook))
 
 
 def spawn_named(argv: list[str], name: str) -> subprocess.Popen[bytes]:

@@ -28,6 +28,7 @@ from typing import Any, TypeVar, cast
 from orchestrator.workers import STUCK_THREADS_PER_PLUGIN
 
 from .configs import DEFAULT_PROFILE_METRIC, STANDBY_PROFILE_METRIC, STANDBY_PROFILE_TABLE
+from .mip6_standins import coa_in
 from .netns import alive, descendants, lab_namespaces, rss_mib
 from .standby_lab import STANDBY_NAT, STANDBY_TUNNEL_IF, STANDBY_UPLINK_IF, StandbyLab
 from .standby_rig import StandbyRig
@@ -170,13 +171,6 @@ class Facts:
         return self._once("mn events", self.rig.mn.events)
 
 
-def _coa(events: list[dict[str, Any]]) -> str | None:
-    """``MobileNodeStandIn.coa()`` of these events: the last ``coa-selected`` address, None after
-    ``coa-lost``."""
-    changes = [e for e in events if e["event"] in ("coa-selected", "coa-lost")]
-    return changes[-1].get("address") if changes else None
-
-
 # -- the invariants ---------------------------------------------------------------------------------
 def binding_acknowledged(facts: Facts, base: Baseline) -> str | None:
     """While an uplink is complete, the mobile node has a care-of address that exists on a tunnel
@@ -186,7 +180,7 @@ def binding_acknowledged(facts: Facts, base: Baseline) -> str | None:
     if not complete:
         return None
     events = facts.mn_events()
-    coa = _coa(events)
+    coa = coa_in(events)
     on_tunnels = {a for t in TUNNELS for a in facts.teredo_addresses(t.name)}
     if coa is None:
         return f"no care-of address while {complete} complete"
