@@ -133,22 +133,16 @@ T = TypeVar("T")
 
 class Facts:
     """What the checks of one poll read, each fact taken when a check first asks for it and then
-    kept (a fact that could not be read fails every check that asks for it, with the same error)."""
+    kept (a fact that cannot be read is not kept: each check that asks for it fails on it)."""
 
     def __init__(self, rig: StandbyRig) -> None:
         self.rig = rig
-        self._taken: dict[str, tuple[bool, Any]] = {}
+        self._taken: dict[str, Any] = {}
 
     def _once(self, key: str, read: Callable[[], T]) -> T:
         if key not in self._taken:
-            try:
-                self._taken[key] = (True, read())
-            except Exception as e:
-                self._taken[key] = (False, e)
-        ok, value = self._taken[key]
-        if not ok:
-            raise value
-        return cast(T, value)
+            self._taken[key] = read()
+        return cast(T, self._taken[key])
 
     def status(self) -> dict[str, Any] | str:
         """The daemon's ``status``, or what went wrong asking it."""
